@@ -1,0 +1,87 @@
+"""Shared pieces of the `python -m landscape.<tool>` entry points: common arguments, output-path checks, and
+the rule that a user error prints one line (`<tool>: error: ...`), exits 2 and shows no traceback.
+Set LANDSCAPE_DEBUG=1 to see the traceback anyway."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .errors import LandscapeError
+
+EXIT_USER_ERROR = 2
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/ "
+                   "(default: $LANDSCAPE_DATA, ../shared/data, ~/.cache/landscape)")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 if no local copy")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=500, help="evaluation batch size in images (default: 500)")
+
+
+def add_model_args(p: argparse.ArgumentParser, *, checkpoint_required: bool = True) -> None:
+    from .models import ARCHS
+
+    p.add_argument("--arch", default="resnet20", help=f"one of {', '.join(ARCHS)} (default: resnet20)")
+    p.add_argument("--checkpoint", required=checkpoint_required,
+                   help="checkpoint path, or an arch name (resnet20, resnet56, …) for the public weights")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def check_out(path: str | os.PathLike, force: bool) -> Path:
+    """An output path that may be written: refuses to overwrite without --force and checks the folder is
+    writable, before any work is done."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise LandscapeError(f"{path} exists; pass --force to overwrite it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not os.access(folder, os.W_OK):
+        raise LandscapeError(f"cannot write to {folder}/ (permission denied)")
+    if not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+        except OSError as e:
+            raise LandscapeError(f"cannot create {folder}/ ({e.strerror})") from None
+    return path
+
+
+def device(name: str) -> torch.device:
+    try:
+        dev = torch.device(name)
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as e:
+        raise LandscapeError(f"device {name!r} is not usable here ({str(e).splitlines()[0]})") from None
+    return dev
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=None, sort_keys=False))
+
+
+def run(main: Callable[[list[str] | None], int | None], prog: str) -> None:
+    """Call main(argv); turn user errors into one line on stderr and exit status 2."""
+    try:
+        code = main(None)
+    except (LandscapeError, ValueError, FileExistsError, PermissionError) as e:
+        if os.environ.get("LANDSCAPE_DEBUG"):
+            raise
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

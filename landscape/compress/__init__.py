@@ -1,0 +1,32 @@
+"""Compression methods behind one interface (`base.Compressor`), by the name `--method` takes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .base import Clamped, Compressor
+from .ptq import PTQ, PTQConfig
+from .weight_coupling import WeightCoupling, WeightCouplingConfig
+
+# --method name → (compressor class, its config dataclass)
+METHODS: dict[str, tuple[type[Compressor], type]] = {
+    "weight-coupling": (WeightCoupling, WeightCouplingConfig),
+    "ptq": (PTQ, PTQConfig),
+}
+
+
+def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed: int = 0) -> Compressor:
+    """A compressor from its name and the config fields to override (the rest keep their defaults)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    cls, config_cls = METHODS[method]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(settings or {}) - fields)
+    if unknown:
+        raise ValueError(f"method {method} has no setting {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})")
+    return cls(config_cls(**(settings or {})), seed=seed)
+
+
+__all__ = ["METHODS", "Clamped", "Compressor", "make_compressor", "PTQ", "PTQConfig", "WeightCoupling",
+           "WeightCouplingConfig"]

@@ -1,0 +1,116 @@
+"""Weight–weight coupling (soft quantization): a short-range attractive pair potential between the weights of
+each layer, so that nearby weights coalesce into clusters (soft-quantization paper; workshop paper eq. 2).
+
+    L_C = Σ_l h_l Σ_{i≠j} U_{w_l}(θ_i − θ_j),   w_l = w·σ_l,   h_l = h·N_l^(−α)
+
+σ_l is the std of layer l's *pretrained* weights (fixed when training starts), N_l its number of weights.
+Convention (../shared/papers/README.md): ordered pairs, each unordered pair counted twice. The pair sum is
+computed by one of the estimators of `landscape.coupling`. Clamping uses the paper's cluster refinement
+(7-bit binning, clusters below n_min merged into their nearest neighbour).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .. import coupling
+from ..quantize import Codebook, refine_clusters
+from .base import Compressor, check_finite
+
+
+@dataclass(frozen=True)
+class WeightCouplingConfig:
+    h: float = 0.05  # global coupling strength; per layer h_l = h·N_l^(−α). Units: loss per unit of pair distance
+    w: float = 0.3  # global well width, in units of each layer's pretrained weight std: w_l = w·σ_l
+    alpha: float = 0.66  # layer-size exponent of h_l (the paper's empirical power law)
+    estimator: str = "histogram"  # pair-sum estimator: "histogram" | "sorted" | "subsampled" | "exact"
+    n_bins: int = 2**14  # histogram estimator: bins over the layer's range (power of two ≥ 2^6; paper: 2^14)
+    n_pairs: int | None = None  # subsampled estimator: random ordered pairs per layer per step (None: N_l)
+    cluster_bits: int = 7  # clamp: cluster-finding resolution, 2^7 equal bins over the layer's [min, max]
+    n_min: int = 10  # clamp: clusters with fewer members are merged into their nearest neighbour
+    params: str = "weights"  # which parameters are coupled: conv/linear weights (BN and biases never)
+
+    def __post_init__(self):
+        if not math.isfinite(self.h) or self.h < 0:
+            raise ValueError(f"h must be a finite number ≥ 0, got {self.h}")
+        if not math.isfinite(self.w) or self.w <= 0:
+            raise ValueError(f"w must be a finite number > 0 (well width in units of σ_l), got {self.w}")
+        if not math.isfinite(self.alpha):
+            raise ValueError(f"alpha must be finite, got {self.alpha}")
+        if self.estimator not in coupling.ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {', '.join(coupling.ESTIMATORS)}")
+        if self.n_bins < 2**6 or self.n_bins & (self.n_bins - 1):
+            raise ValueError(f"n_bins must be a power of two ≥ 2^6 = 64, got {self.n_bins}")
+        if self.n_pairs is not None and self.n_pairs < 1:
+            raise ValueError(f"n_pairs must be ≥ 1 or None, got {self.n_pairs}")
+        if not 1 <= self.cluster_bits <= 16:
+            raise ValueError(f"cluster_bits must be in 1..16, got {self.cluster_bits}")
+        if self.n_min < 1:
+            raise ValueError(f"n_min must be ≥ 1, got {self.n_min}")
+
+
+@dataclass(frozen=True)
+class LayerScale:
+    sigma: float  # pretrained weight std σ_l
+    n: int  # number of weights N_l
+    h: float  # h_l = h·N_l^(−α)
+    w: float  # w_l = w·σ_l
+
+
+class WeightCoupling(Compressor):
+    name = "weight-coupling"
+
+    def __init__(self, config: WeightCouplingConfig = WeightCouplingConfig(), *, seed: int = 0):
+        self.config, self.params = config, config.params
+        self.scales: dict[str, LayerScale] = {}
+        self.generator = torch.Generator().manual_seed(seed)  # subsampled estimator's pair draws
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Fix σ_l and N_l from the pretrained weights. A layer whose weights are all equal (σ_l = 0) is already
+        one cluster and has no well width: it is left out of the coupling (documented behaviour, tested)."""
+        self.scales = {}
+        for name, p in self.selected(model).items():
+            check_finite(f"pretrained parameter {name}", p.detach())
+            sigma = p.detach().double().std().item() if p.numel() > 1 else 0.0
+            if sigma == 0.0:
+                continue
+            h_l, w_l = coupling.layer_scales(sigma, p.numel(), self.config.h, self.config.w, self.config.alpha)
+            self.scales[name] = LayerScale(sigma, p.numel(), h_l, w_l)
+        return model
+
+    def layer_energy(self, name: str, theta: Tensor) -> Tensor:
+        """Unweighted pair sum Σ_{i≠j} U_{w_l}(θ_i − θ_j) of one layer by the configured estimator."""
+        cfg, w_l = self.config, self.scales[name].w
+        if cfg.estimator == "histogram":
+            return coupling.energy_histogram(theta, w_l, n_bins=cfg.n_bins)
+        if cfg.estimator == "subsampled":
+            return coupling.energy_subsampled(theta, w_l, n_pairs=cfg.n_pairs, generator=self.generator)
+        return coupling.ESTIMATORS[cfg.estimator](theta, w_l)
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        if not self.scales and self.selected(model):
+            raise RuntimeError("WeightCoupling.prepare(model) must be called before penalty()")
+        params = self.selected(model)
+        total = None
+        for name, scale in self.scales.items():
+            term = scale.h * self.layer_energy(name, params[name].flatten())
+            total = term if total is None else total + term
+        return total if total is not None else torch.zeros(())
+
+    def codebooks(self, model: nn.Module) -> dict[str, Codebook]:
+        return {name: refine_clusters(p.detach().flatten(), resolution_bits=self.config.cluster_bits,
+                                      n_min=self.config.n_min)
+                for name, p in self.selected(model).items()}
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(),
+                "scales": {k: vars(v) for k, v in self.scales.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.scales = {k: LayerScale(**v) for k, v in state["scales"].items()}

@@ -1,0 +1,215 @@
+"""The run file (HDF5): the trainer's output and the analysis layer's input.
+
+Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-dict keys):
+
+  /                           attrs: schema, config (JSON), seed, method, arch, version, git_commit, created
+  /pretrained/<name>          the starting state dict (weights and BN buffers)
+  /checkpoints/<step>/<name>  state dict every `checkpoint_every` SGD steps (8-digit zero-padded step);
+                              attrs: step, epoch, complete (set to 1 last: a torn checkpoint has complete=0)
+  /scalars/<name>             1-D float64, one entry per SGD step: step, epoch, task_loss, compression_loss, lr,
+                              mean_clusters, mean_bits (NaN on steps where cluster stats were not computed)
+  /final/compressed/<name>    fine-tuned state dict
+  /final/clamped/<name>       the same with every compressed weight replaced by its cluster value
+  /final/clusters/<name>/values, /counts   each compressed layer's cluster values and member counts
+  /final/bits                 attrs: effective bits log2 K_l and storage bits ceil(log2 K_l) per layer, means
+  /eval/<state>               attrs accuracy (fraction), loss (nats), n, split, for pretrained/compressed/clamped
+  /analysis/...               written by the analysis layer (paths, perturbations)
+
+Files are opened with context managers and closed (so flushed) after each checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import RunFileError
+from .trainer import Callback, Trainer
+
+SCHEMA = 1
+SCALARS = ("step", "epoch", "task_loss", "compression_loss", "lr", "mean_clusters", "mean_bits")
+STATES = ("pretrained", "compressed", "clamped")
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_state(group: h5py.Group, state: Mapping[str, torch.Tensor]) -> None:
+    """One dataset per tensor; tensors above 4 KiB chunked and gzip-compressed."""
+    for name, tensor in state.items():
+        array = tensor.detach().cpu().numpy()
+        big = array.nbytes > 4096 and array.ndim > 0
+        group.create_dataset(name, data=array, chunks=True if big else None, compression="gzip" if big else None,
+                             compression_opts=4 if big else None)
+
+
+def read_state(group: h5py.Group) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(np.array(ds)) for name, ds in group.items()}
+
+
+def create_run(path: str | os.PathLike, *, config: dict, seed: int, method: str, arch: str,
+               pretrained: Mapping[str, torch.Tensor]) -> Path:
+    """A new run file (overwriting `path`) holding the settings and the pretrained state."""
+    from . import __version__
+
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(schema=SCHEMA, config=json.dumps(config), seed=seed, method=method, arch=arch,
+                       version=__version__, git_commit=_git_commit(),
+                       created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        write_state(f.create_group("pretrained"), pretrained)
+        scalars = f.create_group("scalars")
+        for name in SCALARS:
+            scalars.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+    return path
+
+
+class RunWriter(Callback):
+    """Trainer callback: appends per-step scalars and writes a checkpoint every `every` steps (and at the end)."""
+
+    def __init__(self, path: str | os.PathLike, every: int):
+        if every < 1:
+            raise ValueError(f"checkpoint interval must be ≥ 1 step, got {every}")
+        self.path, self.every, self.pending = Path(path), every, []
+
+    def on_step_end(self, trainer: Trainer, scalars: dict[str, float]) -> None:
+        epoch = (trainer.step - 1) // trainer.steps_per_epoch
+        self.pending.append([trainer.step, epoch] + [scalars.get(k, np.nan) for k in SCALARS[2:]])
+        if trainer.step % self.every == 0:
+            self.checkpoint(trainer)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.checkpoint(trainer)
+
+    def checkpoint(self, trainer: Trainer) -> None:
+        with h5py.File(self.path, "a") as f:
+            rows = np.asarray(self.pending, dtype="f8").reshape(-1, len(SCALARS))
+            for i, name in enumerate(SCALARS):
+                ds = f["scalars"][name]
+                ds.resize((ds.shape[0] + len(rows),))
+                ds[ds.shape[0] - len(rows):] = rows[:, i]
+            self.pending = []
+            key = f"checkpoints/{trainer.step:08d}"
+            if key in f:
+                return
+            group = f.create_group(key)
+            group.attrs.update(step=trainer.step, epoch=trainer.step / trainer.steps_per_epoch, complete=0)
+            write_state(group, trainer.model.state_dict())
+            f.flush()
+            group.attrs["complete"] = 1
+
+
+def write_final(path: str | os.PathLike, *, compressed: nn.Module, clamped, evals: Mapping[str, dict]) -> None:
+    """Store the fine-tuned and clamped states, the clusters and bits of every compressed layer, and the
+    evaluations (`clamped` is a `compress.base.Clamped`)."""
+    with h5py.File(path, "a") as f:
+        if "final" in f:
+            del f["final"]
+        final = f.create_group("final")
+        write_state(final.create_group("compressed"), compressed.state_dict())
+        write_state(final.create_group("clamped"), clamped.model.state_dict())
+        clusters = final.create_group("clusters")
+        for name, cb in clamped.codebooks.items():
+            g = clusters.create_group(name)
+            g.create_dataset("values", data=cb.values.cpu().numpy())
+            g.create_dataset("counts", data=cb.counts.cpu().numpy())
+        bits = final.create_group("bits")
+        bits.attrs["effective"] = json.dumps(clamped.bits)
+        bits.attrs["storage"] = json.dumps(clamped.storage_bits)
+        bits.attrs["mean_effective"] = clamped.mean_bits()
+        bits.attrs["mean_storage"] = clamped.mean_bits(storage=True)
+        for name, result in evals.items():
+            write_eval(f, name, result)
+
+
+def write_eval(f: h5py.File, name: str, result: Mapping) -> None:
+    key = f"eval/{name}"
+    if key in f:
+        del f[key]
+    f.create_group(key).attrs.update({k: v for k, v in result.items() if v is not None})
+
+
+class Run:
+    """Read access to a run file. Every method opens and closes the file itself."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RunFileError(f"run file {self.path} does not exist")
+        try:
+            with h5py.File(self.path, "r") as f:
+                attrs = dict(f.attrs)
+        except OSError as e:
+            raise RunFileError(f"{self.path} is not a readable HDF5 file ({e})") from None
+        if attrs.get("schema") != SCHEMA or "config" not in attrs:
+            raise RunFileError(f"{self.path} is not a landscape run file (no schema {SCHEMA} attributes)")
+        self.config = json.loads(attrs["config"])
+        self.seed, self.method, self.arch = int(attrs["seed"]), str(attrs["method"]), str(attrs["arch"])
+        self.attrs = attrs
+
+    def _group(self, f: h5py.File, key: str) -> h5py.Group:
+        if key not in f:
+            raise RunFileError(f"{self.path} has no /{key} (is the run finished?)")
+        return f[key]
+
+    def steps(self) -> list[int]:
+        """Steps of the complete checkpoints, ascending."""
+        with h5py.File(self.path, "r") as f:
+            if "checkpoints" not in f:
+                return []
+            return sorted(int(k) for k, g in f["checkpoints"].items() if g.attrs.get("complete", 0) == 1)
+
+    def state(self, which: str | int) -> dict[str, torch.Tensor]:
+        """A state dict: "pretrained", "compressed", "clamped", or the step of a complete checkpoint."""
+        if isinstance(which, int):
+            if which not in self.steps():
+                raise RunFileError(f"{self.path} has no complete checkpoint at step {which}")
+            key = f"checkpoints/{which:08d}"
+        elif which == "pretrained":
+            key = "pretrained"
+        elif which in ("compressed", "clamped"):
+            key = f"final/{which}"
+        else:
+            raise ValueError(f"unknown state {which!r}; use one of {STATES} or a checkpoint step")
+        with h5py.File(self.path, "r") as f:
+            return read_state(self._group(f, key))
+
+    def model(self, which: str | int) -> nn.Module:
+        from .models import build_model, load_state
+
+        return load_state(build_model(self.arch), self.state(which), source=f"{self.path}:{which}").eval()
+
+    def scalars(self) -> dict[str, np.ndarray]:
+        with h5py.File(self.path, "r") as f:
+            return {name: np.array(ds) for name, ds in self._group(f, "scalars").items()}
+
+    def evals(self) -> dict[str, dict]:
+        with h5py.File(self.path, "r") as f:
+            if "eval" not in f:
+                return {}
+            return {name: dict(g.attrs) for name, g in f["eval"].items()}
+
+    def bits(self) -> dict:
+        with h5py.File(self.path, "r") as f:
+            g = self._group(f, "final/bits")
+            return {"effective": json.loads(g.attrs["effective"]), "storage": json.loads(g.attrs["storage"]),
+                    "mean_effective": float(g.attrs["mean_effective"]), "mean_storage": float(g.attrs["mean_storage"])}
+
+    def clusters(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        with h5py.File(self.path, "r") as f:
+            g = self._group(f, "final/clusters")
+            return {name: (np.array(c["values"]), np.array(c["counts"])) for name, c in g.items()}

@@ -1,0 +1,173 @@
+"""The fine-tuning loop: task loss + one compressor's penalty, SGD with Nesterov momentum.
+
+Callbacks are the only extension point (progress bar, run file, anything else): objects with any of
+on_train_start(trainer), on_step_end(trainer, scalars), on_epoch_end(trainer), on_train_end(trainer).
+The trainer deep-copies the model it is given; the caller's model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .compress.base import Compressor
+from .data import Batches, Split
+from .errors import LandscapeError
+
+SCHEDULES = ("constant", "onecycle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 3  # passes over the training split
+    batch_size: int = 128  # images per SGD step
+    lr: float = 1e-3  # SGD step size (the peak, for onecycle); paper A.1: 1e-3
+    momentum: float = 0.9  # Nesterov momentum coefficient (dimensionless); paper A.1: 0.9
+    weight_decay: float = 0.0  # L2 coefficient per weight, applied by SGD; paper A.1: none
+    schedule: str = "constant"  # "constant" lr, or "onecycle": linear warm-up then cosine decay to 0
+    warmup: float = 0.15  # onecycle: fraction of all steps spent warming up
+    seed: int = 0  # seeds data order, augmentation, and the compressor's random draws
+    stats_every: int = 50  # SGD steps between compressor stats (cluster counts): they cost a clustering pass
+    device: str = "cpu"  # torch device
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "stats_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("lr", "momentum", "weight_decay", "warmup"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+        if self.lr == 0:
+            raise ValueError("lr must be > 0")
+        if self.momentum >= 1 or self.warmup >= 1:
+            raise ValueError("momentum and warmup must be < 1")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+
+class Callback:
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_step_end(self, trainer: Trainer, scalars: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class TrainingDiverged(LandscapeError):
+    pass
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, train: Split, config: TrainConfig = TrainConfig(),
+                 compressor: Compressor | None = None, callbacks: list[Callback] | tuple = ()):
+        self.config, self.compressor, self.callbacks = config, compressor, list(callbacks)
+        self.device = torch.device(config.device)
+        model = copy.deepcopy(model).to(self.device)
+        self.model = compressor.prepare(model) if compressor is not None else model
+        self.batches = Batches(train, config.batch_size, train=True, seed=config.seed, device=self.device,
+                               drop_last=True)
+        groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
+        if compressor is not None:
+            groups += compressor.param_groups()
+        self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                                         weight_decay=config.weight_decay)
+        self.total_steps = config.epochs * len(self.batches)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step = 0  # SGD steps done
+        self.last_stats: dict[str, float] = {}
+        torch.manual_seed(config.seed)  # here, not in fit(): a resumed run restores the RNG state after this
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
+
+    def _lr_factor(self, step: int) -> float:
+        if self.config.schedule == "constant":
+            return 1.0
+        warm = max(1, round(self.config.warmup * self.total_steps))
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, self.total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        self.model.train()
+        task = F.cross_entropy(self.model(x), y)
+        penalty = self.compressor.penalty(self.model) if self.compressor is not None else torch.zeros(())
+        loss = task + penalty.to(task.device)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss.item()} at step {self.step} (task {task.item():.4g}, "
+                                   f"compression {penalty.item():.4g}): lower lr or h")
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {"task_loss": task.item(), "compression_loss": penalty.item(), "lr": lr}
+
+    def fit(self) -> nn.Module:
+        """Train to `config.epochs` (from wherever `self.step` stands, for resume); return the trained model."""
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.step < self.total_steps:
+            epoch, start = divmod(self.step, self.steps_per_epoch)
+            self.batches.set_epoch(epoch)
+            for x, y in self.batches.iterate(start):
+                scalars = self.train_step(x, y)
+                if self.compressor is not None and (self.step % self.config.stats_every == 0
+                                                    or self.step == self.total_steps):
+                    self.last_stats = self.compressor.stats(self.model)
+                    scalars.update(self.last_stats)
+                for cb in self.callbacks:
+                    cb.on_step_end(self, scalars)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.model
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: model, optimizer, scheduler, compressor, step, RNG."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step,
+                "compressor": self.compressor.state_dict() if self.compressor is not None else {},
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        if self.compressor is not None:
+            self.compressor.load_state_dict(state["compressor"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+class ProgressBar(Callback):
+    """tqdm over all SGD steps with task loss, compression loss and the latest cluster statistics."""
+
+    def __init__(self, every: int = 10):
+        self.every, self.bar = every, None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc="train", unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, trainer: Trainer, scalars: dict[str, float]) -> None:
+        self.bar.update(1)
+        if trainer.step % self.every == 0:
+            post = {"task": f"{scalars['task_loss']:.3f}", "L_C": f"{scalars['compression_loss']:.3g}"}
+            if "mean_clusters" in trainer.last_stats:
+                post["clusters"] = f"{trainer.last_stats['mean_clusters']:.1f}"
+                post["bits"] = f"{trainer.last_stats['mean_bits']:.2f}"
+            self.bar.set_postfix(post, refresh=False)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.bar.close()
