@@ -18,6 +18,17 @@ from .errors import LandscapeError
 EXIT_USER_ERROR = 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): `prog: error: message`, exit 2."""
+
+    def __init__(self, prog: str, description: str | None):
+        super().__init__(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/ "
                    "(default: $LANDSCAPE_DATA, ../shared/data, ~/.cache/landscape)")

@@ -15,8 +15,7 @@ from .models import load_model
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m landscape.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser("python -m landscape.evaluate", __doc__)
     cli.add_model_args(p)
     cli.add_data_args(p)
     p.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate the first N test images only "

@@ -37,8 +37,7 @@ class EpochEval(Callback):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m landscape.pretrain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser("python -m landscape.pretrain", __doc__)
     cli.add_model_args(p)
     cli.add_data_args(p)
     p.add_argument("--epochs", type=cli.positive_int, default=6, help="passes over the train split (default: 6)")

@@ -28,8 +28,7 @@ def bits_arg(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m landscape.ptq", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser("python -m landscape.ptq", __doc__)
     p.add_argument("--method", required=True, choices=sorted(QUANTIZERS),
                    help="uniform: 2^B evenly spaced levels over [min,max]; heq: 2^B equal-population bins, each "
                         "weight → its bin's mean; kmeans: 2^B k-means centroids")

@@ -25,8 +25,7 @@ from .trainer import ProgressBar, Trainer, TrainConfig
 
 
 def parser() -> tuple[argparse.ArgumentParser, dict]:
-    p = argparse.ArgumentParser(prog="python -m landscape.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser("python -m landscape.train", __doc__)
     cli.add_model_args(p)
     cli.add_data_args(p)
     p.add_argument("--method", default="weight-coupling", choices=sorted(METHODS),
