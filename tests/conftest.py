@@ -63,3 +63,33 @@ def assert_one_line_error(result: CliResult, *needles: str) -> None:
     assert "Traceback" not in result.err
     for needle in needles:
         assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised `tiny` model saved as a checkpoint (seed 0)."""
+    from landscape.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_checkpoint(build_model("tiny"), path, arch="tiny")
+    return path
+
+
+def make_tiny_run(out: Path, checkpoint: Path, *extra: str) -> Path:
+    """Train the tiny model for 2 epochs on 256 images with strong weight coupling (through the CLI's main);
+    the run file has checkpoints every 2 steps. About 10 s on 2 cores."""
+    from landscape.train import main
+
+    args = ["--arch", "tiny", "--checkpoint", str(checkpoint), "--data", str(SHARED / "data"), "--method",
+            "weight-coupling", "--h", "0.5", "--w", "0.5", "--epochs", "2", "--lr", "0.01", "--train-batch-size", "64",
+            "--limit-train", "256", "--limit-test", "200", "--checkpoint-every", "2", "--stats-every", "4",
+            "--out", str(out), "--json", *extra]
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_checkpoint, cifar) -> Path:
+    """A finished run file of the tiny model (read-only for tests: copy it before writing into it)."""
+    return make_tiny_run(tmp_path_factory.mktemp("run") / "tiny.h5", tiny_checkpoint)
