@@ -2,7 +2,10 @@
 
 Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-dict keys):
 
-  /                           attrs: schema, config (JSON), seed, method, arch, version, git_commit, created
+  /                           attrs: schema, config (JSON), seed, method, arch, version, git_commit, created,
+                              prepared (1: every state below is of the module that the compressor's
+                              prepare() returns around the model, e.g. an input quantizer + the network;
+                              0 or absent: of the model itself)
   /pretrained/<name>          the starting state dict (weights and BN buffers)
   /checkpoints/<step>/<name>  state dict every `checkpoint_every` SGD steps (8-digit zero-padded step);
                               attrs: step, epoch, complete (set to 1 last: a torn checkpoint has complete=0)
@@ -13,7 +16,14 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
   /final/clusters/<name>/values, /counts   each compressed layer's cluster values and member counts
   /final/bits                 attrs: effective bits log2 K_l and storage bits ceil(log2 K_l) per layer, means
   /eval/<state>               attrs accuracy (fraction), loss (nats), n, split, for pretrained/compressed/clamped
-  /analysis/...               written by the analysis layer (paths, perturbations)
+  /analysis/paths/<name>      written by `python -m landscape.interpolate` (landscape/paths.py): alpha [T] (position
+                              in segments, state k at alpha = k), segment [T], <split>/loss [T] (nats),
+                              <split>/accuracy [T] for split test and/or train; attrs: states (JSON), points, bn,
+                              bn_batches, fast, limit, batch_size, n_<split>, created
+  /analysis/perturb/<name>    written by `python -m landscape.perturb` (landscape/perturbation.py): random_delta_loss
+                              [M] (nats), random_slope [M] (ΔL/‖Δθ‖), random_accuracy [M], layer_norms [L], scan_*
+                              when --alphas; attrs: target, norm, directions, seed, bn, displacement_norm,
+                              base_loss, real_delta_loss, real_slope, target_loss, percentile, zscore, created, …
 
 Files are opened with context managers and closed (so flushed) after each checkpoint.
 """
@@ -62,14 +72,16 @@ def read_state(group: h5py.Group) -> dict[str, torch.Tensor]:
 
 
 def create_run(path: str | os.PathLike, *, config: dict, seed: int, method: str, arch: str,
-               pretrained: Mapping[str, torch.Tensor]) -> Path:
-    """A new run file (overwriting `path`) holding the settings and the pretrained state."""
+               pretrained: Mapping[str, torch.Tensor], prepared: bool = False) -> Path:
+    """A new run file (overwriting `path`) holding the settings and the pretrained state. `prepared`: the
+    states are of `make_compressor(method, config["compressor"]).prepare(build_model(arch))`, not of the
+    bare model."""
     from . import __version__
 
     path = Path(path)
     with h5py.File(path, "w") as f:
         f.attrs.update(schema=SCHEMA, config=json.dumps(config), seed=seed, method=method, arch=arch,
-                       version=__version__, git_commit=_git_commit(),
+                       version=__version__, git_commit=_git_commit(), prepared=int(prepared),
                        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         write_state(f.create_group("pretrained"), pretrained)
         scalars = f.create_group("scalars")
@@ -189,9 +201,15 @@ class Run:
             return read_state(self._group(f, key))
 
     def model(self, which: str | int) -> nn.Module:
+        """The model of a state, in eval mode; for a `prepared` run, the compressor's module around it."""
         from .models import build_model, load_state
 
-        return load_state(build_model(self.arch), self.state(which), source=f"{self.path}:{which}").eval()
+        model = build_model(self.arch)
+        if self.attrs.get("prepared", 0):
+            from .compress import make_compressor
+
+            model = make_compressor(self.method, self.config["compressor"]).prepare(model)
+        return load_state(model, self.state(which), source=f"{self.path}:{which}").eval()
 
     def scalars(self) -> dict[str, np.ndarray]:
         with h5py.File(self.path, "r") as f:

@@ -74,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
                 "arch": args.arch, "checkpoint": str(args.checkpoint), "method": args.method,
                 "limit_train": args.limit_train, "limit_test": args.limit_test,
                 "checkpoint_every": args.checkpoint_every}
-    evals = {"pretrained": {**evaluate(model, test_batches), "split": "test"}}
-    create_run(out, config=settings, seed=args.seed, method=args.method, arch=args.arch,
-               pretrained=model.state_dict())
     callbacks = [RunWriter(out, args.checkpoint_every)] + ([] if args.json else [ProgressBar()])
     trainer = Trainer(model, train, config, compressor, callbacks)
+    start = trainer.model  # what is trained: the model, or the module the compressor prepared around it
+    evals = {"pretrained": {**evaluate(start, test_batches), "split": "test"}}
+    create_run(out, config=settings, seed=args.seed, method=args.method, arch=args.arch,
+               pretrained=start.state_dict(), prepared=set(start.state_dict()) != set(model.state_dict()))
     compressed = trainer.fit()
     clamped = compressor.clamp(compressed)
     evals["compressed"] = {**evaluate(compressed, test_batches), "split": "test"}

@@ -6,13 +6,21 @@ import dataclasses
 from typing import Any
 
 from .base import Clamped, Compressor
+from .centroid import Centroid, CentroidConfig
+from .dsmm import DSMM, DSMMConfig
+from .input_bitwise import InputBitwise, InputBitwiseConfig
 from .ptq import PTQ, PTQConfig
+from .vq import VQ, VQConfig
 from .weight_coupling import WeightCoupling, WeightCouplingConfig
 
 # --method name → (compressor class, its config dataclass)
 METHODS: dict[str, tuple[type[Compressor], type]] = {
     "weight-coupling": (WeightCoupling, WeightCouplingConfig),
     "ptq": (PTQ, PTQConfig),
+    "centroid": (Centroid, CentroidConfig),
+    "dsmm": (DSMM, DSMMConfig),
+    "vq": (VQ, VQConfig),
+    "input-bitwise": (InputBitwise, InputBitwiseConfig),
 }
 
 
@@ -24,9 +32,11 @@ def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(settings or {}) - fields)
     if unknown:
-        raise ValueError(f"method {method} has no setting {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})")
+        raise ValueError(f"method {method} has no setting {', '.join(unknown)} "
+                         f"(it takes: {', '.join(sorted(fields))})")
     return cls(config_cls(**(settings or {})), seed=seed)
 
 
 __all__ = ["METHODS", "Clamped", "Compressor", "make_compressor", "PTQ", "PTQConfig", "WeightCoupling",
-           "WeightCouplingConfig"]
+           "WeightCouplingConfig", "Centroid", "CentroidConfig", "DSMM", "DSMMConfig", "VQ", "VQConfig",
+           "InputBitwise", "InputBitwiseConfig"]
