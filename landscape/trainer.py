@@ -7,6 +7,7 @@ The trainer deep-copies the model it is given; the caller's model is never modif
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import distributed
 from .compress.base import Compressor
 from .data import Batches, Split
 from .errors import LandscapeError
@@ -35,10 +37,12 @@ class TrainConfig:
     warmup: float = 0.15  # onecycle: fraction of all steps spent warming up
     seed: int = 0  # seeds data order, augmentation, and the compressor's random draws
     stats_every: int = 50  # SGD steps between compressor stats (cluster counts): they cost a clustering pass
+    micro_batches: int = 1  # split each batch into this many slices whose gradients are averaged (gradient
+    #                         accumulation; BN sees each slice alone, as a rank under DDP does)
     device: str = "cpu"  # torch device
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "stats_every"):
+        for name in ("epochs", "batch_size", "stats_every", "micro_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("lr", "momentum", "weight_decay", "warmup"):
@@ -66,11 +70,21 @@ class TrainingDiverged(LandscapeError):
 
 class Trainer:
     def __init__(self, model: nn.Module, train: Split, config: TrainConfig = TrainConfig(),
-                 compressor: Compressor | None = None, callbacks: list[Callback] | tuple = ()):
-        self.config, self.compressor, self.callbacks = config, compressor, list(callbacks)
+                 compressor: Compressor | None = None, callbacks: list[Callback] | tuple = (),
+                 world: distributed.World = distributed.World()):
+        self.config, self.compressor, self.callbacks, self.world = config, compressor, list(callbacks), world
         self.device = torch.device(config.device)
+        if config.batch_size < world.size * config.micro_batches:
+            raise ValueError(f"batch_size {config.batch_size} cannot be split over {world.size} ranks × "
+                             f"{config.micro_batches} micro-batches")
         model = copy.deepcopy(model).to(self.device)
         self.model = compressor.prepare(model) if compressor is not None else model
+        # Under torchrun the forward pass goes through DDP (gradient averaging); the penalty reads the parameters
+        # of the unwrapped module, identical on every rank, so every rank adds the same coupling gradient.
+        self.forward = self.model
+        if world.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.batches = Batches(train, config.batch_size, train=True, seed=config.seed, device=self.device,
                                drop_last=True)
         groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
@@ -98,20 +112,32 @@ class Trainer:
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """One SGD step on the global batch (x, y): this rank's slice, in `micro_batches` slices."""
         self.model.train()
-        task = F.cross_entropy(self.model(x), y)
-        penalty = self.compressor.penalty(self.model) if self.compressor is not None else torch.zeros(())
-        loss = task + penalty.to(task.device)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at step {self.step} (task {task.item():.4g}, "
-                                   f"compression {penalty.item():.4g}): lower lr or h")
+        x = distributed.shard(x, self.world.rank, self.world.size)
+        y = distributed.shard(y, self.world.rank, self.world.size)
+        k = self.config.micro_batches
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        task_total = 0.0
+        for j in range(k):
+            last = j == k - 1
+            sync = self.forward.no_sync() if self.world.active and not last else contextlib.nullcontext()
+            with sync:
+                task = F.cross_entropy(self.forward(distributed.shard(x, j, k)), distributed.shard(y, j, k))
+                loss = task / k
+                if last:  # the penalty once per step, in the backward pass that averages gradients over ranks
+                    penalty = self.compressor.penalty(self.model) if self.compressor is not None else torch.zeros(())
+                    loss = loss + penalty.to(task.device)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss is {loss.item()} at step {self.step} (task {task.item():.4g}): "
+                                           "lower lr or h")
+                loss.backward()
+            task_total += task.item() / k
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {"task_loss": task.item(), "compression_loss": penalty.item(), "lr": lr}
+        return {"task_loss": task_total, "compression_loss": penalty.item(), "lr": lr}
 
     def fit(self) -> nn.Module:
         """Train to `config.epochs` (from wherever `self.step` stands, for resume); return the trained model."""

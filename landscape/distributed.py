@@ -1,0 +1,86 @@
+"""Running under torchrun: process group set-up, batch sharding and gathering, with PyTorch's own engine
+(torch.distributed + DistributedDataParallel; gloo on CPU, nccl on CUDA). Without torchrun (no WORLD_SIZE in the
+environment, or WORLD_SIZE=1) every function here is a no-op for a single process.
+
+Sharding rule: every rank iterates the same global batches (same seed) and takes a contiguous 1/W slice of each,
+so the global batch size, data order and augmentation are those of a single-process run; DDP averages the
+gradients. The only difference from one process is BatchNorm: each rank normalises with its own slice's
+statistics (SyncBatchNorm is GPU-only). A single process reproduces that exactly with `TrainConfig.micro_batches
+= W` (the batch split into W slices whose gradients are averaged), which is what the 2-process test compares to.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def init(device: torch.device) -> World:
+    """Join the process group torchrun describes in the environment (once); a single process gets World()."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def device_for(name: str) -> torch.device:
+    """Under torchrun with CUDA, each process takes the GPU of its local rank (`cuda` → `cuda:LOCAL_RANK`)."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
+
+
+def shard(tensor: torch.Tensor, index: int, parts: int) -> torch.Tensor:
+    """The index-th of `parts` contiguous slices along dim 0 (sizes differ by at most one)."""
+    n = tensor.shape[0]
+    start, stop = index * n // parts, (index + 1) * n // parts
+    return tensor[start:stop]
+
+
+def shard_list(items: list, world: World) -> list:
+    """This rank's share of a list of work items (round-robin, so every rank gets a similar load)."""
+    return items[world.rank :: world.size]
+
+
+def gather(obj, world: World) -> list | None:
+    """All ranks' objects in rank order on rank 0 (None elsewhere); [obj] for a single process."""
+    if not world.active:
+        return [obj]
+    out = [None] * world.size if world.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def barrier(world: World) -> None:
+    if world.active:
+        dist.barrier()
+
+
+def finish(world: World) -> None:
+    if world.active and dist.is_initialized():
+        dist.destroy_process_group()
