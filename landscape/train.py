@@ -14,23 +14,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from . import cli
+from pathlib import Path
+
+from . import cli, distributed
 from .cli_config import add_config_options, chosen_settings
 from .compress import METHODS, make_compressor
-from .data import Batches, load_cifar10
+from .data import Batches, load_cifar10, sha256_of
 from .metrics import evaluate
-from .models import load_model
-from .store import RunWriter, create_run, write_eval, write_final
+from .errors import LandscapeError
+from .models import load_model, resolve_checkpoint
+from .store import Run, RunWriter, create_run, write_final
 from .trainer import ProgressBar, Trainer, TrainConfig
 
 
 def parser() -> tuple[argparse.ArgumentParser, dict]:
     p = cli.Parser("python -m landscape.train", __doc__)
-    cli.add_model_args(p)
+    cli.add_model_args(p, checkpoint_required=False)
     cli.add_data_args(p)
     p.add_argument("--method", default="weight-coupling", choices=sorted(METHODS),
                    help="compression method (default: weight-coupling)")
-    p.add_argument("--out", required=True, help="run file to write (HDF5)")
+    p.add_argument("--out", help="run file to write (HDF5)")
+    p.add_argument("--resume", metavar="RUN.h5", help="continue an interrupted run from its last complete checkpoint "
+                   "(every setting is read from the run file; --data/--device/--json still apply)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", action="store_true", help="print one JSON summary object at the end")
     p.add_argument("--limit-train", type=cli.positive_int, default=None, help="train on the first N images only")
@@ -50,6 +55,8 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
                    help="learning-rate schedule (default: constant)")
     t.add_argument("--seed", type=int, default=defaults.seed, help="seed of data order, augmentation and the "
                    "compressor's random draws (default: 0)")
+    t.add_argument("--micro-batches", type=cli.positive_int, default=defaults.micro_batches,
+                   help="split each batch into this many slices whose gradients are averaged (default: 1)")
     t.add_argument("--stats-every", type=cli.positive_int, default=defaults.stats_every,
                    help=f"steps between cluster statistics (default: {defaults.stats_every})")
     owners = add_config_options(p, {m: cfg for m, (_, cfg) in METHODS.items()}, skip=set())
@@ -59,38 +66,75 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     p, owners = parser()
     args = p.parse_args(argv)
-    out = cli.check_out(args.out, args.force)
-    dev = cli.device(args.device)
+    dev = distributed.device_for(args.device)
+    cli.device(str(dev))
+    world = distributed.init(dev)
+    try:
+        return _train(args, owners, dev, world)
+    finally:
+        distributed.finish(world)
+
+
+def _settings_from_args(args, owners, dev) -> dict:
+    """Everything that defines the run, as stored in the run file's `config` attribute (and read by --resume)."""
+    if args.out is None or args.checkpoint is None:
+        raise ValueError("--checkpoint and --out are required (or --resume RUN.h5)")
     config = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
-                         stats_every=args.stats_every, device=str(dev))
+                         stats_every=args.stats_every, micro_batches=args.micro_batches, device=str(dev))
     compressor = make_compressor(args.method, chosen_settings(args, args.method, owners), seed=args.seed)
-    model = load_model(args.arch, args.checkpoint).to(dev)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    return {"train": dataclasses.asdict(config), "compressor": compressor.config_dict(), "arch": args.arch,
+            "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_of(checkpoint) if checkpoint.is_file()
+            else None, "method": args.method, "limit_train": args.limit_train, "limit_test": args.limit_test,
+            "checkpoint_every": args.checkpoint_every, "seed": args.seed}
+
+
+def _train(args, owners, dev, world: distributed.World) -> int:
+    if args.resume:
+        out = Path(args.resume)
+        run = Run(out)
+        settings = run.config
+        if "final" in run.groups():
+            raise LandscapeError(f"{out} is a finished run; nothing to resume")
+        if settings.get("checkpoint_sha256") and sha256_of(Path(settings["checkpoint"])) != settings["checkpoint_sha256"]:
+            raise LandscapeError(f"{settings['checkpoint']} changed since the run started (sha256 differs)")
+    else:
+        settings = _settings_from_args(args, owners, dev)
+        out = cli.check_out(args.out, args.force) if world.is_main else Path(args.out)
+    config = TrainConfig(**{**settings["train"], "device": str(dev)})
+    compressor = make_compressor(settings["method"], settings["compressor"], seed=settings["seed"])
+    model = load_model(settings["arch"], settings["checkpoint"]).to(dev)
     train, test = load_cifar10(args.data, download=args.download)
-    train, test = train.subset(args.limit_train), test.subset(args.limit_test)
+    train, test = train.subset(settings["limit_train"]), test.subset(settings["limit_test"])
     test_batches = Batches(test, args.batch_size, train=False, device=dev)
 
-    settings = {"train": dataclasses.asdict(config), "compressor": compressor.config_dict(),
-                "arch": args.arch, "checkpoint": str(args.checkpoint), "method": args.method,
-                "limit_train": args.limit_train, "limit_test": args.limit_test,
-                "checkpoint_every": args.checkpoint_every}
-    callbacks = [RunWriter(out, args.checkpoint_every)] + ([] if args.json else [ProgressBar()])
-    trainer = Trainer(model, train, config, compressor, callbacks)
+    callbacks = []
+    if world.is_main:  # only rank 0 writes the run file and shows progress
+        callbacks = [RunWriter(out, settings["checkpoint_every"])] + ([] if args.json else [ProgressBar()])
+    trainer = Trainer(model, train, config, compressor, callbacks, world)
     start = trainer.model  # what is trained: the model, or the module the compressor prepared around it
-    evals = {"pretrained": {**evaluate(start, test_batches), "split": "test"}}
-    create_run(out, config=settings, seed=args.seed, method=args.method, arch=args.arch,
-               pretrained=start.state_dict(), prepared=set(start.state_dict()) != set(model.state_dict()))
+    if args.resume:
+        evals = {"pretrained": Run(out).evals()["pretrained"]}
+        if "resume" in Run(out).groups():
+            trainer.load_state_dict(Run(out).resume_state())
+    elif world.is_main:
+        evals = {"pretrained": {**evaluate(start, test_batches), "split": "test"}}
+        create_run(out, config=settings, seed=settings["seed"], method=settings["method"], arch=settings["arch"],
+                   pretrained=start.state_dict(), prepared=set(start.state_dict()) != set(model.state_dict()))
     compressed = trainer.fit()
+    if not world.is_main:
+        return 0
     clamped = compressor.clamp(compressed)
     evals["compressed"] = {**evaluate(compressed, test_batches), "split": "test"}
     evals["clamped"] = {**evaluate(clamped.model, test_batches), "split": "test"}
     write_final(out, compressed=compressed, clamped=clamped, evals=evals)
 
-    summary = {"run": str(out), "method": args.method, "epochs": args.epochs, "steps": trainer.step,
+    summary = {"run": str(out), "method": settings["method"], "epochs": config.epochs, "steps": trainer.step,
                **{f"accuracy_{k}": v["accuracy"] for k, v in evals.items()},
                **{f"loss_{k}": v["loss"] for k, v in evals.items()}, "n_test": evals["clamped"]["n"],
                "mean_bits": clamped.mean_bits(), "mean_storage_bits": clamped.mean_bits(storage=True),
-               "bits_per_layer": clamped.bits}
+               "bits_per_layer": clamped.bits, "world_size": world.size}
     if args.json:
         cli.print_json(summary)
     else:
