@@ -82,7 +82,8 @@ def read_state(group: h5py.Group) -> dict[str, torch.Tensor]:
 
 
 def create_run(path: str | os.PathLike, *, config: dict, seed: int, method: str, arch: str,
-               pretrained: Mapping[str, torch.Tensor], prepared: bool = False) -> Path:
+               pretrained: Mapping[str, torch.Tensor], prepared: bool = False,
+               evals: Mapping[str, dict] | None = None) -> Path:
     """A new run file (overwriting `path`) holding the settings and the pretrained state. `prepared`: the
     states are of `make_compressor(method, config["compressor"]).prepare(build_model(arch))`, not of the
     bare model."""
@@ -98,6 +99,8 @@ def create_run(path: str | os.PathLike, *, config: dict, seed: int, method: str,
         scalars = f.create_group("scalars")
         for name in SCALARS:
             scalars.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+        for name, result in (evals or {}).items():
+            write_eval(f, name, result)
     _replace(tmp, path)
     return path
 

@@ -121,7 +121,8 @@ def _train(args, owners, dev, world: distributed.World) -> int:
     elif world.is_main:
         evals = {"pretrained": {**evaluate(start, test_batches), "split": "test"}}
         create_run(out, config=settings, seed=settings["seed"], method=settings["method"], arch=settings["arch"],
-                   pretrained=start.state_dict(), prepared=set(start.state_dict()) != set(model.state_dict()))
+                   pretrained=start.state_dict(), prepared=set(start.state_dict()) != set(model.state_dict()),
+                   evals=evals)
     compressed = trainer.fit()
     if not world.is_main:
         return 0

@@ -20,7 +20,7 @@ from landscape.store import Run
 
 def train_args(checkpoint, out):
     return ["--arch", "tiny", "--checkpoint", str(checkpoint), "--data", str(SHARED / "data"), "--method",
-            "weight-coupling", "--h", "0.5", "--w", "0.5", "--estimator", "subsampled", "--epochs", "3", "--lr", "0.01",
+            "weight-coupling", "--h", "0.5", "--w", "0.5", "--estimator", "subsampled", "--epochs", "4", "--lr", "0.01",
             "--train-batch-size", "32", "--limit-train", "256", "--limit-test", "100", "--checkpoint-every", "3",
             "--stats-every", "4", "--out", str(out), "--json"]
 
@@ -34,13 +34,14 @@ def run_train(args, timeout=300):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_checkpoint, cifar):
     out = tmp_path_factory.mktemp("ref") / "ref.h5"
+    start = time.perf_counter()
     done = run_train(train_args(tiny_checkpoint, out))
     assert done.returncode == 0, done.stderr
-    return out, json.loads(done.stdout)
+    return out, json.loads(done.stdout), time.perf_counter() - start
 
 
 def test_sigkill_then_resume_is_bit_identical(reference, tiny_checkpoint, tmp_path):
-    ref_path, ref_summary = reference
+    ref_path, ref_summary, seconds = reference
     ref_state = Run(ref_path).state("compressed")
     rng = random.Random(1234)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -49,7 +50,10 @@ def test_sigkill_then_resume_is_bit_identical(reference, tiny_checkpoint, tmp_pa
         out = tmp_path / f"killed{trial}.h5"
         proc = subprocess.Popen([sys.executable, "-m", "landscape.train", *train_args(tiny_checkpoint, out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(rng.uniform(4.0, 11.0))
+        # wait until training has written its first checkpoint, then kill at a random moment of the rest
+        while proc.poll() is None and not (out.exists() and Run(out).steps()):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.5) * seconds * 0.2)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if not out.exists():  # killed before the run file was created: nothing to lose, nothing to resume
@@ -67,7 +71,7 @@ def test_sigkill_then_resume_is_bit_identical(reference, tiny_checkpoint, tmp_pa
         assert all(torch.equal(state[k], ref_state[k]) for k in ref_state), f"trial {trial} differs"
         assert summary["accuracy_clamped"] == ref_summary["accuracy_clamped"]
         scalars = Run(out).scalars()
-        assert scalars["step"].tolist() == list(range(1, 25))
+        assert scalars["step"].tolist() == list(range(1, 33))
         assert not list(tmp_path.glob(".*.tmp-*"))
     assert resumed_trials >= 1, "no trial was killed mid-training: widen the kill window"
 
