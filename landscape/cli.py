@@ -59,6 +59,10 @@ def check_out(path: str | os.PathLike, force: bool) -> Path:
     if path.exists() and not force:
         raise LandscapeError(f"{path} exists; pass --force to overwrite it")
     folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise LandscapeError(f"cannot write {path}: {folder} is a file, not a folder")
+    if path.is_dir():
+        raise LandscapeError(f"cannot write {path}: it is a folder")
     if folder.exists() and not os.access(folder, os.W_OK):
         raise LandscapeError(f"cannot write to {folder}/ (permission denied)")
     if not folder.exists():
