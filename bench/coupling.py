@@ -7,7 +7,12 @@ there the exact columns are null and errors are relative to the sorted estimator
 values (it is exact, see tests/test_coupling.py): `"reference": "sorted-float64"`. The peak extra memory of
 the histogram estimator on a 1e7-weight float32 tensor is measured in a fresh process.
 
-    python bench/coupling.py [--quick] [--json] [--threads T]
+Training-step costs on ResNet-20 (`step_overhead`, at torch's default thread count): the coupling penalty of
+all 20 coupled layers per estimator, batched (`energy_*_multi`, what `WeightCoupling.penalty` runs) and as a
+per-layer loop ("resnet20_layers"), and one soft-quant SGD step vs one plain step, batch 128 (interleaved,
+medians). "step_overhead" is the ratio for the default estimator; "step_overhead_by_estimator" has both.
+
+    python bench/coupling.py [--quick] [--json] [--threads T] [--step-threads T]
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_THREADS = torch.get_num_threads()  # torch's default, read before main() applies --threads
 from landscape.coupling import energy_exact, energy_histogram, energy_sorted  # noqa: E402
 
 # ResNet-20 (CIFAR) conv + fc weight counts: what the trainer couples every SGD step
@@ -170,12 +177,133 @@ def peak_mem_ratio(n: int = 10**7):
     return out["peak_extra_bytes"] / out["tensor_bytes"]
 
 
-# ====================================================================================================
-# HOOK for the training-step comparison (another engineer fills this in): return a dict to have it
-# reported under "step_overhead" in --json output and printed, or None to leave it out.
-# ====================================================================================================
-def step_overhead(quick: bool) -> dict | None:
-    return None
+def resnet20():
+    """The adapted ResNet-20 (../shared/models/resnet20-cifar10jpeg.pt) if present, else a random init."""
+    from landscape.models import build_model, load_model
+
+    ckpt = ROOT.parent / "shared" / "models" / "resnet20-cifar10jpeg.pt"
+    return load_model("resnet20", ckpt) if ckpt.exists() else build_model("resnet20")
+
+
+def interleaved(fns: dict, rounds: int, budget_s: float, warm: int = 1, min_rounds: int = 3):
+    """Median wall time of each fn, run in rounds (every fn once per round, the order rotated each round so
+    none is always first), after `warm` untimed rounds; stops after `rounds` rounds, or once `budget_s` is
+    spent and `min_rounds` are done. Returns (medians, rounds done)."""
+    names, times = list(fns), {k: [] for k in fns}
+    t_start, r = time.perf_counter(), 0
+    while r < warm + rounds and (r < warm + min_rounds or time.perf_counter() - t_start < budget_s):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            if r >= warm:
+                times[name].append(time.perf_counter() - t0)
+        r += 1
+    return {k: statistics.median(v) for k, v in times.items()}, r - warm
+
+
+def step_overhead(quick: bool, threads: int = 0) -> dict:
+    """One soft-quant training step vs one plain step on ResNet-20 (batch 128 of random CIFAR-sized inputs),
+    and the coupling penalty alone (forward + backward, all coupled layers) per estimator.
+
+    A step is what `landscape.trainer.Trainer.train_step` does: forward, cross-entropy (+ h-weighted coupling
+    penalty, `WeightCoupling.penalty`: the batched estimators), finiteness check, zero_grad, backward,
+    SGD Nesterov step (lr 1e-3, momentum 0.9). Each variant trains its own copy of the model. Steps are
+    interleaved (median of many rounds), at `threads` torch threads (0: torch's default, as training runs;
+    not --threads). The coupling-only timings are taken at that count and at 1 thread, batched and as the
+    per-layer loop (`WeightCoupling.layer_energy` on every layer). On an oversubscribed machine (more runnable
+    threads than cores, see "loadavg") multi-threaded timings are dominated by threads waiting for each other.
+    """
+    import copy
+
+    import torch.nn.functional as F
+
+    from landscape.compress import WeightCoupling, WeightCouplingConfig
+
+    saved, threads = torch.get_num_threads(), threads or DEFAULT_THREADS
+    torch.set_num_threads(threads)
+    try:
+        base = resnet20()
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(128, 3, 32, 32, generator=g), torch.randint(0, 10, (128,), generator=g)
+        runs = {}
+        for name in ("plain", "histogram", "sorted"):
+            model = copy.deepcopy(base).train()
+            comp = None if name == "plain" else WeightCoupling(WeightCouplingConfig(estimator=name))
+            if comp is not None:
+                comp.prepare(model)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+            runs[name] = (model, comp, opt)
+
+        def step(model, comp, opt):
+            task = F.cross_entropy(model(x), y)
+            loss = task if comp is None else task + comp.penalty(model)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"loss is {loss.item()}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        steps, step_rounds = interleaved(
+            {k: partial(step, *v) for k, v in runs.items()},
+            rounds=6 if quick else 30,
+            budget_s=10 if quick else 150,
+            warm=0 if quick else 1,  # quick: no warm-up round, and as few as 2 rounds on a slow machine
+            min_rounds=2 if quick else 3,
+        )
+
+        def coupling_only(model, comp, per_layer):
+            params = comp.selected(model)
+            if per_layer:
+                e = sum(sc.h * comp.layer_energy(k, params[k].flatten()) for k, sc in comp.scales.items())
+            else:
+                e = comp.penalty(model)
+            e.backward()
+            for p in params.values():
+                p.grad = None
+
+        layers = {}
+        for n_threads in sorted({threads, 1}, reverse=True):
+            torch.set_num_threads(n_threads)
+            times, rounds = interleaved(
+                {
+                    f"{est}{suffix}": partial(coupling_only, runs[est][0], runs[est][1], suffix != "")
+                    for est in ("histogram", "sorted")
+                    for suffix in ("", "_per_layer")
+                },
+                rounds=10 if quick else 40,
+                budget_s=3 if quick else 30,
+                min_rounds=3 if quick else 5,
+            )
+            layers[n_threads] = {
+                "histogram_s": times["histogram"],
+                "sorted_s": times["sorted"],
+                "sorted_over_histogram": times["sorted"] / times["histogram"],
+                "histogram_per_layer_s": times["histogram_per_layer"],
+                "sorted_per_layer_s": times["sorted_per_layer"],
+                "threads": n_threads,
+                "rounds": rounds,
+            }
+    finally:
+        torch.set_num_threads(saved)
+    plain = steps["plain"]
+    scales = runs["sorted"][1].scales
+    return {
+        "default_estimator": WeightCouplingConfig().estimator,
+        "threads": threads,
+        "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "cpus": os.cpu_count(),
+        "step_rounds": step_rounds,
+        "plain_step_s": plain,
+        "histogram_step_s": steps["histogram"],
+        "sorted_step_s": steps["sorted"],
+        "ratio": {"histogram": steps["histogram"] / plain, "sorted": steps["sorted"] / plain},
+        "resnet20_layers": {
+            "n_layers": len(scales),
+            "n_weights": sum(sc.n for sc in scales.values()),
+            **layers[threads],
+            "one_thread": layers[1],
+        },
+    }
 
 
 def fmt(v, spec):
@@ -193,6 +321,13 @@ def main(argv=None):
         help="torch CPU threads (default 1: per-core timings, robust on a shared machine; "
         "0 keeps torch's default)",
     )
+    ap.add_argument(
+        "--step-threads",
+        type=int,
+        default=0,
+        help=f"torch threads for the ResNet-20 training-step comparison (default 0: torch's default, "
+        f"{DEFAULT_THREADS} here, as training runs)",
+    )
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -205,9 +340,10 @@ def main(argv=None):
         "layers": layer_timings(args.quick),
         "threads": torch.get_num_threads(),
     }
-    step = step_overhead(args.quick)
-    if step is not None:
-        result["step_overhead"] = step
+    step = step_overhead(args.quick, args.step_threads)
+    result["step_overhead"] = step["ratio"][step["default_estimator"]]  # the issue's schema: one number
+    result["resnet20_layers"] = step.pop("resnet20_layers")
+    result["step_overhead_by_estimator"] = step
     if args.json:
         print(json.dumps(result))
         return
@@ -239,8 +375,28 @@ def main(argv=None):
             + "".join(f"{v['per_layer_s'][n] * 1e3:>9.3f}" for n in sizes)
             + f"{v['resnet20_step_s'] * 1e3:>16.2f}"
         )
-    if step is not None:
-        print("\nstep overhead:", json.dumps(step))
+    lay = result["resnet20_layers"]
+    print(
+        f"\ncoupling penalty alone, all {lay['n_layers']} coupled ResNet-20 layers "
+        f"({lay['n_weights']} weights), energy + gradient per training step [ms]:"
+    )
+    print(f"{'threads':<9}{'estimator':<11}{'batched':>9}{'per-layer loop':>16}{'median of':>11}")
+    for row in [lay] + ([lay["one_thread"]] if lay["one_thread"]["threads"] != lay["threads"] else []):
+        for est in ("histogram", "sorted"):
+            print(
+                f"{row['threads']:<9}{est:<11}{row[est + '_s'] * 1e3:>9.2f}"
+                f"{row[est + '_per_layer_s'] * 1e3:>16.2f}{row['rounds']:>11}"
+            )
+        print(f"{row['threads']:<9}sorted / histogram (batched): {row['sorted_over_histogram']:.2f}")
+    print(
+        f"\none training step, ResNet-20, batch 128, torch threads = {step['threads']} "
+        f"({step['cpus']} cpus, load average {fmt(step['loadavg'], '.1f')}), "
+        f"median of {step['step_rounds']} interleaved rounds:"
+    )
+    print(f"{'plain':<11}{step['plain_step_s'] * 1e3:>10.1f} ms")
+    for est in ("histogram", "sorted"):
+        mark = "  (default)" if est == step["default_estimator"] else ""
+        print(f"{est:<11}{step[est + '_step_s'] * 1e3:>10.1f} ms   {step['ratio'][est]:.3f} x plain{mark}")
 
 
 if __name__ == "__main__":

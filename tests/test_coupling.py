@@ -12,11 +12,14 @@ import pytest
 import torch
 
 import landscape.coupling as coupling
+from landscape import _segments
 from landscape.coupling import (
     ESTIMATORS,
     energy_exact,
     energy_histogram,
+    energy_histogram_multi,
     energy_sorted,
+    energy_sorted_multi,
     energy_subsampled,
     layer_scales,
     triangular_well,
@@ -352,6 +355,149 @@ def test_sorted_float32_breakdown():
         errs[p] = abs(seq - ref) / ref, abs(stored - ref) / ref
     assert errs[18][0] < 1e-6 < errs[20][0]
     assert errs[20][1] < 1e-6
+
+
+def test_sorted_window_rule_is_one_test_per_pair():
+    """A pair is inside the window iff (larger - w) rounds below the smaller: one test, seen alike from both
+    ends. Here fl(hi - w) < lo but fl(lo + w) == hi, so testing hi < fl(lo + w) from lo's side would leave the
+    pair out there while hi's side counts it (forces not antisymmetric). energy_exact counts it too."""
+    w, lo, hi = 0.5850265009032766, 0.7911478921803037, 1.3761743930835801
+    assert lo > hi - w and not hi < lo + w  # the two one-sided float tests disagree
+    theta = torch.tensor([lo, hi], dtype=F64)
+    e0, f0 = energy_force(energy_exact, theta, w)
+    assert f0.tolist() == [-2.0, 2.0]
+    for fn in (energy_sorted, lambda t, w: energy_sorted_multi([t], [w])[0]):
+        e, f = energy_force(fn, theta, w)
+        assert torch.equal(f, f0) and e.item() == pytest.approx(e0.item(), rel=1e-15)
+
+
+# --- all layers at once: energy_sorted_multi, energy_histogram_multi --------------------------------------
+
+
+def multi_layers(dtype=F64):
+    """Layers of different sizes and kinds, each with its own w: Gaussian at several scales (one off-centre,
+    one conv-shaped), dyadic values with w = 0.25 (big tie groups, many pairs exactly w apart), integers with
+    w = 1 (the same), a pair exactly w apart (E = 2 w, no force), a single weight (E = 0) and a well
+    narrower than half an ulp (only exact ties inside)."""
+    layers = [
+        (gaussian(3000, 20) * 0.05, 0.015),
+        (gaussian(4 * 3 * 3 * 3, 21).reshape(4, 3, 3, 3), 0.3),
+        ((gaussian(2000, 22) * 16).round() / 16, 0.25),
+        ((gaussian(1500, 23) * 3).round(), 1.0),
+        (gaussian(700, 24) + 3.0, 0.2),
+        (torch.tensor([0.0, 0.5], dtype=F64), 0.5),
+        (torch.tensor([0.7], dtype=F64), 0.1),
+        (gaussian(5000, 25) * 0.01, 0.003),
+        (torch.tensor([3.0, 1.0, 1.0 + 2**-52, 3.0, 1.0, 3.0], dtype=F64), 1e-17),  # w < ulp/2: s - w == s
+    ]
+    return [(t.to(dtype), w) for t, w in layers]
+
+
+def multi_energy_force(fn, layers, **kw):
+    """(E vector, per-layer gradients) with upstream gradient l + 1 on E_l: misrouted forces would show."""
+    ts = [t.detach().clone().requires_grad_(True) for t, _ in layers]
+    e = fn(ts, [w for _, w in layers], **kw)
+    (e * torch.arange(1, len(ts) + 1, dtype=e.dtype)).sum().backward()
+    return e.detach(), [t.grad for t in ts]
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_sorted_multi_equals_per_layer(dtype):
+    """Forces bit-identical to energy_sorted's, layer by layer (and routed to the right layer, in its shape
+    and dtype); energies to 1e-12 relative in float64 (the float32 result is the float64 one rounded)."""
+    layers = multi_layers(dtype)
+    e, grads = multi_energy_force(energy_sorted_multi, layers)
+    assert e.dtype == dtype and e.shape == (len(layers),)
+    for i, (theta, w) in enumerate(layers):
+        e0, f0 = energy_force(energy_sorted, theta, w)
+        assert grads[i].dtype == dtype and grads[i].shape == theta.shape
+        assert torch.equal(grads[i].flatten().to(F64), (i + 1) * f0.flatten()), i
+        assert abs(e[i].item() - e0.item()) <= (1e-12 if dtype == F64 else 1e-6) * abs(e0.item()), i
+        assert grads[i].sum() == 0  # one test per pair: the forces are exactly antisymmetric
+    assert e[5].item() == 1.0 and e[6].item() == 0.0  # the pair exactly w apart (2 w), the single weight
+
+
+def test_sorted_multi_equals_exact_with_ties_and_edge_pairs():
+    layers = multi_layers()
+    e, grads = multi_energy_force(energy_sorted_multi, layers)
+    for i, (theta, w) in enumerate(layers):
+        e0, f0 = energy_force(energy_exact, theta.flatten(), w, chunk=256)
+        assert torch.equal(grads[i].flatten(), (i + 1) * f0), i
+        assert abs(e[i].item() - e0.item()) <= 1e-9 * abs(e0.item()), i
+
+
+@pytest.mark.parametrize("conv", ["fft", "prefix"])
+def test_histogram_multi_equals_per_layer(conv):
+    """float64: energies and forces equal energy_histogram's to 1e-12 (relative; forces are O(N)), including
+    layers the grid cannot take: all equal (E = 0) and a well narrower than a bin (exact fallback). float32:
+    to 1e-6 (the shared FFT length rounds differently)."""
+    extra = [(torch.full((30,), 0.2, dtype=F64), 0.1), (torch.tensor([0.0, 1e-9, 1.0, 2.0], dtype=F64), 1e-6)]
+    for dtype, tol in ((F64, 1e-12), (torch.float32, 1e-6)):
+        layers = multi_layers(dtype) + [(t.to(dtype), w) for t, w in extra]
+        e, grads = multi_energy_force(energy_histogram_multi, layers, conv=conv)
+        assert e.dtype == dtype
+        for i, (theta, w) in enumerate(layers):
+            e0, f0 = energy_force(energy_histogram, theta, w, conv=conv)
+            assert abs(e[i].item() - e0.item()) <= tol * abs(e0.item()), (dtype, i)
+            assert grads[i].shape == theta.shape
+            err = (grads[i].flatten().to(F64) - (i + 1) * f0.flatten()).abs().max().item()
+            assert err <= tol * (i + 1) * theta.numel(), (dtype, i, err)
+
+
+@pytest.mark.parametrize("fn", [energy_sorted_multi, energy_histogram_multi], ids=lambda f: f.__name__)
+def test_multi_routes_gradients_and_mixes_dtypes(fn):
+    per_layer = energy_sorted if fn is energy_sorted_multi else energy_histogram
+    layers = [(gaussian(50, 30), 0.3), (gaussian(400, 31), 0.3), (gaussian(3000, 32).float(), 0.2)]
+    ts = [t.clone().requires_grad_(i != 1) for i, (t, _) in enumerate(layers)]
+    e = fn(ts + [torch.zeros(0, requires_grad=True)], [0.3, 0.3, 0.2, 0.1])
+    assert e.dtype == F64 and e[3].item() == 0.0  # float64 if any layer is; an empty layer has E = 0
+    e[2].backward()
+    assert torch.equal(ts[0].grad, torch.zeros_like(ts[0])) and ts[1].grad is None  # only E_2 is used
+    _, f2 = energy_force(per_layer, layers[2][0].double(), 0.2)
+    assert ts[2].grad.dtype == torch.float32  # computed in float64 with the other layers, rounded
+    assert torch.allclose(ts[2].grad.double(), f2, rtol=0, atol=1e-6 * f2.abs().max().item())
+
+
+@pytest.mark.parametrize("fn", [energy_sorted_multi, energy_histogram_multi], ids=lambda f: f.__name__)
+def test_multi_bad_input_raises(fn):
+    good = [gaussian(100, 40), gaussian(50, 41)]
+    with pytest.raises(ValueError, match="well width"):
+        fn(good, [0.3, 0.0])
+    with pytest.raises(ValueError, match="2 layers but 1 well widths"):
+        fn(good, [0.3])
+    with pytest.raises(ValueError, match="no layers"):
+        fn([], [])
+    with pytest.raises(TypeError):
+        fn([good[0], torch.arange(5)], [0.3, 0.3])
+    for bad in (float("nan"), -float("nan"), float("inf"), -float("inf")):
+        for pos in (0, 25, 49):
+            t = good[1].clone()
+            t[pos] = bad
+            for dtype in (F64, torch.float32):
+                with pytest.raises(ValueError, match="NaN or inf"):
+                    fn([good[0].to(dtype), t.to(dtype)], [0.3, 0.3])
+
+
+def test_segment_primitives():
+    """sort_segments sorts within segments (empty ones included, -0.0 next to 0.0, float32 and float64);
+    tie_runs finds the runs of equal values without crossing segments."""
+    pieces = [[0.5, -0.0, 0.0, -2.0, 0.5], [], [3.0, 3.0, -1e-30, 1e30, -1e30, 0.0, -0.0], [7.0]]
+    pieces.append([3.0, 3.0, 3.0, 0.0])
+    sizes, x = tuple(map(len, pieces)), torch.tensor(sum(pieces, []))
+    for dtype in (torch.float32, F64):
+        xd = x.to(dtype)
+        perm = _segments.sort_segments(xd, sizes)
+        for piece, ref in zip(xd[perm].split(sizes), xd.split(sizes), strict=True):
+            assert torch.equal(piece, ref.sort().values)
+    lay = _segments.layout(sizes, x.device)
+    assert lay.off.tolist() == [0, 5, 5, 12, 13, 17] and lay.seg.tolist() == [0] * 5 + [2] * 7 + [3] + [4] * 4
+    # sorted: [-2, -0, 0, .5, .5 | -1e30, -1e-30, -0, 0, 3, 3, 1e30 | 7 | 0, 3, 3, 3]
+    s = x.to(F64)[_segments.sort_segments(x.to(F64), sizes)]
+    members, start, tau = _segments.tie_runs(s, lay.inner)
+    assert members.tolist() == [1, 2, 3, 4, 7, 8, 9, 10, 14, 15, 16]
+    assert start.tolist() == [1, 1, 3, 3, 7, 7, 9, 9, 14, 14, 14]
+    assert tau.tolist() == [-1, 1, -1, 1, -1, 1, -1, 1, -2, 0, 2]  # (#equal before) - (#equal after)
+    assert _segments.tie_runs(torch.arange(6.0, dtype=F64), _segments.layout((3, 3), x.device).inner) is None
 
 
 # --- shared behaviour, bad input -------------------------------------------------------------------------
