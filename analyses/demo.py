@@ -1,0 +1,161 @@
+"""The quick end-to-end reproduction behind `make demo`: two short soft-quantization runs of the adapted
+ResNet-20, then every figure script on them and the PTQ table, all into figures/demo/.
+
+  1. runs/demo/soft-quant.h5     weight coupling with the paper's h = 0.05, w = 0.3
+  2. runs/demo/weak-coupling.h5  the same with h = 0.001, the paper's example of a too weak coupling
+  3. figures/demo/weight_histograms.*  (Fig. 1)        run 1: pretrained, after epoch 1, final, clusters
+  4. figures/demo/perturbation.*       (Fig. 3)        run 1: compressed, clamped, HEQ 4-bit vs random
+  5. figures/demo/paths.*              (§4.2, Fig. 2A) runs 1 and 2: pretrained → compressed → clamped
+  6. figures/demo/accuracy_vs_bits.*   (Pareto)        runs 1 and 2 vs HEQ at 2–6 bits
+  7. figures/demo/ptq_table.*          analyses/table_ptq.py (if present) on the same test images
+
+Budget (defaults): each run fine-tunes on the first 2,560 training images for 2 epochs (40 SGD steps of 128
+images); evaluations use the first 1,000 test images, the perturbation test 500 (and 500 training images for
+the BN recalibration of every perturbed state). That is far below the paper's budget (full training set, more
+epochs, full test set): the demo exercises the whole pipeline and shows the direction of each effect, not the
+paper's numbers. The figures in figures/ itself (full budgets) are not touched. Each step runs as its own
+process (`python -m landscape.train`, `python analyses/...`), exactly as a user would run it; a failing step
+stops the demo with its exit status. The timing table printed at the end is the measurement of record.
+
+  python analyses/demo.py [--device cpu] [--limit-train 2560] [--epochs 2] [--limit 1000] [--reuse-runs]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+
+from landscape import cli
+from landscape.errors import LandscapeError
+
+RUNS = {  # name → weight-coupling settings
+    "soft-quant": {"h": 0.05, "w": 0.3},  # the paper's setting for ResNet-20
+    "weak-coupling": {"h": 0.001, "w": 0.3},  # the paper's failure example: clustering never completes
+}
+
+
+def parser():
+    p = cli.Parser("analyses/demo.py", __doc__)
+    p.add_argument("--out-dir", default=str(common.FIGURES / "demo"),
+                   help="figures and tables (default: figures/demo/)")
+    p.add_argument("--runs-dir", default=str(common.REPO / "runs" / "demo"),
+                   help="run files (default: runs/demo/)")
+    p.add_argument("--limit-train", type=cli.positive_int, default=2560,
+                   help="training images per run (default: 2560)")
+    p.add_argument("--epochs", type=cli.positive_int, default=2, help="epochs per run (default: 2)")
+    p.add_argument("--train-batch-size", type=cli.positive_int, default=128,
+                   help="images per SGD step (default: 128)")
+    p.add_argument("--limit", type=cli.positive_int, default=1000,
+                   help="test images per evaluation (default: 1000)")
+    p.add_argument("--directions", type=cli.positive_int, default=10,
+                   help="random directions per target in the perturbation figure (default: 10)")
+    p.add_argument("--perturb-limit", type=cli.positive_int, default=500,
+                   help="test images (and BN-recalibration training images) of the perturbation test "
+                        "(default: 500)")
+    p.add_argument("--reuse-runs", action="store_true",
+                   help="keep run files that already exist instead of retraining")
+    p.add_argument("--data", default=None, help="CIFAR-10 folder (default: see landscape.data)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    return p
+
+
+def step(name: str, argv: list[str], log: list) -> None:
+    """Run one step as a subprocess from the checkout's root, with this checkout first on PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(common.REPO), os.environ.get("PYTHONPATH", "")])}
+    print(f"\n=== {name}: {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    code = subprocess.run([sys.executable, *argv], cwd=common.REPO, env=env).returncode
+    log.append((name, time.perf_counter() - t0))
+    if code != 0:
+        raise LandscapeError(f"step '{name}' failed with exit status {code} (its message is above)")
+
+
+def table_ptq_args(script: Path, args) -> list[str] | None:
+    """The options of analyses/table_ptq.py this demo can set, as its --help documents them (None: no
+    script)."""
+    if not script.is_file():
+        return None
+    help_text = subprocess.run([sys.executable, str(script), "--help"], cwd=common.REPO, capture_output=True,
+                               text=True, env={**os.environ, "PYTHONPATH": str(common.REPO)}).stdout
+    wanted = {"--limit": str(args.limit), "--out-dir": args.out_dir, "--device": args.device,
+              "--data": args.data}
+    out = []
+    for option, value in wanted.items():
+        if value is not None and option in help_text:
+            out += [option, value]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    runs_dir, out_dir = Path(args.runs_dir), Path(args.out_dir)
+    for folder in (runs_dir, out_dir):
+        cli.check_out(folder / ".probe", force=True)  # creates the folder, checks it is writable
+    cli.device(args.device)
+    data = ["--data", args.data] if args.data else []
+
+    def shared(limit: int) -> list[str]:  # the options every figure script takes
+        return ["--limit", str(limit), "--device", args.device, "--out-dir", str(out_dir), "--force", *data]
+
+    started, log = time.perf_counter(), []
+    steps_per_epoch = args.limit_train // args.train_batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"--limit-train {args.limit_train} is less than one batch of "
+                         f"{args.train_batch_size}")
+    run_paths = {}
+    for name, settings in RUNS.items():
+        path = runs_dir / f"{name}.h5"
+        run_paths[name] = path
+        if args.reuse_runs and path.is_file():
+            print(f"\n=== train {name}: reusing {path}")
+            continue
+        step(f"train {name}", [
+            "-m", "landscape.train", "--arch", "resnet20", "--checkpoint", str(common.ADAPTED_R20),
+            "--method", "weight-coupling", "--h", str(settings["h"]), "--w", str(settings["w"]),
+            "--epochs", str(args.epochs), "--limit-train", str(args.limit_train),
+            "--train-batch-size", str(args.train_batch_size), "--limit-test", str(args.limit),
+            "--checkpoint-every", str(max(1, steps_per_epoch // 2)),  # a checkpoint every half epoch
+            "--stats-every", str(steps_per_epoch), "--device", args.device, "--out", str(path), "--force",
+            *data], log)
+
+    good, weak = str(run_paths["soft-quant"]), str(run_paths["weak-coupling"])
+    step("fig_weight_histograms", ["analyses/fig_weight_histograms.py", "--run", good, *shared(args.limit)],
+         log)
+    step("fig_perturbation", [
+        "analyses/fig_perturbation.py", "--run", good, "--directions", str(args.directions),
+        "--alphas", "-1", "0", "1", "2", "--batch-size", str(args.perturb_limit), "--bn-batches", "1",
+        *shared(args.perturb_limit)], log)
+    step("fig_paths", [
+        "analyses/fig_paths.py", "--run", good, weak, "--points", "6",
+        "--labels", "h=0.05 (paper's setting)", "h=0.001 (paper's failure setting)", *shared(args.limit)],
+         log)
+    step("fig_accuracy_vs_bits", [
+        "analyses/fig_accuracy_vs_bits.py", "--run", good, weak, "--labels", "h=0.05", "h=0.001",
+        *shared(args.limit)], log)
+    table = common.REPO / "analyses" / "table_ptq.py"
+    ptq_args = table_ptq_args(table, args)
+    if ptq_args is None:
+        print(f"\n=== table_ptq: {table} does not exist; skipped")
+    else:
+        step("table_ptq", [str(table.relative_to(common.REPO)), *ptq_args], log)
+
+    total = time.perf_counter() - started
+    print("\n| step | seconds |\n|---|---|")
+    for name, seconds in log:
+        print(f"| {name} | {seconds:.0f} |")
+    print(f"| total | {total:.0f} |")
+    print(f"\nrun files: {', '.join(str(p) for p in run_paths.values())}")
+    print(f"figures, CSV and config JSON: {out_dir}/")
+    for png in sorted(out_dir.glob("*.png")):
+        print(f"  {png}")
+    print(f"notebook: LANDSCAPE_RUN={good} jupyter lab notebooks/explore.ipynb")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main, "demo")

@@ -1,0 +1,133 @@
+"""python -m landscape.perturb: is the compressor's displacement special? Compare it with M random directions
+of the same norm (soft-quantization paper, Fig. 3).
+
+Δθ = θ_target − θ_pretrained over the conv/linear weights, the target being the run's compressed or clamped
+state or a PTQ of its pretrained state (ptq:METHOD:BITS). Each random Gaussian direction is scaled to ‖Δθ‖
+(--norm global) or to each layer's ‖Δθ_l‖ (--norm per-layer). Every perturbed state, the real one included,
+gets its BN statistics re-estimated on --bn-batches unaugmented training batches (--bn recalibrate, default)
+or keeps the pretrained ones (--bn keep: cheaper, but biased against structured steps); BN parameters and
+biases stay pretrained (landscape/perturbation.py says why). The target's full state is reported separately.
+Prints ΔL = L(θ_pre + δ) − L(θ_pre), ΔL/‖Δθ‖, and the real displacement's percentile and z-score among the
+random ones; --alphas adds a 1-D scan along Δθ and along random direction 0.
+
+Results are stored in the run file, group /analysis/perturb/<name> (see landscape/perturbation.py).
+
+Example:
+  python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000
+  python -m landscape.perturb runs/wc.h5 --directions 20 --target ptq:heq:4 --norm per-layer \\
+      --alphas -1 -0.5 0 0.5 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from . import cli
+from .data import Batches, load_cifar10
+from .errors import LandscapeError
+from .paths import load_state_spec
+from .perturbation import GROUP, NORMS, PerturbConfig, perturbation_test, stored_perturbs, write_perturb
+from .store import Run
+
+
+def directions_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the number of random directions M must be ≥ 1, got {value}")
+    return value
+
+
+def target_arg(text: str) -> str:
+    if text in ("compressed", "clamped") or text.startswith("ptq:"):
+        return text
+    raise argparse.ArgumentTypeError(f"must be compressed, clamped or ptq:METHOD:BITS, got {text!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = cli.Parser("python -m landscape.perturb", __doc__)
+    p.add_argument("run", help="run file (HDF5) written by landscape.train")
+    p.add_argument("--directions", type=directions_arg, required=True, metavar="M",
+                   help="number of random directions, ≥ 1")
+    p.add_argument("--target", type=target_arg, default="clamped",
+                   help="the displacement's end: compressed, clamped (default) or ptq:METHOD:BITS, e.g. "
+                        "ptq:heq:4")
+    p.add_argument("--norm", default="global", choices=NORMS,
+                   help="scale random directions to ‖Δθ‖ (global, default) or to every layer's ‖Δθ_l‖ "
+                        "(per-layer)")
+    p.add_argument("--alphas", type=float, nargs="+", default=None, metavar="A",
+                   help="1-D scan along Δθ and along random direction 0 at these multiples of the step")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default: 0)")
+    p.add_argument("--limit", type=cli.positive_int, default=None,
+                   help="evaluate on the first N test images (class-balanced prefix; default: all)")
+    p.add_argument("--bn", default="recalibrate", choices=["keep", "recalibrate"],
+                   help="BN statistics of every perturbed state: re-estimate them on --bn-batches training "
+                        "batches (recalibrate, default) or keep the pretrained ones (keep)")
+    p.add_argument("--bn-batches", type=cli.positive_int, default=4,
+                   help="--bn recalibrate: training batches of --batch-size images per state (default: 4)")
+    p.add_argument("--no-fast", action="store_true", help="evaluate the model as is (no BN folding)")
+    p.add_argument("--name", default=None, help="result name under /analysis/perturb (default: TARGET_NORM)")
+    p.add_argument("--force", action="store_true", help="replace an existing result of the same name")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    cli.add_data_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    config = PerturbConfig(directions=args.directions, norm=args.norm, seed=args.seed,
+                           alphas=tuple(args.alphas or ()), bn=args.bn, fast=not args.no_fast)
+    run = Run(args.run)
+    name = args.name or f"{args.target.replace(':', '-')}_{args.norm}"
+
+    # Everything that can fail on the user's input fails here, before any evaluation or write.
+    if not os.access(run.path, os.W_OK):
+        raise LandscapeError(f"cannot write to {run.path} (permission denied)")
+    if name in stored_perturbs(run.path) and not args.force:
+        raise LandscapeError(f"{run.path} already has /{GROUP}/{name}; pass --force or another --name")
+    target = load_state_spec(run, args.target)
+    model = run.model("pretrained")
+    dev = cli.device(args.device)
+    model = model.to(dev)
+    train, test = load_cifar10(args.data, download=args.download)
+    batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
+    bn_data = None
+    if args.bn == "recalibrate":
+        bn_data = list(Batches(train.subset(args.bn_batches * args.batch_size), args.batch_size, train=False,
+                               device=dev))
+
+    result = perturbation_test(model, target, batches, config, bn_data=bn_data, progress=not args.json)
+
+    attrs = {"target": args.target, "norm": args.norm, "directions": args.directions, "seed": args.seed,
+             "params": config.params, "bn": args.bn, "bn_batches": args.bn_batches, "fast": config.fast,
+             "limit": args.limit, "batch_size": args.batch_size, "run": str(run.path)}
+    key = write_perturb(run.path, name, result, attrs, force=args.force)
+    summary = result.summary()
+    if args.json:
+        cli.print_json({"file": str(run.path), "group": f"/{key}", **attrs, **summary})
+    else:
+        print(f"target {args.target}: ‖Δθ‖ = {result.displacement_norm:.4f} over {len(result.layer_norms)} "
+              f"layers; "
+              f"base loss {result.base['loss']:.4f} on {result.base['n']} test images")
+        print(f"  real displacement   ΔL = {result.real['delta_loss']:+.4f}  "
+              f"ΔL/‖Δθ‖ = {result.real['slope']:+.5f}  accuracy {100 * result.real['accuracy']:.2f}%  "
+              f"(target's full state: loss {result.target['loss']:.4f}, "
+              f"accuracy {100 * result.target['accuracy']:.2f}%)")
+        r = result.random_delta_loss
+        print(f"  random ({args.norm}, M={len(r)})  ΔL mean {r.mean():+.4f}  min {r.min():+.4f}  "
+              f"max {r.max():+.4f}")
+        print(f"  percentile {result.percentile:.1f}%  z-score {result.zscore:+.2f}")
+        if result.scan is not None:
+            print("  scan   alpha   real loss  random loss")
+            for a, lr, lx in zip(result.scan.alpha, result.scan.real["loss"], result.scan.random["loss"],
+                                 strict=True):
+                print(f"       {a:+6.2f}  {lr:10.4f}  {lx:10.4f}")
+        print(f"wrote {run.path}:/{key}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main, "landscape.perturb")

@@ -1,0 +1,317 @@
+"""Equal-norm random-perturbation baseline (soft-quantization paper, Mechanism 3 / Fig. 3): is the
+displacement a compressor made special, or would any step of the same size have cost as little loss?
+
+For a displacement Δθ = θ_target − θ_pre over the compressed parameters (`params`, default the conv/linear
+weights of `params.select_params`), draw M Gaussian directions over the same parameters and scale each to
+Δθ's size:
+  norm="global"     ‖δ‖ = ‖Δθ‖ over all selected parameters together;
+  norm="per-layer"  ‖δ_l‖ = ‖Δθ_l‖ for every layer l (a layer Δθ leaves unchanged gets δ_l = 0), so the random
+                    step spends its budget in the same layers as the real one.
+For each, ΔL = L(θ_pre + δ) − L(θ_pre) and the slope ΔL/‖Δθ‖ (nats per unit of weight-space distance); the
+same for δ = Δθ itself. The real displacement's percentile among the random ones (percent of random ΔL below
+it) and z-score ((ΔL_real − mean)/std, std with ddof=1) say where it falls.
+
+BN statistics (the fairness decision). A perturbed state's BN running statistics must come from somewhere.
+Keeping the pretrained ones for every state (bn="keep") looks neutral but is not: a structured step such as
+the compressor's (weights pulled onto clusters, layer scales shifting) moves the per-channel activation
+statistics, while a random Gaussian step of the same norm largely averages out in them, so stale statistics
+penalise the real displacement far more than the random ones. Measured on ResNet-20 after one epoch of soft
+quantization (500 test images, M = 10): real ΔL 0.210 vs random 0.065 ± 0.026 with kept statistics, 0.023 vs
+0.017 ± 0.016 with recalibrated ones. Giving only the real step the target's own statistics would favour it
+instead (they were adapted during fine-tuning, which random steps never get). So the default is
+bn="recalibrate" for *every* state — θ_pre, θ_pre + Δθ and each θ_pre + δ: statistics reset and re-estimated
+(cumulative average) on the same unaugmented training batches, so each state is judged with statistics that
+match its own weights and the comparison is about the weights alone. BN affine parameters and biases stay
+pretrained everywhere (they are not part of Δθ). The target's full state (its fine-tuned BN parameters, biases
+and, with "keep", its own statistics) is evaluated too and reported separately as `target_loss`. Cost:
+recalibration forwards `bn_data` once per state; bn="keep" costs one evaluation pass per direction and nothing
+else.
+
+Randomness. Directions come from a CPU torch.Generator seeded with `seed`, drawn layer by layer in model order
+(one `randn` per layer and direction): the same seed gives the same directions on every device, and direction
+i does not depend on M. Directions are regenerated, never stored.
+
+Stored results (`write_perturb` / `read_perturb`), group /analysis/perturb/<name> of a run file:
+  random_delta_loss [M], random_slope [M], random_accuracy [M], layer_norms [L] (‖Δθ_l‖), and, when a scan was
+  asked for, scan_alpha [A], scan_real_loss [A], scan_random_loss [A] (direction 0), scan_real_accuracy,
+  scan_random_accuracy; attrs: target, norm, directions, seed, params, bn, limit, n, layers (JSON),
+  displacement_norm, base_loss, base_accuracy, real_delta_loss, real_slope, real_accuracy, target_loss,
+  target_accuracy, percentile, zscore, created.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+from tqdm import tqdm
+
+from .errors import LandscapeError, RunFileError
+from .params import SELECTIONS, select_params
+from .paths import BN_MODES, StateEvaluator, check_name, check_states, open_for_update
+
+NORMS = ("global", "per-layer")
+GROUP = "analysis/perturb"
+
+
+@dataclass(frozen=True)
+class PerturbConfig:
+    directions: int = 20  # M random directions (≥ 1); the percentile is resolved to 100/M percent
+    norm: str = "global"  # "global": ‖δ‖ = ‖Δθ‖; "per-layer": ‖δ_l‖ = ‖Δθ_l‖ for every layer l
+    seed: int = 0  # seed of the CPU torch.Generator that draws the directions
+    params: str = "weights"  # which parameters are displaced (params.select_params): conv/linear weights
+    alphas: tuple[float, ...] = ()  # 1-D scan positions in units of the step (α = 1: a step of norm ‖Δθ‖)
+    bn: str = "recalibrate"  # BN statistics of every state: re-estimated on bn_data | "keep": pretrained
+    fast: bool = True  # BN-folded channels-last forward (paths.StateEvaluator); False: the model as is
+
+    def __post_init__(self):
+        if isinstance(self.directions, bool) or not isinstance(self.directions, int) or self.directions < 1:
+            raise ValueError(f"the number of random directions M must be an integer ≥ 1, "
+                             f"got {self.directions!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.params not in SELECTIONS:
+            raise ValueError(f"params must be one of {', '.join(SELECTIONS)}, got {self.params!r}")
+        if self.bn not in BN_MODES:
+            raise ValueError(f"bn must be one of {', '.join(BN_MODES)}, got {self.bn!r}")
+        if not all(isinstance(a, (int, float)) and math.isfinite(a) for a in self.alphas):
+            raise ValueError(f"scan alphas must be finite numbers, got {self.alphas!r}")
+
+
+@dataclass(frozen=True)
+class Scan:
+    alpha: np.ndarray  # [A] positions, in units of the step
+    real: dict[str, np.ndarray]  # {"loss": [A] nats, "accuracy": [A]} along Δθ
+    random: dict[str, np.ndarray]  # the same along random direction 0
+
+
+@dataclass(frozen=True)
+class PerturbResult:
+    displacement_norm: float  # ‖Δθ‖ over the selected parameters
+    layer_norms: dict[str, float]  # ‖Δθ_l‖ per selected parameter
+    base: dict  # evaluation of θ_pre: {"loss", "accuracy", "n"}
+    real: dict  # θ_pre + Δθ (selected weights only): {"loss", "accuracy", "delta_loss", "slope"}
+    target: dict  # the target's full state (its BN parameters, biases; BN stats per config.bn): loss, acc.
+    random_delta_loss: np.ndarray  # [M] ΔL of each random direction, nats
+    random_accuracy: np.ndarray  # [M]
+    scan: Scan | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def random_slope(self) -> np.ndarray:
+        return self.random_delta_loss / self.displacement_norm if self.displacement_norm > 0 else \
+            np.full_like(self.random_delta_loss, np.nan)
+
+    @property
+    def percentile(self) -> float:
+        """Percent of random directions whose ΔL is below the real displacement's (ties count half)."""
+        r, x = self.random_delta_loss, self.real["delta_loss"]
+        return float(100 * (np.sum(r < x) + 0.5 * np.sum(r == x)) / len(r))
+
+    @property
+    def zscore(self) -> float:
+        """(ΔL_real − mean ΔL_random) / std ΔL_random (ddof=1); NaN for M < 2 or zero spread."""
+        r = self.random_delta_loss
+        if len(r) < 2 or np.std(r, ddof=1) == 0:
+            return math.nan
+        return float((self.real["delta_loss"] - r.mean()) / np.std(r, ddof=1))
+
+    def summary(self) -> dict:
+        r = self.random_delta_loss
+        out = {"displacement_norm": self.displacement_norm, "base_loss": self.base["loss"],
+               "base_accuracy": self.base["accuracy"], "n": self.base["n"],
+               "real_delta_loss": self.real["delta_loss"], "real_slope": self.real["slope"],
+               "real_accuracy": self.real["accuracy"], "target_loss": self.target["loss"],
+               "target_accuracy": self.target["accuracy"], "random_delta_loss_mean": float(r.mean()),
+               "random_delta_loss_std": float(np.std(r, ddof=1)) if len(r) > 1 else math.nan,
+               "random_slope": self.random_slope.tolist(), "random_delta_loss": r.tolist(),
+               "percentile": self.percentile, "zscore": self.zscore}
+        if self.scan is not None:
+            out["scan"] = {"alpha": self.scan.alpha.tolist(),
+                           "real_loss": self.scan.real["loss"].tolist(),
+                           "random_loss": self.scan.random["loss"].tolist()}
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- directions
+
+
+def displacement(pre: Mapping[str, Tensor], target: Mapping[str, Tensor], names: Sequence[str]) -> dict[str,
+                                                                                                        Tensor]:
+    """Δθ_l = target_l − pre_l for each name (new tensors)."""
+    out = {}
+    for name in names:
+        if name not in target:
+            raise LandscapeError(f"the target state has no {name}")
+        if tuple(target[name].shape) != tuple(pre[name].shape):
+            raise LandscapeError(f"{name}: target has shape {tuple(target[name].shape)}, pretrained "
+                                 f"{tuple(pre[name].shape)}")
+        out[name] = target[name].to(pre[name].device, pre[name].dtype) - pre[name]
+    return out
+
+
+def _norm(t: Tensor) -> float:
+    """‖t‖₂ in float64, on the CPU (MPS has no float64)."""
+    return float(torch.linalg.vector_norm(t.detach().to("cpu", torch.float64)))
+
+
+def global_norm(tensors: Mapping[str, Tensor]) -> float:
+    return math.sqrt(sum(_norm(t) ** 2 for t in tensors.values()))
+
+
+def random_direction(delta: Mapping[str, Tensor], generator: torch.Generator,
+                     norm: str = "global") -> dict[str, Tensor]:
+    """One Gaussian direction over the parameters of `delta`, scaled to its norm (module docstring). Drawn on
+    the CPU (so the same on every device), returned on each parameter's device and dtype."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    raw = {name: torch.randn(d.shape, generator=generator, dtype=torch.float64) for name, d in delta.items()}
+    if norm == "global":
+        g, target = global_norm(raw), global_norm(delta)
+        factors = {name: target / g if g > 0 else 0.0 for name in raw}
+    else:
+        factors = {name: _norm(delta[name]) / _norm(r) if _norm(r) > 0 else 0.0 for name, r in raw.items()}
+    return {name: (r * factors[name]).to(delta[name].device, delta[name].dtype) for name, r in raw.items()}
+
+
+def random_directions(delta: Mapping[str, Tensor], m: int, *, seed: int,
+                      norm: str = "global") -> Iterator[dict]:
+    """M directions, one at a time (never all in memory); direction i is the same for any M ≥ i + 1."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    for _ in range(m):
+        yield random_direction(delta, generator, norm)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def scan(evaluator: StateEvaluator, base: Mapping[str, Tensor], direction: Mapping[str, Tensor],
+         alphas: Sequence[float], batches: Iterable, *, at_zero: dict | None = None,
+         bar: tqdm | None = None) -> dict[str, np.ndarray]:
+    """Loss and accuracy at base + α·direction for each α (only the parameters in `direction` move);
+    `at_zero`, the evaluation of `base` if already known, is reused for α = 0."""
+    loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
+    for i, a in enumerate(alphas):
+        if a == 0 and at_zero is not None:
+            r = at_zero
+        else:
+            evaluator.add_(base, direction, float(a))
+            r = evaluator.evaluate(batches)
+        loss[i], acc[i] = r["loss"], r["accuracy"]
+        if bar is not None:
+            bar.update()
+    return {"loss": loss, "accuracy": acc}
+
+
+def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: Iterable,
+                      config: PerturbConfig = PerturbConfig(), *, bn_data: Iterable | None = None,
+                      progress: bool = False) -> PerturbResult:
+    """Real displacement (model → target over the selected parameters) against M equal-norm random ones, on
+    `batches`. `model` is the pretrained model (architecture and θ_pre); neither it nor `target` is
+    modified."""
+    evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast)
+    check_states(evaluator.live, [target], ["the target state"])
+    dev = evaluator.device
+    pre = {k: v.detach().clone() for k, v in evaluator.live.items()}  # θ_pre, all entries, on the device
+    names = list(select_params(evaluator.work, config.params))
+    if not names:
+        raise LandscapeError(f"the model has no parameters of the selection {config.params!r}")
+    delta = displacement(pre, {k: v.to(dev) for k, v in target.items()}, names)
+    norm = global_norm(delta)
+    if norm == 0:
+        raise LandscapeError("the target's selected weights equal the pretrained ones (‖Δθ‖ = 0): "
+                             "nothing to compare")
+
+    bar = tqdm(total=config.directions + 3 + 2 * len(config.alphas), desc="perturb", unit="eval", leave=False,
+               disable=not progress)
+    evaluator.load_(pre)
+    base = evaluator.evaluate(batches)
+    bar.update()
+    evaluator.load_({k: v.to(dev) for k, v in target.items()})
+    target_eval = evaluator.evaluate(batches)
+    bar.update()
+    evaluator.load_(pre)
+    evaluator.add_(pre, delta)
+    real = evaluator.evaluate(batches)
+    bar.update()
+    real = {"loss": real["loss"], "accuracy": real["accuracy"], "delta_loss": real["loss"] - base["loss"],
+            "slope": (real["loss"] - base["loss"]) / norm}
+
+    random_dl, random_acc = np.empty(config.directions), np.empty(config.directions)
+    first = None
+    for i, d in enumerate(random_directions(delta, config.directions, seed=config.seed, norm=config.norm)):
+        evaluator.add_(pre, d)
+        r = evaluator.evaluate(batches)
+        random_dl[i], random_acc[i] = r["loss"] - base["loss"], r["accuracy"]
+        first = d if i == 0 else first
+        bar.update()
+
+    result_scan = None
+    if config.alphas:
+        alphas = np.asarray(config.alphas, dtype=np.float64)
+        real_scan = scan(evaluator, pre, delta, alphas, batches, at_zero=base, bar=bar)
+        random_scan = scan(evaluator, pre, first, alphas, batches, at_zero=base, bar=bar)
+        result_scan = Scan(alphas, real_scan, random_scan)
+    bar.close()
+    evaluator.load_(pre)
+    return PerturbResult(displacement_norm=norm, layer_norms={k: _norm(v) for k, v in delta.items()},
+                         base=base, real=real,
+                         target={"loss": target_eval["loss"], "accuracy": target_eval["accuracy"]},
+                         random_delta_loss=random_dl, random_accuracy=random_acc, scan=result_scan)
+
+
+# ------------------------------------------------------------------------------------------------- storage
+
+
+def write_perturb(path: str | os.PathLike, name: str, result: PerturbResult, attrs: Mapping, *,
+                  force: bool = False) -> str:
+    """Store under /analysis/perturb/<name> of a run file, all at once or not at all (paths.open_for_update).
+    Returns the group key."""
+    check_name(name)
+    key = f"{GROUP}/{name}"
+    with open_for_update(path) as f:
+        if key in f and not force:
+            raise LandscapeError(f"{path} already has /{key}; pass --force to replace it")
+        if key in f:
+            del f[key]
+        g = f.create_group(key)
+        g.create_dataset("random_delta_loss", data=result.random_delta_loss)
+        g.create_dataset("random_slope", data=result.random_slope)
+        g.create_dataset("random_accuracy", data=result.random_accuracy)
+        g.create_dataset("layer_norms", data=np.array(list(result.layer_norms.values())))
+        if result.scan is not None:
+            g.create_dataset("scan_alpha", data=result.scan.alpha)
+            for side, values in (("real", result.scan.real), ("random", result.scan.random)):
+                for metric, v in values.items():
+                    g.create_dataset(f"scan_{side}_{metric}", data=v)
+        s = result.summary()
+        g.attrs.update({k: v for k, v in s.items() if not isinstance(v, (list, dict))})
+        g.attrs["layers"] = json.dumps(list(result.layer_norms))
+        g.attrs.update({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+                        for k, v in attrs.items() if v is not None})
+        g.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return key
+
+
+def read_perturb(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict]:
+    """(datasets, attrs) of /analysis/perturb/<name>."""
+    key = f"{GROUP}/{name}"
+    with h5py.File(path, "r") as f:
+        if key not in f:
+            have = sorted(k for k in f[GROUP] if not k.startswith(".")) if GROUP in f else []
+            raise RunFileError(f"{path} has no /{key} (stored: {', '.join(have) or 'none'})")
+        return {k: np.array(v) for k, v in f[key].items()}, dict(f[key].attrs)
+
+
+def stored_perturbs(path: str | os.PathLike) -> list[str]:
+    with h5py.File(path, "r") as f:
+        return sorted(k for k in f[GROUP] if not k.startswith(".")) if GROUP in f else []

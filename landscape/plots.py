@@ -1,0 +1,188 @@
+"""Drawing functions: each takes arrays it is given and an Axes, draws, labels, and returns the Axes. No model
+evaluation, no statistics, no file reading here (histogram counts come in precomputed, so the CSV a figure
+script writes is exactly what is drawn).
+
+Figures are made with `figure(...)`: a matplotlib Figure on the Agg canvas (no display, no pyplot state), in
+seaborn's "whitegrid" style; `save(fig, path)` writes a PNG atomically (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+STYLE = "whitegrid"
+CONTEXT = "notebook"
+# One colour per series name, so the same state looks the same in every figure.
+COLORS = {"pretrained": "#7f7f7f", "compressed": "#1f77b4", "clamped": "#d62728", "soft": "#d62728",
+          "ptq": "#9467bd", "heq": "#9467bd", "random": "#555555", "epoch": "#2ca02c"}
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+
+
+def palette(names: Sequence[str]) -> dict[str, str]:
+    """Stable colours: a name containing a key of COLORS (pretrained, compressed, clamped, ptq/heq, random,
+    epoch; first match in that order) gets its colour unless another name of the same plot took it; the rest
+    seaborn's 'deep' palette in turn."""
+    deep = [c for c in sns.color_palette("deep").as_hex() if c not in COLORS.values()]
+    out, i = {}, 0
+    for name in names:
+        fixed = next((c for key, c in COLORS.items() if key in name.lower()), None)
+        if fixed is not None and fixed not in out.values():
+            out[name] = fixed
+        else:
+            out[name] = deep[i % len(deep)]
+            i += 1
+    return out
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.0, height: float = 4.0, squeeze: bool = False,
+           **kwargs) -> tuple[Figure, np.ndarray]:
+    """(fig, axes [nrows, ncols]) in the seaborn style; width/height per panel, in inches."""
+    with sns.axes_style(STYLE), sns.plotting_context(CONTEXT, font_scale=0.85):
+        fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(nrows, ncols, squeeze=squeeze, **kwargs)
+    return fig, axes
+
+
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> Path:
+    """Write a PNG atomically (a crash leaves no truncated image)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ weight histograms
+
+
+def weight_histograms(ax: Axes, edges: np.ndarray, counts: Mapping[str, np.ndarray], *,
+                      clusters: tuple[np.ndarray, np.ndarray] | None = None, cluster_label: str = "clamped",
+                      title: str = "", xlabel: str = "weight value", legend: bool = True) -> Axes:
+    """One layer's weight distributions: step histograms sharing `edges` ([B+1]), one per series (`counts`
+    label → [B]; the first is drawn filled), log-scaled counts, empty bins left blank. `clusters` = (values
+    [K], members [K]) of the clamped layer, drawn as stems at the cluster values (height: weights per
+    cluster)."""
+    colors = palette(list(counts) + ([cluster_label] if clusters is not None else []))
+    for i, (label, c) in enumerate(counts.items()):
+        c = np.asarray(c, dtype=float)
+        ax.stairs(np.where(c > 0, c, np.nan), edges, label=label, color=colors[label], fill=i == 0,
+                  alpha=0.35 if i == 0 else 0.95, linewidth=1.1)
+    if clusters is not None and len(clusters[0]):
+        values, members = (np.asarray(a, dtype=float) for a in clusters)
+        ax.vlines(values, 0.8, members, color=colors[cluster_label], linewidth=1.0, alpha=0.8)
+        ax.plot(values, members, "v", color=colors[cluster_label], markersize=3.5,
+                label=f"{cluster_label} (stems: weights per cluster value)")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8)
+    ax.set(title=title, xlabel=xlabel, ylabel="weights per bin (log scale)")
+    if legend:
+        ax.legend(fontsize="x-small", loc="upper right")
+    return ax
+
+
+# ---------------------------------------------------------------------------------------- perturbation test
+
+
+def perturbation_distribution(ax: Axes, random: np.ndarray, real: Mapping[str, float], *, title: str = "",
+                              xlabel: str = "ΔL / ‖Δθ‖  (nats per unit weight norm)", bins: int = 20) -> Axes:
+    """Histogram of the random directions' values with each real displacement (label → value) as a
+    vertical line."""
+    random = np.asarray(random, dtype=float)
+    lo = min([random.min()] + list(real.values()))
+    hi = max([random.max()] + list(real.values()))
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    edges = np.linspace(lo - pad, hi + pad, bins + 1)
+    sns.histplot(x=random, bins=edges, ax=ax, color="#8c8c8c", alpha=0.6,
+                 label=f"random directions (M={len(random)})")
+    colors = palette(list(real))
+    for label, value in real.items():
+        ax.axvline(value, color=colors[label], linewidth=2, linestyle="-", label=label)
+    ax.axvline(0, color="black", linewidth=0.6, linestyle=":")
+    ax.set(title=title, xlabel=xlabel, ylabel="random directions (count)")
+    ax.legend(fontsize="x-small", loc="best")
+    return ax
+
+
+def scan_curves(ax: Axes, alpha: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str = "",
+                ylabel: str = "test loss (nats)") -> Axes:
+    """1-D scans: value vs step size α along each direction (label → [A])."""
+    colors = palette(list(curves))
+    for label, values in curves.items():
+        ax.plot(alpha, values, marker="o", markersize=3, color=colors[label], label=label)
+    ax.axvline(0, color="black", linewidth=0.6, linestyle=":")
+    ax.set(title=title, xlabel="α  (step in units of ‖Δθ‖)", ylabel=ylabel)
+    ax.legend(fontsize="x-small")
+    return ax
+
+
+# ------------------------------------------------------------------------------------------------ path curves
+
+
+def path_curves(ax: Axes, alpha: np.ndarray, curves: Mapping[str, np.ndarray], *, knots: Sequence[str],
+                ylabel: str, title: str = "", percent: bool = False) -> Axes:
+    """Values along a piecewise-linear path (label → [T], one line per path, e.g. per run), at positions
+    `alpha` (state k at alpha = k); the states are marked by vertical lines and named by `knots`."""
+    colors = palette(list(curves))
+    for label, values in curves.items():
+        values = np.asarray(values, dtype=float) * (100 if percent else 1)
+        ax.plot(alpha, values, marker="o", markersize=3, linewidth=1.6, label=label, color=colors[label])
+    for k in range(len(knots)):
+        ax.axvline(k, color="black", linewidth=0.7, linestyle="--", alpha=0.6)
+    ax.set_xticks(range(len(knots)), list(knots))
+    ax.set(title=title, xlabel="position along the path (segments; states at the dashed lines)",
+           ylabel=ylabel)
+    if len(curves) > 1:
+        ax.legend(fontsize="x-small")
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------- bits, Pareto
+
+
+def bits_per_layer(ax: Axes, layers: Sequence[str], bits: Mapping[str, np.ndarray], *, title: str = "",
+                   ylabel: str = "effective bits per weight (log2 K)") -> Axes:
+    """Grouped bars: one group per layer, one bar per series (label → [L])."""
+    x = np.arange(len(layers))
+    width = 0.8 / max(len(bits), 1)
+    colors = palette(list(bits))
+    for i, (label, values) in enumerate(bits.items()):
+        ax.bar(x + (i - (len(bits) - 1) / 2) * width, values, width, label=label, color=colors[label])
+    top = max((float(np.max(v)) for v in bits.values() if len(v)), default=1.0)
+    ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)  # head room for the legend
+    ax.set_xticks(x, [name.removesuffix(".weight") for name in layers], rotation=60, ha="right",
+                  fontsize="x-small")
+    ax.set(title=title, xlabel="layer", ylabel=ylabel)
+    ax.legend(fontsize="x-small")
+    return ax
+
+
+def pareto(ax: Axes, points: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str = "",
+           reference: float | None = None, notes: Mapping[str, Sequence[str]] | None = None,
+           xlabel: str = "mean effective bits per weight", ylabel: str = "test accuracy (%)") -> Axes:
+    """Accuracy vs mean bits, one marker style per method (label → (bits [P], accuracy fraction [P])), the
+    points of a method joined in the given order; `notes` (label → [P] texts) annotates single points;
+    `reference`: full-precision accuracy (fraction), dashed."""
+    colors = palette(list(points))
+    for i, (label, (b, acc)) in enumerate(points.items()):
+        acc = 100 * np.asarray(acc, dtype=float)
+        ax.plot(b, acc, marker=MARKERS[i % len(MARKERS)], markersize=8,
+                linestyle="-" if len(b) > 1 else "none",
+                linewidth=1, color=colors[label], label=label, zorder=3 + len(points) - i)  # first on top
+        for x, y, text in zip(b, acc, (notes or {}).get(label, ()), strict=False):
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, -10), fontsize="x-small",
+                        color=colors[label])
+    if reference is not None:
+        ax.axhline(100 * reference, color="black", linewidth=1, linestyle="--", label="full precision")
+    ax.margins(y=0.12)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize="x-small")
+    return ax
