@@ -19,8 +19,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check landscape tests analyses bench
 
+# The quick end-to-end reproduction: two short soft-quant runs, every figure, the PTQ table (figures/demo/).
 demo: $(STAMP)
-	$(BIN)/python analyses/table_ptq.py --device $(DEVICE)
+	$(BIN)/python analyses/demo.py --device $(DEVICE)
 
 bench: $(STAMP)
 	$(BIN)/python bench/coupling.py
