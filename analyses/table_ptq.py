@@ -11,7 +11,6 @@ figures/ptq_table.config.json; prints the table as markdown.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys

@@ -39,7 +39,8 @@ def _converter(annotation: Any) -> Any:
     return str
 
 
-def add_config_options(parser: argparse.ArgumentParser, configs: dict[str, type], skip: set[str]) -> dict[str, set[str]]:
+def add_config_options(parser: argparse.ArgumentParser, configs: dict[str, type],
+                       skip: set[str]) -> dict[str, set[str]]:
     """Add one option per field name found in any config (shared names share one option). Returns
     field name → the methods that take it."""
     owners: dict[str, set[str]] = {}

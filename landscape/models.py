@@ -133,7 +133,8 @@ def load_state(model: nn.Module, state: dict, *, source: str = "state dict") -> 
     state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
     if missing or unexpected or wrong:
         parts = []
         for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):

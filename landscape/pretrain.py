@@ -19,7 +19,7 @@ from . import cli
 from .data import Batches, load_cifar10
 from .metrics import evaluate
 from .models import load_model, save_checkpoint
-from .trainer import Callback, ProgressBar, Trainer, TrainConfig
+from .trainer import Callback, ProgressBar, TrainConfig, Trainer
 
 
 class EpochEval(Callback):
@@ -32,8 +32,8 @@ class EpochEval(Callback):
         result = evaluate(trainer.model, self.batches)
         self.history.append(result)
         if not self.quiet:
-            print(f"epoch {len(self.history)}: test accuracy {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}",
-                  flush=True)
+            acc, loss = 100 * result["accuracy"], result["loss"]
+            print(f"epoch {len(self.history)}: test accuracy {acc:.2f}%  loss {loss:.4f}", flush=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_model_args(p)
     cli.add_data_args(p)
     p.add_argument("--epochs", type=cli.positive_int, default=6, help="passes over the train split (default: 6)")
-    p.add_argument("--lr", type=float, default=0.02, help="peak learning rate of the one-cycle schedule (default: 0.02)")
+    p.add_argument("--lr", type=float, default=0.02,
+                   help="peak learning rate of the one-cycle schedule (default: 0.02)")
     p.add_argument("--train-batch-size", type=cli.positive_int, default=128, help="images per SGD step (default: 128)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="L2 coefficient (default: 1e-4)")
     p.add_argument("--seed", type=int, default=0, help="data order and augmentation seed (default: 0)")

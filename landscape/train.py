@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-
 from pathlib import Path
 
 from . import cli, distributed
 from .cli_config import add_config_options, chosen_settings
 from .compress import METHODS, make_compressor
 from .data import Batches, load_cifar10, sha256_of
-from .metrics import evaluate
 from .errors import LandscapeError
+from .metrics import evaluate
 from .models import load_model, resolve_checkpoint
 from .store import Run, RunWriter, create_run, write_final
-from .trainer import ProgressBar, Trainer, TrainConfig
+from .trainer import ProgressBar, TrainConfig, Trainer
 
 
 def parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -46,7 +45,8 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
     t = p.add_argument_group("training (TrainConfig)")
     t.add_argument("--epochs", type=cli.positive_int, default=defaults.epochs, help=f"passes over the train split "
                    f"(default: {defaults.epochs})")
-    t.add_argument("--lr", type=float, default=defaults.lr, help=f"SGD learning rate (default: {defaults.lr}, paper A.1)")
+    t.add_argument("--lr", type=float, default=defaults.lr,
+                   help=f"SGD learning rate (default: {defaults.lr}, paper A.1)")
     t.add_argument("--train-batch-size", type=cli.positive_int, default=defaults.batch_size,
                    help=f"images per SGD step (default: {defaults.batch_size})")
     t.add_argument("--momentum", type=float, default=defaults.momentum, help="Nesterov momentum (default: 0.9)")
@@ -97,7 +97,8 @@ def _train(args, owners, dev, world: distributed.World) -> int:
         settings = run.config
         if "final" in run.groups():
             raise LandscapeError(f"{out} is a finished run; nothing to resume")
-        if settings.get("checkpoint_sha256") and sha256_of(Path(settings["checkpoint"])) != settings["checkpoint_sha256"]:
+        recorded = settings.get("checkpoint_sha256")
+        if recorded and sha256_of(Path(settings["checkpoint"])) != recorded:
             raise LandscapeError(f"{settings['checkpoint']} changed since the run started (sha256 differs)")
     else:
         settings = _settings_from_args(args, owners, dev)

@@ -71,7 +71,8 @@ class TrainingDiverged(LandscapeError):
 class Trainer:
     def __init__(self, model: nn.Module, train: Split, config: TrainConfig = TrainConfig(),
                  compressor: Compressor | None = None, callbacks: list[Callback] | tuple = (),
-                 world: distributed.World = distributed.World()):
+                 world: distributed.World | None = None):
+        world = world or distributed.World()
         self.config, self.compressor, self.callbacks, self.world = config, compressor, list(callbacks), world
         self.device = torch.device(config.device)
         if config.batch_size < world.size * config.micro_batches:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import h5py
 import pytest
-
 from conftest import ADAPTED_R20, SHARED, assert_one_line_error
 
 DATA = str(SHARED / "data")

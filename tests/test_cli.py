@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import ADAPTED_R20, PUBLIC_R20, SHARED, assert_one_line_error
 
 DATA = SHARED / "data"

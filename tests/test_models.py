@@ -1,7 +1,7 @@
 import pytest
 import torch
+from conftest import ADAPTED_R20, MODELS, PUBLIC_R20
 
-from conftest import ADAPTED_R20, PUBLIC_R20, MODELS
 from landscape.data import Batches
 from landscape.errors import CheckpointError
 from landscape.metrics import evaluate

@@ -2,8 +2,8 @@ import copy
 
 import pytest
 import torch
-
 from conftest import ADAPTED_R20
+
 from landscape.compress.ptq import PTQ, PTQConfig, quantize_model
 from landscape.data import Batches
 from landscape.metrics import evaluate

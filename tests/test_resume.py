@@ -13,8 +13,8 @@ import time
 import h5py
 import pytest
 import torch
-
 from conftest import SHARED
+
 from landscape.store import Run
 
 

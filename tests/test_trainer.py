@@ -7,8 +7,7 @@ import torch
 
 from landscape.compress import WeightCoupling, WeightCouplingConfig
 from landscape.models import build_model
-from landscape.params import select_params
-from landscape.trainer import Callback, Trainer, TrainConfig, TrainingDiverged
+from landscape.trainer import Callback, TrainConfig, Trainer, TrainingDiverged
 
 
 class Recorder(Callback):

@@ -95,7 +95,7 @@ class Compressor(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (stateless by default)
         pass
 
     def config_dict(self) -> dict[str, Any]:
