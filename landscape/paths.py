@@ -57,6 +57,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .errors import LandscapeError, RunFileError
+from .store import fresh_group
 
 BN_MODES = ("keep", "recalibrate")
 GROUP = "analysis/paths"
@@ -363,11 +364,7 @@ def write_path(path: str | os.PathLike, name: str, result: PathResult, attrs: Ma
     check_name(name)
     key = f"{GROUP}/{name}"
     with open_for_update(path) as f:
-        if key in f and not force:
-            raise LandscapeError(f"{path} already has /{key}; pass --force to replace it")
-        if key in f:
-            del f[key]
-        g = f.create_group(key)
+        g = fresh_group(f, key, force=force, where=path)
         g.create_dataset("alpha", data=result.alpha)
         g.create_dataset("segment", data=result.segment)
         for split, m in result.metrics.items():

@@ -58,6 +58,7 @@ from tqdm import tqdm
 from .errors import LandscapeError, RunFileError
 from .params import SELECTIONS, select_params
 from .paths import BN_MODES, StateEvaluator, check_name, check_states, open_for_update
+from .store import fresh_group
 
 NORMS = ("global", "per-layer")
 GROUP = "analysis/perturb"
@@ -279,11 +280,7 @@ def write_perturb(path: str | os.PathLike, name: str, result: PerturbResult, att
     check_name(name)
     key = f"{GROUP}/{name}"
     with open_for_update(path) as f:
-        if key in f and not force:
-            raise LandscapeError(f"{path} already has /{key}; pass --force to replace it")
-        if key in f:
-            del f[key]
-        g = f.create_group(key)
+        g = fresh_group(f, key, force=force, where=path)
         g.create_dataset("random_delta_loss", data=result.random_delta_loss)
         g.create_dataset("random_slope", data=result.random_slope)
         g.create_dataset("random_accuracy", data=result.random_accuracy)

@@ -200,6 +200,15 @@ def write_final(path: str | os.PathLike, *, compressed: nn.Module, clamped, eval
             write_eval(f, name, result)
 
 
+def fresh_group(f: h5py.File, key: str, *, force: bool, where: str | os.PathLike) -> h5py.Group:
+    """An empty group at `key`; an existing one is replaced only with `force` (else a one-line error)."""
+    if key in f:
+        if not force:
+            raise RunFileError(f"{where} already has /{key}; pass --force to replace it")
+        del f[key]
+    return f.create_group(key)
+
+
 def write_eval(f: h5py.File, name: str, result: Mapping) -> None:
     key = f"eval/{name}"
     if key in f:
