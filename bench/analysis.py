@@ -22,7 +22,7 @@ same N test images):
 
     python bench/analysis.py [--quick] [--json] [--device cpu]
 
-`--quick` (N = 200 images in one batch, 4 points, M 1 → 3, best of 2, no recalibration row) takes about a minute
+`--quick` (N = 200 images in one batch, 4 points, M 1 → 4, best of 3, no recalibration row) takes under a minute
 on 2 CPU cores; the full run (N = 1000 in batches of 500, 11 points, M 2 → 10, best of 3) about 10 minutes.
 Timings on a shared machine are noisy: every row is the best of interleaved repeats, so background load makes
 the ratios noisier, not systematically better.
@@ -111,12 +111,12 @@ def loss_landscapes_path(start, end, batches: list, points: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.Parser("bench/analysis.py", __doc__)
-    p.add_argument("--quick", action="store_true", help="N=200 images, 4 points, M 1 → 3, 2 repeats (~1 min)")
+    p.add_argument("--quick", action="store_true", help="N=200 images, 4 points, M 1 → 4, 3 repeats (< 1 min)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the four ratios")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default: see landscape.data)")
     args = p.parse_args(argv)
-    quick = (200, 200, 4, (1, 3), 2)  # images, batch size, points, (M₁, M₂), repeats
+    quick = (200, 200, 4, (1, 4), 3)  # images, batch size, points, (M₁, M₂), repeats
     n_images, batch, points, (m1, m2), repeats = quick if args.quick else (1000, 500, 11, (2, 10), 3)
     dev = cli.device(args.device)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))

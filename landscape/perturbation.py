@@ -169,18 +169,23 @@ def global_norm(tensors: Mapping[str, Tensor]) -> float:
     return math.sqrt(sum(_norm(t) ** 2 for t in tensors.values()))
 
 
-def random_direction(delta: Mapping[str, Tensor], generator: torch.Generator,
-                     norm: str = "global") -> dict[str, Tensor]:
-    """One Gaussian direction over the parameters of `delta`, scaled to its norm (module docstring). Drawn on
-    the CPU (so the same on every device), returned on each parameter's device and dtype."""
+def random_direction(delta: Mapping[str, Tensor], generator: torch.Generator, norm: str = "global", *,
+                     delta_norms: Mapping[str, float] | None = None) -> dict[str, Tensor]:
+    """One Gaussian direction over the parameters of `delta`, scaled to its norm (module docstring). Drawn in
+    float64 on the CPU (so the same on every device), returned on each parameter's device and dtype.
+    `delta_norms` (‖Δθ_l‖ per layer) saves recomputing them for every direction."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if delta_norms is None:
+        delta_norms = {name: _norm(d) for name, d in delta.items()}
     raw = {name: torch.randn(d.shape, generator=generator, dtype=torch.float64) for name, d in delta.items()}
+    raw_norms = {name: float(torch.linalg.vector_norm(r)) for name, r in raw.items()}
     if norm == "global":
-        g, target = global_norm(raw), global_norm(delta)
+        g = math.sqrt(sum(v * v for v in raw_norms.values()))
+        target = math.sqrt(sum(v * v for v in delta_norms.values()))
         factors = {name: target / g if g > 0 else 0.0 for name in raw}
     else:
-        factors = {name: _norm(delta[name]) / _norm(r) if _norm(r) > 0 else 0.0 for name, r in raw.items()}
+        factors = {name: delta_norms[name] / raw_norms[name] if raw_norms[name] > 0 else 0.0 for name in raw}
     return {name: (r * factors[name]).to(delta[name].device, delta[name].dtype) for name, r in raw.items()}
 
 
@@ -188,8 +193,9 @@ def random_directions(delta: Mapping[str, Tensor], m: int, *, seed: int,
                       norm: str = "global") -> Iterator[dict]:
     """M directions, one at a time (never all in memory); direction i is the same for any M ≥ i + 1."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    delta_norms = {name: _norm(d) for name, d in delta.items()}
     for _ in range(m):
-        yield random_direction(delta, generator, norm)
+        yield random_direction(delta, generator, norm, delta_norms=delta_norms)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
