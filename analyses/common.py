@@ -134,7 +134,7 @@ def small_run(out_dir: str | os.PathLike, *, data: str | None, device: str, quie
     if not quiet:
         print(f"no --run given: training a small run into {path} ({b})", file=sys.stderr)
     try:
-        train_main(argv) if not quiet else _quietly(train_main, argv)
+        _quietly(train_main, argv)  # its JSON summary is not this script's output
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
