@@ -12,10 +12,16 @@ statistics (SyncBatchNorm is GPU-only). A single process reproduces that exactly
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+from .errors import LandscapeError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,33 @@ def gather(obj, world: World) -> list | None:
     out = [None] * world.size if world.is_main else None
     dist.gather_object(obj, out, dst=0)
     return out
+
+
+def broadcast(obj, world: World):
+    """Rank 0's `obj` on every rank (pickled over the process group); `obj` itself for a single process."""
+    if not world.active:
+        return obj
+    box = [obj if world.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_main(fn: Callable[[], T], world: World) -> T | None:
+    """fn() on rank 0 only (None elsewhere). A LandscapeError or ValueError it raises is raised on every rank, so
+    the other ranks do not hang in the next collective while rank 0 exits with the message."""
+    value, error = None, None
+    if world.is_main:
+        try:
+            value = fn()
+        except (LandscapeError, ValueError) as e:
+            if not world.active:
+                raise
+            error = (type(e).__name__, str(e))
+    error = broadcast(error, world)
+    if error is not None:
+        kind, message = error
+        raise (ValueError if kind == "ValueError" else LandscapeError)(message)
+    return value
 
 
 def barrier(world: World) -> None:

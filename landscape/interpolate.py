@@ -10,6 +10,11 @@ re-estimated at every point on --bn-batches unaugmented training batches (--bn r
 Results go into the run file, group /analysis/paths/<name> (alpha, segment, <split>/loss, <split>/accuracy;
 settings as attributes; see landscape/paths.py), or into the HDF5 file --out, with a PNG beside that file.
 
+Long jobs. Every finished batch of points is journaled in a hidden file beside the result
+(.<file>.<kind>-<name>.journal.json); rerunning the same command after a crash or Ctrl-C skips what is done
+(the numbers are the same as an uninterrupted run's). Under torchrun the points are shared out over the processes
+and rank 0 writes the result: torchrun --nproc-per-node 4 -m landscape.interpolate ... (landscape/sweep.py).
+
 Example:
   python -m landscape.interpolate runs/wc.h5 --points 11 --split test --limit 1000
   python -m landscape.interpolate runs/wc.h5 pretrained ptq:heq:4 --bn recalibrate --json
@@ -19,17 +24,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import cli
+from . import cli, distributed
 from .data import Batches, load_cifar10
 from .errors import LandscapeError
 from .paths import (
     GROUP,
     PathConfig,
     PathResult,
+    check_name,
     evaluate_path,
     load_state_spec,
     png_path,
@@ -38,6 +45,7 @@ from .paths import (
     write_path,
 )
 from .store import Run
+from .sweep import journal_path, open_journal, state_digest
 
 DEFAULT_STATES = ("pretrained", "compressed", "clamped")
 SPLITS = ("test", "train", "both")
@@ -77,7 +85,9 @@ def parser() -> argparse.ArgumentParser:
                    help="result name under /analysis/paths (default: the states joined "
                    "by '-', then the BN mode)")
     p.add_argument("--out", default=None, help="write to this HDF5 file instead of the run file")
-    p.add_argument("--force", action="store_true", help="replace an existing result (and --out file)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing result (and --out file), and discard a journal left by a different "
+                        "command")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     cli.add_data_args(p)
     return p
@@ -89,26 +99,36 @@ def default_name(specs: list[str], bn: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    dev = distributed.device_for(args.device)
+    cli.device(str(dev))
+    world = distributed.init(dev)
+    try:
+        return _interpolate(args, dev, world)
+    finally:
+        distributed.finish(world)
+
+
+def _interpolate(args, dev, world: distributed.World) -> int:
     config = PathConfig(points=args.points, bn=args.bn, bn_batches=args.bn_batches, fast=not args.no_fast)
     run = Run(args.run)
     specs = list(args.states) or list(DEFAULT_STATES)
     if len(specs) < 2:
         raise LandscapeError(f"a path needs at least 2 states, got {len(specs)} ({specs[0]})")
     name = args.name or default_name(specs, args.bn)
+    check_name(name)
 
     # Everything that can fail on the user's input fails here, before any evaluation or write.
-    target = cli.check_out(args.out, args.force) if args.out else run.path
-    if not args.out and not os.access(run.path, os.W_OK):
-        raise LandscapeError(f"cannot write to {run.path} (permission denied); use --out")
-    if target.exists() and name in _stored(target) and not args.force:  # _stored: fails if it is not HDF5
-        raise LandscapeError(f"{target} already has /{GROUP}/{name}; pass --force or another --name")
-    png = png_path(target, "path", name)
-    if png.exists() and not args.force:
-        raise LandscapeError(f"{png} exists; pass --force to overwrite it")
+    target, png = distributed.on_main(lambda: _check_outputs(args, run, name), world) or (None, None)
     states = [load_state_spec(run, s) for s in specs]
-    model = run.model("pretrained")
-    dev = cli.device(args.device)
-    model = model.to(dev)
+    attrs = {"states": specs, "points": args.points, "bn": args.bn, "bn_batches": args.bn_batches,
+             "fast": config.fast, "split": args.split, "limit": args.limit, "batch_size": args.batch_size}
+    fingerprint = {"tool": "interpolate", "name": name, **attrs, "device": dev.type,
+                   "state_sha256": [state_digest(s) for s in states]}
+    journal = open_journal(journal_path(target, "paths", name) if world.is_main else None, fingerprint, world,
+                           discard_other=args.force)
+    if journal is not None and journal.done:
+        print(f"resuming: {len(journal.done)} points already evaluated in {journal.path}", file=sys.stderr)
+    model = run.model("pretrained").to(dev)
     train, test = load_cifar10(args.data, download=args.download)
     splits = ["test", "train"] if args.split == "both" else [args.split]
     data = {s: Batches((test if s == "test" else train).subset(args.limit), args.batch_size, train=False,
@@ -118,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         bn_data = list(Batches(train.subset(args.bn_batches * args.batch_size), args.batch_size, train=False,
                                device=dev))
 
-    result = evaluate_path(model, states, data, config, bn_data=bn_data, labels=specs, progress=not args.json)
+    result = evaluate_path(model, states, data, config, bn_data=bn_data, labels=specs,
+                           progress=not args.json, world=world, journal=journal)
+    if not world.is_main:
+        return 0
 
-    attrs = {"states": specs, "points": args.points, "bn": args.bn, "bn_batches": args.bn_batches,
-             "fast": config.fast, "limit": args.limit, "batch_size": args.batch_size, "run": str(run.path)}
+    attrs = {**attrs, "run": str(run.path), "world_size": world.size}
     fig = draw(result, [spec_label(s) for s in specs], f"{run.path.name}: {name}")
     tmp_png = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
     fig.savefig(tmp_png, dpi=130)
@@ -131,14 +153,27 @@ def main(argv: list[str] | None = None) -> int:
         tmp_png.unlink(missing_ok=True)
         raise
     os.replace(tmp_png, png)
+    journal.remove()
 
     if args.json:
-        cli.print_json({"file": str(target), "group": f"/{key}", "png": str(png), "states": specs, **attrs,
-                        **result.to_dict()})
+        cli.print_json({"file": str(target), "group": f"/{key}", "png": str(png), **attrs, **result.to_dict()})
     else:
         print_table(result)
         print(f"wrote {target}:/{key} and {png}")
     return 0
+
+
+def _check_outputs(args, run: Run, name: str) -> tuple[Path, Path]:
+    """(file the result goes into, its PNG), or an error if either may not be written."""
+    target = cli.check_out(args.out, args.force) if args.out else run.path
+    if not args.out and not os.access(run.path, os.W_OK):
+        raise LandscapeError(f"cannot write to {run.path} (permission denied); use --out")
+    if target.exists() and name in _stored(target) and not args.force:  # _stored: fails if it is not HDF5
+        raise LandscapeError(f"{target} already has /{GROUP}/{name}; pass --force or another --name")
+    png = png_path(target, "path", name)
+    if png.exists() and not args.force:
+        raise LandscapeError(f"{png} exists; pass --force to overwrite it")
+    return target, png
 
 
 def _stored(path: Path) -> list[str]:

@@ -54,10 +54,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
+from .distributed import World
 from .errors import LandscapeError, RunFileError
 from .store import fresh_group
+from .sweep import Journal, run_sweep
 
 BN_MODES = ("keep", "recalibrate")
 GROUP = "analysis/paths"
@@ -328,10 +329,15 @@ class StateEvaluator:
 
 def evaluate_path(model: nn.Module, states: Sequence[Mapping[str, Tensor]], data: Mapping[str, Iterable],
                   config: PathConfig = PathConfig(), *, bn_data: Iterable | None = None,
-                  labels: Sequence[str] | None = None, progress: bool = False) -> PathResult:
+                  labels: Sequence[str] | None = None, progress: bool = False, world: World = World(),
+                  journal: Journal | None = None) -> PathResult | None:
     """Loss and accuracy on every split of `data` (name → re-iterable (x, y) batches) along the path through
     `states` (module docstring for the point convention and BN modes). `model` supplies the architecture (its
-    own weights are not used) and is not modified; nor are the states."""
+    own weights are not used) and is not modified; nor are the states.
+
+    Under torchrun (`world`) the points are shared out over the ranks and the result is returned on rank 0 only
+    (None elsewhere); points already in `journal` are not evaluated again and new ones are added to it
+    (landscape/sweep.py). Point i is the key str(i)."""
     if len(states) < 2:
         raise ValueError(f"a path needs at least 2 states, got {len(states)}")
     if not data:
@@ -342,16 +348,20 @@ def evaluate_path(model: nn.Module, states: Sequence[Mapping[str, Tensor]], data
     # .to() copies only when it must; the dtype is the model's, so lerp can write straight into its tensors
     on_device = [{k: v.to(dev, evaluator.live[k].dtype) for k, v in s.items()} for s in states]
     alpha, segment, steps = path_positions(len(states), config.points)
-    metrics = {split: {"loss": np.empty(len(steps)), "accuracy": np.empty(len(steps))} for split in data}
-    n: dict[str, int] = {}
-    for i, (k, j) in enumerate(tqdm(steps, desc="path", unit="point", leave=False, disable=not progress)):
+
+    def point(key: str) -> dict:  # lerp_ writes every entry of the model: a point depends on nothing before it
+        k, j = steps[int(key)]
         evaluator.lerp_(on_device[k], on_device[k + 1], j / (config.points - 1))
-        for split, batches in data.items():
-            result = evaluator.evaluate(batches)
-            metrics[split]["loss"][i] = result["loss"]
-            metrics[split]["accuracy"][i] = result["accuracy"]
-            n[split] = result["n"]
-    return PathResult(alpha=alpha, segment=segment, metrics=metrics, n=n)
+        return {split: evaluator.evaluate(batches) for split, batches in data.items()}
+
+    values = run_sweep([str(i) for i in range(len(steps))], point, world=world, journal=journal,
+                       progress=progress, desc="path", unit="point")
+    if values is None:
+        return None
+    rows = [values[str(i)] for i in range(len(steps))]
+    metrics = {split: {m: np.array([row[split][m] for row in rows], dtype=np.float64) for m in ("loss", "accuracy")}
+               for split in data}
+    return PathResult(alpha=alpha, segment=segment, metrics=metrics, n={split: rows[0][split]["n"] for split in data})
 
 
 # ------------------------------------------------------------------------------------------------- storage

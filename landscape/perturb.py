@@ -12,6 +12,11 @@ random ones; --alphas adds a 1-D scan along Δθ and along random direction 0.
 
 Results are stored in the run file, group /analysis/perturb/<name> (see landscape/perturbation.py).
 
+Long jobs. Every finished batch of evaluations is journaled in a hidden file beside the result
+(.<file>.<kind>-<name>.journal.json); rerunning the same command after a crash or Ctrl-C skips what is done
+(the numbers are the same as an uninterrupted run's). Under torchrun the evaluations are shared out over the processes
+and rank 0 writes the result: torchrun --nproc-per-node 4 -m landscape.perturb ... (landscape/sweep.py).
+
 Example:
   python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000
   python -m landscape.perturb runs/wc.h5 --directions 20 --target ptq:heq:4 --norm per-layer \\
@@ -22,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from . import cli
+from . import cli, distributed
 from .data import Batches, load_cifar10
 from .errors import LandscapeError
-from .paths import load_state_spec
+from .paths import check_name, load_state_spec
 from .perturbation import GROUP, NORMS, PerturbConfig, perturbation_test, stored_perturbs, write_perturb
 from .store import Run
+from .sweep import journal_path, open_journal, state_digest
 
 
 def directions_arg(text: str) -> int:
@@ -70,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
                    help="--bn recalibrate: training batches of --batch-size images per state (default: 4)")
     p.add_argument("--no-fast", action="store_true", help="evaluate the model as is (no BN folding)")
     p.add_argument("--name", default=None, help="result name under /analysis/perturb (default: TARGET_NORM)")
-    p.add_argument("--force", action="store_true", help="replace an existing result of the same name")
+    p.add_argument("--force", action="store_true", help="replace an existing result of the same name, and discard a "
+                   "journal left by a different command")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     cli.add_data_args(p)
     return p
@@ -78,20 +86,34 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    dev = distributed.device_for(args.device)
+    cli.device(str(dev))
+    world = distributed.init(dev)
+    try:
+        return _perturb(args, dev, world)
+    finally:
+        distributed.finish(world)
+
+
+def _perturb(args, dev, world: distributed.World) -> int:
     config = PerturbConfig(directions=args.directions, norm=args.norm, seed=args.seed,
                            alphas=tuple(args.alphas or ()), bn=args.bn, fast=not args.no_fast)
     run = Run(args.run)
     name = args.name or f"{args.target.replace(':', '-')}_{args.norm}"
+    check_name(name)
 
     # Everything that can fail on the user's input fails here, before any evaluation or write.
-    if not os.access(run.path, os.W_OK):
-        raise LandscapeError(f"cannot write to {run.path} (permission denied)")
-    if name in stored_perturbs(run.path) and not args.force:
-        raise LandscapeError(f"{run.path} already has /{GROUP}/{name}; pass --force or another --name")
+    distributed.on_main(lambda: _check_output(run, name, args.force), world)
     target = load_state_spec(run, args.target)
-    model = run.model("pretrained")
-    dev = cli.device(args.device)
-    model = model.to(dev)
+    model = run.model("pretrained").to(dev)
+    attrs = {"target": args.target, "norm": args.norm, "directions": args.directions, "seed": args.seed,
+             "params": config.params, "alphas": list(config.alphas), "bn": args.bn, "bn_batches": args.bn_batches,
+             "fast": config.fast, "limit": args.limit, "batch_size": args.batch_size}
+    fingerprint = {"tool": "perturb", "name": name, **attrs, "device": dev.type,
+                   "state_sha256": [state_digest(model.state_dict()), state_digest(target)]}
+    journal = open_journal(journal_path(run.path, "perturb", name), fingerprint, world, discard_other=args.force)
+    if journal is not None and journal.done:
+        print(f"resuming: {len(journal.done)} evaluations already done in {journal.path}", file=sys.stderr)
     train, test = load_cifar10(args.data, download=args.download)
     batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
     bn_data = None
@@ -99,12 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         bn_data = list(Batches(train.subset(args.bn_batches * args.batch_size), args.batch_size, train=False,
                                device=dev))
 
-    result = perturbation_test(model, target, batches, config, bn_data=bn_data, progress=not args.json)
-
-    attrs = {"target": args.target, "norm": args.norm, "directions": args.directions, "seed": args.seed,
-             "params": config.params, "bn": args.bn, "bn_batches": args.bn_batches, "fast": config.fast,
-             "limit": args.limit, "batch_size": args.batch_size, "run": str(run.path)}
+    result = perturbation_test(model, target, batches, config, bn_data=bn_data, progress=not args.json,
+                               world=world, journal=journal)
+    if not world.is_main:
+        return 0
+    attrs = {**attrs, "alphas": attrs["alphas"] or None, "run": str(run.path), "world_size": world.size}
     key = write_perturb(run.path, name, result, attrs, force=args.force)
+    journal.remove()
     summary = result.summary()
     if args.json:
         cli.print_json({"file": str(run.path), "group": f"/{key}", **attrs, **summary})
@@ -127,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"       {a:+6.2f}  {lr:10.4f}  {lx:10.4f}")
         print(f"wrote {run.path}:/{key}")
     return 0
+
+
+def _check_output(run: Run, name: str, force: bool) -> None:
+    if not os.access(run.path, os.W_OK):
+        raise LandscapeError(f"cannot write to {run.path} (permission denied)")
+    if name in stored_perturbs(run.path) and not force:
+        raise LandscapeError(f"{run.path} already has /{GROUP}/{name}; pass --force or another --name")
 
 
 if __name__ == "__main__":

@@ -53,12 +53,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
-from tqdm import tqdm
 
+from .distributed import World
 from .errors import LandscapeError, RunFileError
 from .params import SELECTIONS, select_params
 from .paths import BN_MODES, StateEvaluator, check_name, check_states, open_for_update
 from .store import fresh_group
+from .sweep import Journal, run_sweep
 
 NORMS = ("global", "per-layer")
 GROUP = "analysis/perturb"
@@ -192,39 +193,58 @@ def random_direction(delta: Mapping[str, Tensor], generator: torch.Generator, no
 def random_directions(delta: Mapping[str, Tensor], m: int, *, seed: int,
                       norm: str = "global") -> Iterator[dict]:
     """M directions, one at a time (never all in memory); direction i is the same for any M ≥ i + 1."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    delta_norms = {name: _norm(d) for name, d in delta.items()}
-    for _ in range(m):
-        yield random_direction(delta, generator, norm, delta_norms=delta_norms)
+    direction = Directions(delta, seed, norm)
+    for i in range(m):
+        yield direction(i)
+
+
+class Directions:
+    """Direction i of `random_directions(delta, ·, seed, norm)` on demand. The directions come from one generator
+    in sequence, so direction i costs drawing 0 … i−1 first; asking in increasing order (what each rank of a sweep
+    does) draws every direction at most once (a Gaussian draw is ~1% of an evaluation for ResNet-20)."""
+
+    def __init__(self, delta: Mapping[str, Tensor], seed: int, norm: str):
+        self.delta, self.seed, self.norm = delta, seed, norm
+        self.delta_norms = {name: _norm(d) for name, d in delta.items()}
+        self._restart()
+
+    def _restart(self) -> None:
+        self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        self.next, self.last = 0, None
+
+    def __call__(self, i: int) -> dict[str, Tensor]:
+        if i < self.next - 1:
+            self._restart()
+        while self.next <= i:
+            self.last = random_direction(self.delta, self.generator, self.norm, delta_norms=self.delta_norms)
+            self.next += 1
+        return self.last
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def scan(evaluator: StateEvaluator, base: Mapping[str, Tensor], direction: Mapping[str, Tensor],
-         alphas: Sequence[float], batches: Iterable, *, at_zero: dict | None = None,
-         bar: tqdm | None = None) -> dict[str, np.ndarray]:
-    """Loss and accuracy at base + α·direction for each α (only the parameters in `direction` move);
-    `at_zero`, the evaluation of `base` if already known, is reused for α = 0."""
-    loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
-    for i, a in enumerate(alphas):
-        if a == 0 and at_zero is not None:
-            r = at_zero
-        else:
-            evaluator.add_(base, direction, float(a))
-            r = evaluator.evaluate(batches)
-        loss[i], acc[i] = r["loss"], r["accuracy"]
-        if bar is not None:
-            bar.update()
-    return {"loss": loss, "accuracy": acc}
+def sweep_keys(config: PerturbConfig) -> list[str]:
+    """The evaluations of a perturbation test, as sweep keys (landscape/sweep.py): base (θ_pre), target (its full
+    state), real (θ_pre + Δθ), random/i (θ_pre + δ_i) and, for a scan, scan/real/a and scan/random/a (index a of
+    config.alphas; α = 0 is θ_pre itself and is not evaluated again)."""
+    keys = ["base", "target", "real"] + [f"random/{i}" for i in range(config.directions)]
+    for side in ("real", "random"):
+        keys += [f"scan/{side}/{a}" for a, alpha in enumerate(config.alphas) if alpha != 0]
+    return keys
 
 
 def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: Iterable,
                       config: PerturbConfig = PerturbConfig(), *, bn_data: Iterable | None = None,
-                      progress: bool = False) -> PerturbResult:
+                      progress: bool = False, world: World = World(),
+                      journal: Journal | None = None) -> PerturbResult | None:
     """Real displacement (model → target over the selected parameters) against M equal-norm random ones, on
     `batches`. `model` is the pretrained model (architecture and θ_pre); neither it nor `target` is
-    modified."""
+    modified.
+
+    Every evaluation (`sweep_keys`) writes the whole state first, so under torchrun (`world`) they are shared out
+    over the ranks, and evaluations already in `journal` are skipped (landscape/sweep.py); the result is returned
+    on rank 0 only (None elsewhere)."""
     evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast)
     check_states(evaluator.live, [target], ["the target state"])
     dev = evaluator.device
@@ -232,48 +252,52 @@ def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: I
     names = list(select_params(evaluator.work, config.params))
     if not names:
         raise LandscapeError(f"the model has no parameters of the selection {config.params!r}")
-    delta = displacement(pre, {k: v.to(dev) for k, v in target.items()}, names)
+    full_target = {k: v.to(dev) for k, v in target.items()}
+    delta = displacement(pre, full_target, names)
     norm = global_norm(delta)
     if norm == 0:
         raise LandscapeError("the target's selected weights equal the pretrained ones (‖Δθ‖ = 0): "
                              "nothing to compare")
+    direction = Directions(delta, config.seed, config.norm)
 
-    bar = tqdm(total=config.directions + 3 + 2 * len(config.alphas), desc="perturb", unit="eval", leave=False,
-               disable=not progress)
+    def evaluate(key: str) -> dict:
+        kind, _, index = key.partition("/")
+        if kind == "target":
+            evaluator.load_(full_target)
+            return evaluator.evaluate(batches)
+        evaluator.load_(pre)
+        if kind == "real":
+            evaluator.add_(pre, delta)
+        elif kind == "random":
+            evaluator.add_(pre, direction(int(index)))
+        elif kind == "scan":
+            side, a = index.split("/")
+            evaluator.add_(pre, delta if side == "real" else direction(0), float(config.alphas[int(a)]))
+        return evaluator.evaluate(batches)
+
+    values = run_sweep(sweep_keys(config), evaluate, world=world, journal=journal, progress=progress,
+                       desc="perturb", unit="eval")
     evaluator.load_(pre)
-    base = evaluator.evaluate(batches)
-    bar.update()
-    evaluator.load_({k: v.to(dev) for k, v in target.items()})
-    target_eval = evaluator.evaluate(batches)
-    bar.update()
-    evaluator.load_(pre)
-    evaluator.add_(pre, delta)
-    real = evaluator.evaluate(batches)
-    bar.update()
+    if values is None:
+        return None
+    base = values["base"]
+    real = values["real"]
     real = {"loss": real["loss"], "accuracy": real["accuracy"], "delta_loss": real["loss"] - base["loss"],
             "slope": (real["loss"] - base["loss"]) / norm}
-
-    random_dl, random_acc = np.empty(config.directions), np.empty(config.directions)
-    first = None
-    for i, d in enumerate(random_directions(delta, config.directions, seed=config.seed, norm=config.norm)):
-        evaluator.add_(pre, d)
-        r = evaluator.evaluate(batches)
-        random_dl[i], random_acc[i] = r["loss"] - base["loss"], r["accuracy"]
-        first = d if i == 0 else first
-        bar.update()
-
+    randoms = [values[f"random/{i}"] for i in range(config.directions)]
     result_scan = None
     if config.alphas:
-        alphas = np.asarray(config.alphas, dtype=np.float64)
-        real_scan = scan(evaluator, pre, delta, alphas, batches, at_zero=base, bar=bar)
-        random_scan = scan(evaluator, pre, first, alphas, batches, at_zero=base, bar=bar)
-        result_scan = Scan(alphas, real_scan, random_scan)
-    bar.close()
-    evaluator.load_(pre)
+        def along(side: str) -> dict[str, np.ndarray]:
+            rows = [base if alpha == 0 else values[f"scan/{side}/{a}"] for a, alpha in enumerate(config.alphas)]
+            return {m: np.array([r[m] for r in rows], dtype=np.float64) for m in ("loss", "accuracy")}
+
+        result_scan = Scan(np.asarray(config.alphas, dtype=np.float64), along("real"), along("random"))
     return PerturbResult(displacement_norm=norm, layer_norms={k: _norm(v) for k, v in delta.items()},
                          base=base, real=real,
-                         target={"loss": target_eval["loss"], "accuracy": target_eval["accuracy"]},
-                         random_delta_loss=random_dl, random_accuracy=random_acc, scan=result_scan)
+                         target={"loss": values["target"]["loss"], "accuracy": values["target"]["accuracy"]},
+                         random_delta_loss=np.array([r["loss"] - base["loss"] for r in randoms], dtype=np.float64),
+                         random_accuracy=np.array([r["accuracy"] for r in randoms], dtype=np.float64),
+                         scan=result_scan)
 
 
 # ------------------------------------------------------------------------------------------------- storage

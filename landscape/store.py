@@ -28,6 +28,10 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
   /resume                     attrs: step; dataset `trainer`: the trainer's full state (model, optimizer, scheduler,
                               compressor, RNG) as a torch.save blob, replaced at every checkpoint (for --resume)
 
+Beside the file, only while an interpolate/perturb job on it is unfinished:
+`.RUN.h5.<paths|perturb>-<name>.journal.json` (finished evaluations, landscape/sweep.py); it is removed when the
+result lands in /analysis.
+
 Crash safety. Every write goes through `update(path)`: the file is copied, the copy changed and closed, and the
 copy atomically renamed over the original (os.replace). A process killed at any moment (SIGKILL included)
 leaves either the old or the new file, both complete, plus at worst a stale `.RUN.h5.tmp-<pid>` copy that the

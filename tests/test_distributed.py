@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import SHARED
 
@@ -50,3 +51,74 @@ def test_two_processes_match_one(tiny_checkpoint, tmp_path, cifar):
         for k in params:
             torch.testing.assert_close(xa[k], xb[k], atol=1e-6, rtol=0, msg=f"step {step}: {k}")
     assert sum((a.state(1)[k] - pre[k]).abs().max().item() for k in params) > 1e-3  # step 1 moved the weights
+
+
+PATH_ARGS = ["--points", "4", "--limit", "200", "--batch-size", "100", "--bn", "recalibrate", "--bn-batches", "1"]
+PERTURB_ARGS = ["--directions", "5", "--alphas", "-1", "0.5", "--limit", "200", "--batch-size", "100"]
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread, as every torchrun rank has (OMP_NUM_THREADS=1): CPU kernels sum in another order with
+    another thread count (≈1e-6 relative in these losses), which is not what the tests below are about."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def torchrun(module, *args, port):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           str(port), "-m", f"landscape.{module}", *map(str, args), "--data", str(SHARED / "data"),
+                           "--json"], capture_output=True, text=True, timeout=600, env=env)
+
+
+def numbers(stdout):
+    out = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+    return {k: v for k, v in out.items() if k not in {"file", "png", "run", "group", "world_size"}}, out
+
+
+def test_interpolate_shards_points_over_two_processes(tiny_run, tmp_path, run_cli, one_thread):
+    """Points dealt out over 2 gloo ranks, gathered on rank 0: the same numbers as one process. Every point
+    writes the whole state before it is evaluated, so nothing but the device decides a value: the test asks for
+    exact equality with one single-threaded process (a rank that evaluated another point or kept a stale BN state
+    would differ by far more than float noise)."""
+    single = run_cli("interpolate", tiny_run, *PATH_ARGS, "--out", tmp_path / "one.h5", "--data", SHARED / "data",
+                     "--json")
+    assert single.code == 0, single.err
+    ddp = torchrun("interpolate", tiny_run, *PATH_ARGS, "--out", tmp_path / "two.h5", port=29518)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    (expected, _), (got, raw) = numbers(single.out), numbers(ddp.stdout)
+    assert raw["world_size"] == 2 and len(got["alpha"]) == 7
+    assert got == expected
+    assert not list(tmp_path.glob(".*journal*"))
+
+
+def test_perturb_resumes_a_one_process_journal_on_two_processes(tiny_run, tmp_path, run_cli, monkeypatch,
+                                                                 one_thread):
+    """A job half done by one process (its journal keeps every other evaluation) is finished by 2 ranks: they
+    skip the journaled evaluations, share out the rest, and rank 0 writes the same numbers as the one process."""
+    import shutil
+
+    from landscape.sweep import Journal
+
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(tiny_run, tmp_path / folder / "run.h5")
+    monkeypatch.setattr(Journal, "remove", lambda self: None)  # keep the whole job's journal
+    single = run_cli("perturb", tmp_path / "one" / "run.h5", *PERTURB_ARGS, "--data", SHARED / "data", "--json")
+    assert single.code == 0, single.err
+    [whole] = (tmp_path / "one").glob(".*journal.json")
+    journal = json.loads(whole.read_text())
+    keys = sorted(journal["done"])
+    journal["done"] = {k: journal["done"][k] for k in keys[::2]}
+    (tmp_path / "two" / whole.name).write_text(json.dumps(journal))
+
+    ddp = torchrun("perturb", tmp_path / "two" / "run.h5", *PERTURB_ARGS, port=29519)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert f"resuming: {len(journal['done'])} evaluations" in ddp.stderr
+    (expected, _), (got, raw) = numbers(single.out), numbers(ddp.stdout)
+    assert raw["world_size"] == 2 and len(got["random_delta_loss"]) == 5
+    assert got == expected
+    assert not list((tmp_path / "two").glob(".*journal*"))

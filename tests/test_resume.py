@@ -90,3 +90,85 @@ def test_same_seed_same_numbers(reference, tiny_checkpoint, tmp_path):
         assert first[key] == second[key], key
     with h5py.File(reference[0], "r") as a, h5py.File(tmp_path / "again.h5", "r") as b:
         assert (a["scalars/task_loss"][:] == b["scalars/task_loss"][:]).all()
+
+
+# ------------------------------------------------------------------ long analysis jobs: interpolate and perturb
+
+ANALYSIS_ARGS = {  # small, but long enough (≈ 20 evaluations) to be killed in the middle
+    "interpolate": ["--points", "10", "--limit", "300", "--batch-size", "100", "--out", "{dir}/path.h5"],
+    "perturb": ["--directions", "14", "--alphas", "-1", "0", "1", "--bn", "keep", "--limit", "300", "--batch-size",
+                "100"],
+}
+UNSTABLE = {"file", "png", "run", "group"}  # paths that differ between the trials' folders
+
+
+def analysis_command(tool, run, folder):
+    args = [a.replace("{dir}", str(folder)) for a in ANALYSIS_ARGS[tool]]
+    return [sys.executable, "-m", f"landscape.{tool}", str(run), *args, "--data", str(SHARED / "data"), "--json"]
+
+
+def journals(folder):
+    return list(folder.glob(".*.journal.json"))
+
+
+@pytest.mark.parametrize("tool", ["interpolate", "perturb"])
+def test_killed_analysis_resumes_finished_points_and_numbers(tool, tiny_run, tmp_path):
+    """SIGKILL at random moments after the first journaled evaluation, then the same command again: it says how
+    many evaluations it skips, and its numbers equal an uninterrupted run's exactly (CPU)."""
+    import shutil
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    shutil.copy(tiny_run, ref_dir / "run.h5")
+    start = time.perf_counter()
+    done = subprocess.run(analysis_command(tool, ref_dir / "run.h5", ref_dir), capture_output=True, text=True,
+                          timeout=300, env=env)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    reference = {k: v for k, v in json.loads(done.stdout).items() if k not in UNSTABLE}
+    assert not journals(ref_dir)  # removed once the result is stored
+    rng = random.Random(99)
+    resumed_trials = 0
+    for trial in range(3):
+        folder = tmp_path / f"trial{trial}"
+        folder.mkdir()
+        shutil.copy(tiny_run, folder / "run.h5")
+        command = analysis_command(tool, folder / "run.h5", folder)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        while proc.poll() is None and not journals(folder):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3) * seconds)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if not journals(folder):
+            continue  # finished before the kill
+        finished = len(json.loads(journals(folder)[0].read_text())["done"])  # a whole journal, never torn
+        resumed_trials += 1
+        again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert again.returncode == 0, again.stderr
+        assert f"resuming: {finished} " in again.stderr
+        assert {k: v for k, v in json.loads(again.stdout).items() if k not in UNSTABLE} == reference, trial
+        assert not journals(folder) and not list(folder.glob(".*tmp*"))
+    assert resumed_trials >= 1, "no trial was killed mid-job: widen the kill window"
+
+
+def test_journal_of_another_command_is_refused_then_discarded_with_force(tiny_run, tmp_path, run_cli):
+    """A leftover journal of different settings is never mixed in: a one-line error naming the setting, and
+    --force discards it."""
+    import shutil
+
+    from conftest import assert_one_line_error
+
+    from landscape.sweep import Journal
+
+    shutil.copy(tiny_run, tmp_path / "run.h5")
+    args = [tmp_path / "run.h5", "--points", "2", "--limit", "100", "--data", SHARED / "data", "--name", "p"]
+    stale = tmp_path / ".run.h5.paths-p.journal.json"
+    Journal(stale, {"tool": "interpolate", "points": 7}).record({"0": {"test": {"loss": 1.0}}})
+    before = stale.read_bytes()
+    assert_one_line_error(run_cli("interpolate", *args), "different command", "points", "--force")
+    assert stale.read_bytes() == before
+    result = run_cli("interpolate", *args, "--force")
+    assert result.code == 0, result.err
+    assert not stale.exists()
