@@ -82,6 +82,20 @@ def device(name: str) -> torch.device:
     return dev
 
 
+def in_world(device_name: str, body: Callable) -> int:
+    """body(device, world) inside the process group torchrun describes (a single process: World()), on the
+    device this rank should use (`cuda` → the GPU of its local rank), leaving the group however body ends."""
+    from . import distributed
+
+    dev = distributed.device_for(device_name)
+    device(str(dev))
+    world = distributed.init(dev)
+    try:
+        return body(dev, world)
+    finally:
+        distributed.finish(world)
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=None, sort_keys=False))
 

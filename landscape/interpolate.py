@@ -99,13 +99,7 @@ def default_name(specs: list[str], bn: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    dev = distributed.device_for(args.device)
-    cli.device(str(dev))
-    world = distributed.init(dev)
-    try:
-        return _interpolate(args, dev, world)
-    finally:
-        distributed.finish(world)
+    return cli.in_world(args.device, lambda dev, world: _interpolate(args, dev, world))
 
 
 def _interpolate(args, dev, world: distributed.World) -> int:

@@ -86,13 +86,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    dev = distributed.device_for(args.device)
-    cli.device(str(dev))
-    world = distributed.init(dev)
-    try:
-        return _perturb(args, dev, world)
-    finally:
-        distributed.finish(world)
+    return cli.in_world(args.device, lambda dev, world: _perturb(args, dev, world))
 
 
 def _perturb(args, dev, world: distributed.World) -> int:

@@ -66,13 +66,7 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     p, owners = parser()
     args = p.parse_args(argv)
-    dev = distributed.device_for(args.device)
-    cli.device(str(dev))
-    world = distributed.init(dev)
-    try:
-        return _train(args, owners, dev, world)
-    finally:
-        distributed.finish(world)
+    return cli.in_world(args.device, lambda dev, world: _train(args, owners, dev, world))
 
 
 def _settings_from_args(args, owners, dev) -> dict:
