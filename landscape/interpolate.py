@@ -10,10 +10,10 @@ re-estimated at every point on --bn-batches unaugmented training batches (--bn r
 Results go into the run file, group /analysis/paths/<name> (alpha, segment, <split>/loss, <split>/accuracy;
 settings as attributes; see landscape/paths.py), or into the HDF5 file --out, with a PNG beside that file.
 
-Long jobs. Every finished batch of points is journaled in a hidden file beside the result
-(.<file>.<kind>-<name>.journal.json); rerunning the same command after a crash or Ctrl-C skips what is done
-(the numbers are the same as an uninterrupted run's). Under torchrun the points are shared out over the processes
-and rank 0 writes the result: torchrun --nproc-per-node 4 -m landscape.interpolate ... (landscape/sweep.py).
+Long jobs. Finished points are journaled in a hidden file beside the result,
+.<file>.paths-<name>.journal.json; rerunning the same command after a crash or Ctrl-C skips them, with the
+same numbers as an uninterrupted run. Under torchrun the points are shared out over the processes and rank 0
+writes the result: torchrun --nproc-per-node 4 -m landscape.interpolate ... (landscape/sweep.py, README).
 
 Example:
   python -m landscape.interpolate runs/wc.h5 --points 11 --split test --limit 1000

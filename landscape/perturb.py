@@ -12,10 +12,10 @@ random ones; --alphas adds a 1-D scan along Δθ and along random direction 0.
 
 Results are stored in the run file, group /analysis/perturb/<name> (see landscape/perturbation.py).
 
-Long jobs. Every finished batch of evaluations is journaled in a hidden file beside the result
-(.<file>.<kind>-<name>.journal.json); rerunning the same command after a crash or Ctrl-C skips what is done
-(the numbers are the same as an uninterrupted run's). Under torchrun the evaluations are shared out over the processes
-and rank 0 writes the result: torchrun --nproc-per-node 4 -m landscape.perturb ... (landscape/sweep.py).
+Long jobs. Finished evaluations are journaled in a hidden file beside the result,
+.<file>.perturb-<name>.journal.json; rerunning the same command after a crash or Ctrl-C skips them, with the
+same numbers as an uninterrupted run. Under torchrun the evaluations are shared out over the processes and rank 0
+writes the result: torchrun --nproc-per-node 4 -m landscape.perturb ... (landscape/sweep.py, README).
 
 Example:
   python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000
