@@ -123,8 +123,8 @@ def run_sweep(keys: Sequence[str], evaluate: Callable[[str], object], *, world: 
     keys = [str(k) for k in keys]
     if len(set(keys)) != len(keys):
         raise ValueError("sweep keys must be unique")
-    finished = dict(journal.done) if journal is not None else {}
-    finished = {k: v for k, v in finished.items() if k in set(keys)}
+    wanted = set(keys)
+    finished = {k: v for k, v in (journal.done if journal is not None else {}).items() if k in wanted}
     done_keys = set(distributed.broadcast(sorted(finished), world))
     todo = [k for k in keys if k not in done_keys]
     bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=desc, unit=unit, leave=False,
