@@ -141,6 +141,7 @@ def test_killed_analysis_resumes_finished_points_and_numbers(tool, tiny_run, tmp
         time.sleep(rng.uniform(0.0, 0.3) * seconds)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        assert Run(folder / "run.h5").steps()  # the run file still opens (results land by atomic rename)
         if not journals(folder):
             continue  # finished before the kill
         finished = len(json.loads(journals(folder)[0].read_text())["done"])  # a whole journal, never torn
