@@ -55,6 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import check_int
 from .distributed import World
 from .errors import LandscapeError, RunFileError
 from .store import fresh_group
@@ -72,13 +73,10 @@ class PathConfig:
     fast: bool = True  # BN folded into convs + channels-last forward (values to ~1e-6); False: model as is
 
     def __post_init__(self):
-        if isinstance(self.points, bool) or not isinstance(self.points, int) or self.points < 2:
-            raise ValueError(f"points per segment must be an integer ≥ 2 (both endpoints included), "
-                             f"got {self.points!r}")
+        check_int("points per segment", self.points, 2, why=" (both endpoints included)")
         if self.bn not in BN_MODES:
             raise ValueError(f"bn must be one of {', '.join(BN_MODES)}, got {self.bn!r}")
-        if isinstance(self.bn_batches, bool) or not isinstance(self.bn_batches, int) or self.bn_batches < 1:
-            raise ValueError(f"bn_batches must be an integer ≥ 1, got {self.bn_batches!r}")
+        check_int("bn_batches", self.bn_batches, 1)
 
 
 @dataclass(frozen=True)

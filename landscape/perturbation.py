@@ -54,6 +54,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .checks import check_int
 from .distributed import World
 from .errors import LandscapeError, RunFileError
 from .params import SELECTIONS, select_params
@@ -76,9 +77,7 @@ class PerturbConfig:
     fast: bool = True  # BN-folded channels-last forward (paths.StateEvaluator); False: the model as is
 
     def __post_init__(self):
-        if isinstance(self.directions, bool) or not isinstance(self.directions, int) or self.directions < 1:
-            raise ValueError(f"the number of random directions M must be an integer ≥ 1, "
-                             f"got {self.directions!r}")
+        check_int("the number of random directions M", self.directions, 1)
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.params not in SELECTIONS:

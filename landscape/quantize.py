@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .checks import check_int
+
 __all__ = ["Codebook", "uniform", "heq", "kmeans", "refine_clusters", "nearest", "QUANTIZERS"]
 
 MAX_BITS = 16  # upper limit for ``bits`` / ``resolution_bits``: 2^16 levels is far beyond any PTQ use here
@@ -94,11 +96,10 @@ def _check_theta(theta) -> Tensor:
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)  # int or numpy integer
-    if not ok or value < lo or (hi is not None and value > hi):
-        rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an int {rng}, got {value!r}")
-    return int(value)
+    """checks.check_int, also taking numpy integers (returned as int)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+    return check_int(name, value, lo, hi)
 
 
 def _finalize(values: Tensor, index: Tensor, dtype: torch.dtype) -> Codebook:

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..checks import check_int
 from ..quantize import MAX_BITS, Codebook, kmeans, nearest
 from .base import Compressor, check_finite
 
@@ -43,9 +44,7 @@ class CentroidConfig:
     params: str = "weights"  # which parameters are coupled: conv/linear weights (BN and biases never)
 
     def __post_init__(self):
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
-            raise ValueError(f"bits must be an integer in 1..{MAX_BITS} (K = 2^bits centroids, K ≥ 2), "
-                             f"got {self.bits!r}")
+        check_int("bits", self.bits, 1, MAX_BITS, why=" (K = 2^bits centroids, K ≥ 2)")
         if not math.isfinite(self.rho) or self.rho <= 0:
             raise ValueError(f"rho must be a finite number > 0 (potential |C − θ|^rho), got {self.rho}")
         if not math.isfinite(self.strength) or self.strength < 0:

@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..checks import check_int
 from ..data import MEAN, STD
 from ..quantize import Codebook
 from .base import Clamped, Compressor
@@ -53,9 +54,7 @@ class InputBitwiseConfig:
     temperature: float = 0.1  # τ: sigmoid width while training, in initial level spacings Δ_c of the channel
 
     def __post_init__(self):
-        b = self.input_bits
-        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 8:
-            raise ValueError(f"input_bits must be an integer in 1..8, got {b!r}")
+        check_int("input_bits", self.input_bits, 1, 8)
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise ValueError(f"temperature must be a finite number > 0 (sigmoid width in level spacings), "
                              f"got {self.temperature}")

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..checks import check_int
 from ..quantize import QUANTIZERS, Codebook
 from .base import Clamped, Compressor
 
@@ -23,8 +24,7 @@ class PTQConfig:
     def __post_init__(self):
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"unknown PTQ method {self.quantizer!r}; choose one of {', '.join(QUANTIZERS)}")
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 16:
-            raise ValueError(f"bits must be an integer in 1..16, got {self.bits!r}")
+        check_int("bits", self.bits, 1, 16)
 
 
 class PTQ(Compressor):

@@ -52,6 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_int
 from ..quantize import Codebook
 from .base import Clamped, Compressor, check_finite, mean_bits
 
@@ -69,10 +70,8 @@ class VQConfig:
     init_iters: int = 20  # Lloyd iterations initialising each codebook from the pretrained sub-vectors
 
     def __post_init__(self):
-        limits = (("dim", self.dim, 64), ("codebook_bits", self.codebook_bits, MAX_CODEBOOK_BITS))
-        for name, value, hi in limits:
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
-                raise ValueError(f"{name} must be an integer in 1..{hi}, got {value!r}")
+        check_int("dim", self.dim, 1, 64)
+        check_int("codebook_bits", self.codebook_bits, 1, MAX_CODEBOOK_BITS)
         if self.assign not in ASSIGNMENTS:
             raise ValueError(f"assign must be one of {', '.join(ASSIGNMENTS)}, got {self.assign!r}")
         if self.assign == "cosine" and self.dim == 1:
@@ -82,8 +81,7 @@ class VQConfig:
             raise ValueError(f"strength must be a finite number ≥ 0, got {self.strength}")
         if self.codebook_lr is not None and (not math.isfinite(self.codebook_lr) or self.codebook_lr < 0):
             raise ValueError(f"codebook_lr must be a finite number ≥ 0 or None, got {self.codebook_lr}")
-        if isinstance(self.init_iters, bool) or not isinstance(self.init_iters, int) or self.init_iters < 0:
-            raise ValueError(f"init_iters must be an integer ≥ 0, got {self.init_iters!r}")
+        check_int("init_iters", self.init_iters, 0)
 
     @property
     def bits_per_weight(self) -> float:
