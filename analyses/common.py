@@ -24,6 +24,7 @@ if str(REPO) not in sys.path:
 from landscape import cli  # noqa: E402
 from landscape.data import Batches, load_cifar10  # noqa: E402
 from landscape.errors import LandscapeError  # noqa: E402
+from landscape.paths import recalibration_batches  # noqa: E402
 
 FIGURES = REPO / "figures"
 ADAPTED_R20 = REPO.parent / "shared" / "models" / "resnet20-cifar10jpeg.pt"
@@ -69,8 +70,7 @@ def bn_batches(args: argparse.Namespace, n_batches: int) -> list:
     """The first n_batches unaugmented training batches of --batch-size images (for BN recalibration), as a
     list so that every recalibration sees exactly the same tensors."""
     train, _ = load_cifar10(args.data, download=args.download)
-    return list(Batches(train.subset(n_batches * args.batch_size), args.batch_size, train=False,
-                        device=cli.device(args.device)))
+    return recalibration_batches(train, n_batches, args.batch_size, cli.device(args.device))
 
 
 def write_csv(path: Path, rows: list[Mapping]) -> Path:

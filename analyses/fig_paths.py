@@ -24,7 +24,7 @@ import numpy as np
 
 from landscape import cli, plots
 from landscape.data import Batches, load_cifar10
-from landscape.paths import PathConfig, evaluate_path, load_state_spec
+from landscape.paths import PathConfig, evaluate_path, load_state_spec, recalibration_batches
 from landscape.store import Run
 
 STEM = "paths"
@@ -56,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = cli.device(args.device)
     train, test = load_cifar10(args.data, download=args.download)
     data = {"test": Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)}
-    bn_data = None
-    if args.bn == "recalibrate":
-        bn_data = list(Batches(train.subset(args.bn_batches * args.batch_size), args.batch_size, train=False,
-                               device=dev))
+    bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \
+        else None
 
     results, rows = {}, []
     for (label, st), run in zip(states.items(), runs, strict=True):

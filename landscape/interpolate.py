@@ -40,6 +40,7 @@ from .paths import (
     evaluate_path,
     load_state_spec,
     png_path,
+    recalibration_batches,
     spec_label,
     stored_paths,
     write_path,
@@ -127,10 +128,8 @@ def _interpolate(args, dev, world: distributed.World) -> int:
     splits = ["test", "train"] if args.split == "both" else [args.split]
     data = {s: Batches((test if s == "test" else train).subset(args.limit), args.batch_size, train=False,
                        device=dev) for s in splits}
-    bn_data = None
-    if args.bn == "recalibrate":  # unaugmented: the statistics of the images the model is evaluated on
-        bn_data = list(Batches(train.subset(args.bn_batches * args.batch_size), args.batch_size, train=False,
-                               device=dev))
+    bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \
+        else None
 
     result = evaluate_path(model, states, data, config, bn_data=bn_data, labels=specs,
                            progress=not args.json, world=world, journal=journal)

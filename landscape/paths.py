@@ -133,6 +133,15 @@ def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+def recalibration_batches(train, n_batches: int, batch_size: int, device: torch.device | str = "cpu") -> list:
+    """The first n_batches × batch_size images of `train` (a data.Split), unaugmented, as a list of (x, y) batches
+    so that every recalibration sees exactly the same tensors: the data `recalibrate_bn_` re-estimates BN
+    statistics on (unaugmented: the statistics of the kind of images the model is evaluated on)."""
+    from .data import Batches
+
+    return list(Batches(train.subset(n_batches * batch_size), batch_size, train=False, device=device))
+
+
 @torch.no_grad()
 def recalibrate_bn_(model: nn.Module, batches: Iterable) -> nn.Module:
     """In place: reset every BN layer's running statistics and re-estimate them on `batches` ((x, y) pairs) as

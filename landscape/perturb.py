@@ -32,7 +32,7 @@ import sys
 from . import cli, distributed
 from .data import Batches, load_cifar10
 from .errors import LandscapeError
-from .paths import check_name, load_state_spec
+from .paths import check_name, load_state_spec, recalibration_batches
 from .perturbation import GROUP, NORMS, PerturbConfig, perturbation_test, stored_perturbs, write_perturb
 from .store import Run
 from .sweep import journal_path, open_journal, state_digest
@@ -110,10 +110,8 @@ def _perturb(args, dev, world: distributed.World) -> int:
         print(f"resuming: {len(journal.done)} evaluations already done in {journal.path}", file=sys.stderr)
     train, test = load_cifar10(args.data, download=args.download)
     batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
-    bn_data = None
-    if args.bn == "recalibrate":
-        bn_data = list(Batches(train.subset(args.bn_batches * args.batch_size), args.batch_size, train=False,
-                               device=dev))
+    bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \
+        else None
 
     result = perturbation_test(model, target, batches, config, bn_data=bn_data, progress=not args.json,
                                world=world, journal=journal)
