@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ from .paths import (
     write_path,
 )
 from .store import Run
-from .sweep import journal_path, open_journal, state_digest
+from .sweep import open_journal
 
 DEFAULT_STATES = ("pretrained", "compressed", "clamped")
 SPLITS = ("test", "train", "both")
@@ -117,12 +116,8 @@ def _interpolate(args, dev, world: distributed.World) -> int:
     states = [load_state_spec(run, s) for s in specs]
     attrs = {"states": specs, "points": args.points, "bn": args.bn, "bn_batches": args.bn_batches,
              "fast": config.fast, "split": args.split, "limit": args.limit, "batch_size": args.batch_size}
-    fingerprint = {"tool": "interpolate", "name": name, **attrs, "device": dev.type,
-                   "state_sha256": [state_digest(s) for s in states]}
-    journal = open_journal(journal_path(target, "paths", name) if world.is_main else None, fingerprint, world,
-                           discard_other=args.force)
-    if journal is not None and journal.done:
-        print(f"resuming: {len(journal.done)} points already evaluated in {journal.path}", file=sys.stderr)
+    journal = open_journal(target, "paths", name, {**attrs, "device": dev.type}, states, world,
+                           discard_other=args.force, unit="points")
     model = run.model("pretrained").to(dev)
     train, test = load_cifar10(args.data, download=args.download)
     splits = ["test", "train"] if args.split == "both" else [args.split]

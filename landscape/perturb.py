@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from . import cli, distributed
 from .data import Batches, load_cifar10
@@ -35,7 +34,7 @@ from .errors import LandscapeError
 from .paths import check_name, load_state_spec, recalibration_batches
 from .perturbation import GROUP, NORMS, PerturbConfig, perturbation_test, stored_perturbs, write_perturb
 from .store import Run
-from .sweep import journal_path, open_journal, state_digest
+from .sweep import open_journal
 
 
 def directions_arg(text: str) -> int:
@@ -103,11 +102,8 @@ def _perturb(args, dev, world: distributed.World) -> int:
     attrs = {"target": args.target, "norm": args.norm, "directions": args.directions, "seed": args.seed,
              "params": config.params, "alphas": list(config.alphas), "bn": args.bn, "bn_batches": args.bn_batches,
              "fast": config.fast, "limit": args.limit, "batch_size": args.batch_size}
-    fingerprint = {"tool": "perturb", "name": name, **attrs, "device": dev.type,
-                   "state_sha256": [state_digest(model.state_dict()), state_digest(target)]}
-    journal = open_journal(journal_path(run.path, "perturb", name), fingerprint, world, discard_other=args.force)
-    if journal is not None and journal.done:
-        print(f"resuming: {len(journal.done)} evaluations already done in {journal.path}", file=sys.stderr)
+    journal = open_journal(run.path, "perturb", name, {**attrs, "device": dev.type}, [model.state_dict(), target],
+                           world, discard_other=args.force)
     train, test = load_cifar10(args.data, download=args.download)
     batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
     bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \

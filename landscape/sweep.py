@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,11 +109,21 @@ class Journal:
         self.path.unlink(missing_ok=True)
 
 
-def open_journal(path: str | os.PathLike, fingerprint: Mapping, world: World, *,
-                 discard_other: bool = False) -> Journal | None:
-    """Journal.open on rank 0 (None on the other ranks); an error there is raised on every rank, so no rank is
-    left waiting in a collective that rank 0 never reaches."""
-    return distributed.on_main(lambda: Journal.open(path, fingerprint, discard_other=discard_other), world)
+def open_journal(result_file: str | os.PathLike | None, kind: str, name: str, settings: Mapping,
+                 states: Sequence[Mapping[str, torch.Tensor]], world: World, *, discard_other: bool = False,
+                 unit: str = "evaluations") -> Journal | None:
+    """The journal of result `name` of tool `kind` beside `result_file` (`journal_path`), for the job that
+    `settings` (JSON-serialisable) and the input `states` define, opened on rank 0 (None on the other ranks,
+    where result_file may be None). An error there is raised on every rank, so no rank is left waiting in a
+    collective that rank 0 never reaches. Says on stderr how many evaluations it resumes from."""
+    def main() -> Journal:
+        fingerprint = {"tool": kind, "name": name, **settings, "state_sha256": [state_digest(s) for s in states]}
+        journal = Journal.open(journal_path(result_file, kind, name), fingerprint, discard_other=discard_other)
+        if journal.done:
+            print(f"resuming: {len(journal.done)} {unit} already done in {journal.path}", file=sys.stderr)
+        return journal
+
+    return distributed.on_main(main, world)
 
 
 def run_sweep(keys: Sequence[str], evaluate: Callable[[str], object], *, world: World = World(),
