@@ -276,7 +276,6 @@ def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: I
 
     values = run_sweep(sweep_keys(config), evaluate, world=world, journal=journal, progress=progress,
                        desc="perturb", unit="eval")
-    evaluator.load_(pre)
     if values is None:
         return None
     base = values["base"]
