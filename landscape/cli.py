@@ -52,6 +52,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
+    return value
+
+
 def check_out(path: str | os.PathLike, force: bool) -> Path:
     """An output path that may be written: refuses to overwrite without --force and checks the folder is
     writable, before any work is done."""

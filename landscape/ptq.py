@@ -17,7 +17,11 @@ from .compress.ptq import quantize_model
 from .data import Batches, load_cifar10
 from .metrics import evaluate
 from .models import load_model, save_checkpoint
+from .paths import recalibrate_bn_, recalibration_batches
 from .quantize import QUANTIZERS
+
+
+RECALIBRATION_BATCH = 128  # images per BN-recalibration batch: the training batch size of train's default
 
 
 def bits_arg(text: str) -> int:
@@ -38,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
     cli.add_model_args(p)
     cli.add_data_args(p)
     p.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--recalibrate-bn", type=cli.nonnegative_int, default=0, metavar="BATCHES",
+                   help="after quantizing, re-estimate the BN running statistics on this many unaugmented training "
+                        "batches of 128 images (nothing else changes), report the accuracy before and after, and "
+                        "save the recalibrated model (default: 0, off)")
     p.add_argument("--out", required=True, help="where to save the quantized checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", action="store_true", help="print one JSON object with accuracy, loss, bits per layer")
@@ -49,18 +57,25 @@ def main(argv: list[str] | None = None) -> int:
     out = cli.check_out(args.out, args.force)
     dev = cli.device(args.device)
     model = load_model(args.arch, args.checkpoint)
-    _, test = load_cifar10(args.data, download=args.download)
+    train, test = load_cifar10(args.data, download=args.download)
     q = quantize_model(model, args.method, args.bits, which=args.params)
-    result = evaluate(q.model.to(dev), Batches(test.subset(args.limit), args.batch_size, train=False, device=dev),
-                      progress=not args.json)
+    test_batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
+    result = evaluate(q.model.to(dev), test_batches, progress=not args.json)
     summary = {"method": args.method, "bits": args.bits, **result, "mean_effective_bits": q.mean_bits(),
                "bits_per_layer": q.bits, "out": str(out)}
+    if args.recalibrate_bn:  # the saved model is the recalibrated one; the un-recalibrated numbers stay reported
+        recalibrate_bn_(q.model, recalibration_batches(train, args.recalibrate_bn, RECALIBRATION_BATCH, dev))
+        after = evaluate(q.model, test_batches, progress=not args.json)
+        summary.update({"accuracy_before_recalibration": result["accuracy"], "loss_before_recalibration":
+                        result["loss"], **after, "recalibrate_bn": args.recalibrate_bn})
     save_checkpoint(q.model.cpu(), out, arch=args.arch, ptq={k: v for k, v in summary.items() if k != "out"},
                     source=str(args.checkpoint))
     if args.json:
         cli.print_json(summary)
     else:
-        print(f"{args.method} {args.bits}-bit: accuracy {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}  "
+        if args.recalibrate_bn:
+            print(f"before BN recalibration: accuracy {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}")
+        print(f"{args.method} {args.bits}-bit: accuracy {100 * summary['accuracy']:.2f}%  loss {summary['loss']:.4f}  "
               f"(mean effective bits {summary['mean_effective_bits']:.2f}) → {out}")
     return 0
 

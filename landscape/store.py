@@ -13,9 +13,12 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
                               mean_clusters, mean_bits (NaN on steps where cluster stats were not computed)
   /final/compressed/<name>    fine-tuned state dict
   /final/clamped/<name>       the same with every compressed weight replaced by its cluster value
+  /final/recalibrated/<name>  only with train --recalibrate-bn N: the clamped state with BN running statistics
+                              re-estimated on N unaugmented training batches (weights identical to clamped)
   /final/clusters/<name>/values, /counts   each compressed layer's cluster values and member counts
   /final/bits                 attrs: effective bits log2 K_l and storage bits ceil(log2 K_l) per layer, means
   /eval/<state>               attrs accuracy (fraction), loss (nats), n, split, for pretrained/compressed/clamped
+                              (and recalibrated, with bn_batches)
   /analysis/paths/<name>      written by `python -m landscape.interpolate` (landscape/paths.py): alpha [T] (position
                               in segments, state k at alpha = k), segment [T], <split>/loss [T] (nats),
                               <split>/accuracy [T] for split test and/or train; attrs: states (JSON), points, bn,
@@ -61,7 +64,7 @@ from .trainer import Callback, Trainer
 
 SCHEMA = 1
 SCALARS = ("step", "epoch", "task_loss", "compression_loss", "lr", "mean_clusters", "mean_bits")
-STATES = ("pretrained", "compressed", "clamped")
+STATES = ("pretrained", "compressed", "clamped", "recalibrated")  # recalibrated: only with --recalibrate-bn
 
 
 def _git_commit() -> str:
@@ -180,9 +183,11 @@ class RunWriter(Callback):
         self._written.add(f"{trainer.step:08d}")
 
 
-def write_final(path: str | os.PathLike, *, compressed: nn.Module, clamped, evals: Mapping[str, dict]) -> None:
+def write_final(path: str | os.PathLike, *, compressed: nn.Module, clamped, evals: Mapping[str, dict],
+                recalibrated: nn.Module | None = None) -> None:
     """Store the fine-tuned and clamped states, the clusters and bits of every compressed layer, and the
-    evaluations (`clamped` is a `compress.base.Clamped`)."""
+    evaluations (`clamped` is a `compress.base.Clamped`); `recalibrated`: the clamped model with re-estimated BN
+    statistics (train --recalibrate-bn), if any."""
     with update(path) as f:
         for done in ("final", "resume"):  # a finished run needs no resume state
             if done in f:
@@ -190,6 +195,8 @@ def write_final(path: str | os.PathLike, *, compressed: nn.Module, clamped, eval
         final = f.create_group("final")
         write_state(final.create_group("compressed"), compressed.state_dict())
         write_state(final.create_group("clamped"), clamped.model.state_dict())
+        if recalibrated is not None:
+            write_state(final.create_group("recalibrated"), recalibrated.state_dict())
         clusters = final.create_group("clusters")
         for name, cb in clamped.codebooks.items():
             g = clusters.create_group(name)
@@ -258,7 +265,7 @@ class Run:
             key = f"checkpoints/{which:08d}"
         elif which == "pretrained":
             key = "pretrained"
-        elif which in ("compressed", "clamped"):
+        elif which in ("compressed", "clamped", "recalibrated"):
             key = f"final/{which}"
         else:
             raise ValueError(f"unknown state {which!r}; use one of {STATES} or a checkpoint step")

@@ -12,8 +12,12 @@ Example (soft quantization of the adapted ResNet-20, paper hyperparameters):
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import os
 from pathlib import Path
+
+import torch
 
 from . import cli, distributed
 from .cli_config import add_config_options, chosen_settings
@@ -22,6 +26,7 @@ from .data import Batches, load_cifar10, sha256_of
 from .errors import LandscapeError
 from .metrics import evaluate
 from .models import load_model, resolve_checkpoint
+from .paths import recalibrate_bn_, recalibration_batches
 from .store import Run, RunWriter, create_run, write_final
 from .trainer import ProgressBar, TrainConfig, Trainer
 
@@ -57,6 +62,10 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
                    "compressor's random draws (default: 0)")
     t.add_argument("--micro-batches", type=cli.positive_int, default=defaults.micro_batches,
                    help="split each batch into this many slices whose gradients are averaged (default: 1)")
+    t.add_argument("--recalibrate-bn", type=cli.nonnegative_int, default=0, metavar="BATCHES",
+                   help="after clamping, also store and evaluate a copy of the clamped model whose BN running "
+                   "statistics are re-estimated on this many unaugmented training batches of --train-batch-size "
+                   "images (nothing else trained; /final/recalibrated, /eval/recalibrated; default: 0, off)")
     t.add_argument("--stats-every", type=cli.positive_int, default=defaults.stats_every,
                    help=f"steps between cluster statistics (default: {defaults.stats_every})")
     owners = add_config_options(p, {m: cfg for m, (_, cfg) in METHODS.items()}, skip=set())
@@ -69,47 +78,84 @@ def main(argv: list[str] | None = None) -> int:
     return cli.in_world(args.device, lambda dev, world: _train(args, owners, dev, world))
 
 
-def _settings_from_args(args, owners, dev) -> dict:
-    """Everything that defines the run, as stored in the run file's `config` attribute (and read by --resume)."""
-    if args.out is None or args.checkpoint is None:
-        raise ValueError("--checkpoint and --out are required (or --resume RUN.h5)")
+def settings_from_args(args, owners, device: str = "cpu", **overrides) -> dict:
+    """Everything that defines a run, as stored in the run file's `config` attribute (and read by --resume),
+    from parsed `parser()` arguments. `overrides`: method settings (e.g. h=0.1) and/or `seed`, applied on top of
+    the arguments (a study's grid point)."""
+    if args.checkpoint is None:
+        raise ValueError("--checkpoint is required (or --resume RUN.h5)")
+    seed = int(overrides.pop("seed", args.seed))
     config = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
-                         stats_every=args.stats_every, micro_batches=args.micro_batches, device=str(dev))
-    compressor = make_compressor(args.method, chosen_settings(args, args.method, owners), seed=args.seed)
+                         weight_decay=args.weight_decay, schedule=args.schedule, seed=seed,
+                         stats_every=args.stats_every, micro_batches=args.micro_batches, device=str(device))
+    method_settings = {**chosen_settings(args, args.method, owners), **overrides}
+    compressor = make_compressor(args.method, method_settings, seed=seed)
     checkpoint = resolve_checkpoint(args.checkpoint)
     return {"train": dataclasses.asdict(config), "compressor": compressor.config_dict(), "arch": args.arch,
             "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_of(checkpoint) if checkpoint.is_file()
             else None, "method": args.method, "limit_train": args.limit_train, "limit_test": args.limit_test,
-            "checkpoint_every": args.checkpoint_every, "seed": args.seed}
+            "checkpoint_every": args.checkpoint_every, "recalibrate_bn": args.recalibrate_bn, "seed": seed}
 
 
 def _train(args, owners, dev, world: distributed.World) -> int:
     if args.resume:
-        out = Path(args.resume)
-        run = Run(out)
-        settings = run.config
-        if "final" in run.groups():
-            raise LandscapeError(f"{out} is a finished run; nothing to resume")
-        recorded = settings.get("checkpoint_sha256")
-        if recorded and sha256_of(Path(settings["checkpoint"])) != recorded:
-            raise LandscapeError(f"{settings['checkpoint']} changed since the run started (sha256 differs)")
+        out, settings = Path(args.resume), None
     else:
-        settings = _settings_from_args(args, owners, dev)
+        if args.out is None:
+            raise ValueError("--out is required (or --resume RUN.h5)")
+        settings = settings_from_args(args, owners, str(dev))
         out = cli.check_out(args.out, args.force) if world.is_main else Path(args.out)
+    summary = run_training(out, settings, data=args.data, download=args.download, device=dev, world=world,
+                           eval_batch_size=args.batch_size, progress=not args.json)
+    if not world.is_main:
+        return 0
+    if args.json:
+        cli.print_json(summary)
+    else:
+        for k in ("pretrained", "compressed", "clamped", "recalibrated"):
+            if f"accuracy_{k}" in summary:
+                print(f"{k:>12}: accuracy {100 * summary[f'accuracy_{k}']:.2f}%  loss {summary[f'loss_{k}']:.4f}")
+        print(f"mean bits {summary['mean_bits']:.2f} (storage {summary['mean_storage_bits']:.2f}); run file {out}")
+    return 0
+
+
+def check_resumable(out: Path) -> dict:
+    """The settings of an unfinished run file that `run_training(out, None)` can continue; a one-line error
+    otherwise."""
+    run = Run(out)
+    if "final" in run.groups():
+        raise LandscapeError(f"{out} is a finished run; nothing to resume")
+    recorded = run.config.get("checkpoint_sha256")
+    if recorded and sha256_of(Path(run.config["checkpoint"])) != recorded:
+        raise LandscapeError(f"{run.config['checkpoint']} changed since the run started (sha256 differs)")
+    return run.config
+
+
+def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, download: bool = False,
+                 device: str | torch.device = "cpu", world: distributed.World = distributed.World(),
+                 eval_batch_size: int = 500, progress: bool = True) -> dict:
+    """Fine-tune, clamp and evaluate one run into the run file `out` (HDF5, overwritten), or continue the
+    unfinished run in `out` from its last complete checkpoint when `settings` is None. `settings` is the dict
+    `settings_from_args` builds (everything that defines the run). Returns the summary the CLI prints with
+    --json (accuracies as fractions, losses in nats, bits per weight). Only rank 0 writes; other ranks return {}.
+    """
+    out, dev = Path(out), torch.device(device)
+    resume = settings is None
+    if resume:
+        settings = check_resumable(out)
     config = TrainConfig(**{**settings["train"], "device": str(dev)})
     compressor = make_compressor(settings["method"], settings["compressor"], seed=settings["seed"])
     model = load_model(settings["arch"], settings["checkpoint"]).to(dev)
-    train, test = load_cifar10(args.data, download=args.download)
+    train, test = load_cifar10(data, download=download)
     train, test = train.subset(settings["limit_train"]), test.subset(settings["limit_test"])
-    test_batches = Batches(test, args.batch_size, train=False, device=dev)
+    test_batches = Batches(test, eval_batch_size, train=False, device=dev)
 
     callbacks = []
     if world.is_main:  # only rank 0 writes the run file and shows progress
-        callbacks = [RunWriter(out, settings["checkpoint_every"])] + ([] if args.json else [ProgressBar()])
+        callbacks = [RunWriter(out, settings["checkpoint_every"])] + ([ProgressBar()] if progress else [])
     trainer = Trainer(model, train, config, compressor, callbacks, world)
     start = trainer.model  # what is trained: the model, or the module the compressor prepared around it
-    if args.resume:
+    if resume:
         evals = {"pretrained": Run(out).evals()["pretrained"]}
         if "resume" in Run(out).groups():
             trainer.load_state_dict(Run(out).resume_state())
@@ -120,24 +166,23 @@ def _train(args, owners, dev, world: distributed.World) -> int:
                    evals=evals)
     compressed = trainer.fit()
     if not world.is_main:
-        return 0
+        return {}
     clamped = compressor.clamp(compressed)
     evals["compressed"] = {**evaluate(compressed, test_batches), "split": "test"}
     evals["clamped"] = {**evaluate(clamped.model, test_batches), "split": "test"}
-    write_final(out, compressed=compressed, clamped=clamped, evals=evals)
+    recalibrated = None
+    n_bn = settings.get("recalibrate_bn") or 0  # absent in run files written before the option existed
+    if n_bn:
+        recalibrated = recalibrate_bn_(copy.deepcopy(clamped.model), recalibration_batches(
+            train, n_bn, config.batch_size, dev))
+        evals["recalibrated"] = {**evaluate(recalibrated, test_batches), "split": "test", "bn_batches": n_bn}
+    write_final(out, compressed=compressed, clamped=clamped, evals=evals, recalibrated=recalibrated)
 
-    summary = {"run": str(out), "method": settings["method"], "epochs": config.epochs, "steps": trainer.step,
-               **{f"accuracy_{k}": v["accuracy"] for k, v in evals.items()},
-               **{f"loss_{k}": v["loss"] for k, v in evals.items()}, "n_test": evals["clamped"]["n"],
-               "mean_bits": clamped.mean_bits(), "mean_storage_bits": clamped.mean_bits(storage=True),
-               "bits_per_layer": clamped.bits, "world_size": world.size}
-    if args.json:
-        cli.print_json(summary)
-    else:
-        for k, v in evals.items():
-            print(f"{k:>10}: accuracy {100 * v['accuracy']:.2f}%  loss {v['loss']:.4f}")
-        print(f"mean bits {summary['mean_bits']:.2f} (storage {summary['mean_storage_bits']:.2f}); run file {out}")
-    return 0
+    return {"run": str(out), "method": settings["method"], "epochs": config.epochs, "steps": trainer.step,
+            **{f"accuracy_{k}": v["accuracy"] for k, v in evals.items()},
+            **{f"loss_{k}": v["loss"] for k, v in evals.items()}, "n_test": evals["clamped"]["n"],
+            "mean_bits": clamped.mean_bits(), "mean_storage_bits": clamped.mean_bits(storage=True),
+            "bits_per_layer": clamped.bits, "world_size": world.size}
 
 
 if __name__ == "__main__":
