@@ -9,12 +9,10 @@ even where the package is not (or not correctly) installed.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +21,7 @@ if str(REPO) not in sys.path:
 
 from landscape import cli  # noqa: E402
 from landscape.data import Batches, load_cifar10  # noqa: E402
-from landscape.errors import LandscapeError  # noqa: E402
+from landscape.outputs import write_csv, write_json  # noqa: E402, F401  (the scripts' writers)
 from landscape.paths import recalibration_batches  # noqa: E402
 
 FIGURES = REPO / "figures"
@@ -73,27 +71,10 @@ def bn_batches(args: argparse.Namespace, n_batches: int) -> list:
     return recalibration_batches(train, n_batches, args.batch_size, cli.device(args.device))
 
 
-def write_csv(path: Path, rows: list[Mapping]) -> Path:
-    """Rows (dicts with the same keys) as CSV, written to a temporary name and renamed."""
-    if not rows:
-        raise LandscapeError(f"nothing to write to {path}")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
-
-
 def write_config(path: Path, args: argparse.Namespace, **extra) -> Path:
     """The script's settings (all arguments) and any extra facts, as JSON."""
-    config = {"script": sys.argv[0], **{k: v for k, v in vars(args).items()}, **extra,
-              "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, {"script": sys.argv[0], **{k: v for k, v in vars(args).items()}, **extra,
+                             "written": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 def run_label(run, *, method: bool = True) -> str:

@@ -21,8 +21,9 @@ EXIT_USER_ERROR = 2
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block): `prog: error: message`, exit 2."""
 
-    def __init__(self, prog: str, description: str | None):
-        super().__init__(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    def __init__(self, prog: str, description: str | None = None, **kwargs):
+        super().__init__(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                         **kwargs)
 
     def error(self, message: str):
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)

@@ -186,3 +186,30 @@ def pareto(ax: Axes, points: Mapping[str, tuple[np.ndarray, np.ndarray]], *, tit
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize="x-small")
     return ax
+
+
+def study_front(ax: Axes, runs: tuple[np.ndarray, np.ndarray], means: tuple[np.ndarray, np.ndarray, np.ndarray,
+                np.ndarray], front: tuple[np.ndarray, np.ndarray], baselines: Mapping[str, tuple[np.ndarray,
+                np.ndarray]], *, title: str = "", reference: float | None = None, label: str = "soft quantization",
+                xlabel: str = "mean effective bits per weight", ylabel: str = "test accuracy (%)") -> Axes:
+    """A study: every run as a small point (bits [R], accuracy fraction [R]); per point of the study its mean over
+    seeds with the seed spread as error bars (bits, accuracy, std bits, std accuracy [P]); the Pareto front as a
+    step line (bits, accuracy [F], ascending bits); baselines (name → (bits, accuracy)) as lines."""
+    colors = palette([label, *baselines])
+    c = colors[label]
+    ax.scatter(runs[0], 100 * np.asarray(runs[1]), s=12, color=c, alpha=0.35, linewidths=0, zorder=3,
+               label=f"{label}: runs")
+    b, acc, sb, sacc = (np.asarray(v, dtype=float) for v in means)
+    ax.errorbar(b, 100 * acc, xerr=sb, yerr=100 * sacc, fmt="o", markersize=5, color=c, ecolor=c, elinewidth=1,
+                capsize=2, zorder=4, label=f"{label}: mean ± std over seeds")
+    if len(front[0]):
+        ax.step(front[0], 100 * np.asarray(front[1]), where="post", color=c, linewidth=1.5, zorder=5,
+                label="Pareto front")
+    for i, (name, (bb, aa)) in enumerate(baselines.items()):
+        ax.plot(bb, 100 * np.asarray(aa), marker=MARKERS[(i + 1) % len(MARKERS)], markersize=5, linewidth=1,
+                color=colors[name], label=name, zorder=2)
+    if reference is not None:
+        ax.axhline(100 * reference, color="black", linewidth=1, linestyle="--", label="full precision")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize="x-small", loc="lower right")
+    return ax

@@ -20,7 +20,6 @@ from .models import load_model, save_checkpoint
 from .paths import recalibrate_bn_, recalibration_batches
 from .quantize import QUANTIZERS
 
-
 RECALIBRATION_BATCH = 128  # images per BN-recalibration batch: the training batch size of train's default
 
 

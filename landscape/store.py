@@ -3,6 +3,7 @@
 Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-dict keys):
 
   /                           attrs: schema, config (JSON), seed, method, arch, version, git_commit, created,
+                              resumed_at (JSON list of the SGD steps at which train --resume continued it),
                               prepared (1: every state below is of the module that the compressor's
                               prepare() returns around the model, e.g. an input quantizer + the network;
                               0 or absent: of the model itself)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .errors import LandscapeError
 from .metrics import evaluate
 from .models import load_model, resolve_checkpoint
 from .paths import recalibrate_bn_, recalibration_batches
-from .store import Run, RunWriter, create_run, write_final
+from .store import Run, RunWriter, create_run, update, write_final
 from .trainer import ProgressBar, TrainConfig, Trainer
 
 
@@ -159,6 +160,9 @@ def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, do
         evals = {"pretrained": Run(out).evals()["pretrained"]}
         if "resume" in Run(out).groups():
             trainer.load_state_dict(Run(out).resume_state())
+        if world.is_main:  # provenance: the steps at which this run was continued
+            with update(out) as f:
+                f.attrs["resumed_at"] = json.dumps(json.loads(f.attrs.get("resumed_at", "[]")) + [trainer.step])
     elif world.is_main:
         evals = {"pretrained": {**evaluate(start, test_batches), "split": "test"}}
         create_run(out, config=settings, seed=settings["seed"], method=settings["method"], arch=settings["arch"],

@@ -1,0 +1,272 @@
+"""Studies on Optuna: storage, creation, and the worker that trains trials.
+
+Optuna is the engine: its storage holds the study, the queue of trials still to do and every result; its
+samplers (TPE, NSGA-II) propose search points; `best_trials` is the Pareto front. What is ours is only what
+makes a trial safe to kill, repeat or run twice:
+
+- *Fixed run files with a lock.* A run (point + seed) always writes the same file (spec.run_path). While a
+  worker trains a trial it holds an exclusive `flock` on the trial's lock file; the kernel releases it when the
+  process dies, SIGKILL included. A trial whose lock is held elsewhere is a duplicate of a live trial: it is
+  marked PRUNED (user attr `duplicate`) without training. A finished run file is read back without training; a
+  partial one is continued from its last checkpoint (`train.run_training(path, None)`, bit-identical on CPU).
+- *Grid = Optuna's trial queue, not GridSampler.* `create` enqueues every grid run (`enqueue_trial`); workers pop
+  them with `ask` (Optuna marks a WAITING trial RUNNING atomically in every storage). GridSampler was not used: with
+  concurrent workers it re-runs points near the end of the grid and after restarts (seen with optuna 5.0).
+- *Dead workers.* On the journal file (no heartbeat in Optuna) a RUNNING trial whose lock file is free belongs to
+  a dead process: at every worker start, and before each trial, it is failed and retried (re-enqueued with the
+  same parameters by Optuna's `RetryFailedTrialCallback`). On PostgreSQL/MySQL, Optuna's own heartbeat does this
+  (`heartbeat_interval`, `grace_period` below; `fail_stale_trials` runs before every trial). Then grid runs that
+  have no trial at all (complete, waiting or running) are enqueued again, so no point is ever lost.
+- *Multi-objective.* Objectives: accuracy (maximize) and mean effective bits (minimize). No `report`/pruning
+  (Optuna has none for multi-objective studies); `Trial.system_attrs` is not used (gone from Trial in 5.0).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from ..errors import LandscapeError
+from .spec import StudySpec, digest
+
+DIRECTIONS = ["maximize", "minimize"]  # accuracy (fraction), mean effective bits
+HEARTBEAT_S = 30  # RDB storages: a running trial's heartbeat period (s)
+GRACE_S = 120  # RDB storages: a RUNNING trial without a heartbeat for this long is failed and retried (s)
+UNLOCKED_GRACE_S = 600  # journal: a RUNNING trial that never took its lock is taken as dead after this long (s)
+SPEC_ATTR = "landscape_spec"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def masked(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        return f"{scheme}://{cred.split(':')[0]}:***@{host}"
+    return url
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage: `postgresql://…` / `mysql://…` (RDB, with heartbeat and retry of stale trials), or a
+    path: Optuna's journal file (no server; for the workers of one machine). SQLite is refused: Optuna advises
+    against it for concurrent workers."""
+    if url.startswith("sqlite"):
+        raise LandscapeError("SQLite storage is not safe for concurrent workers (Optuna's advice); use the default "
+                             "journal file on one machine or --storage postgresql://… for many")
+    if url.startswith(("postgresql", "mysql")):
+        import sqlalchemy.exc
+
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              failed_trial_callback=RetryFailedTrialCallback(max_retry=None),
+                                              engine_kwargs={"pool_pre_ping": True})
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+            raise LandscapeError(f"cannot open storage {masked(url)}: {str(e).splitlines()[0]}") from None
+    if "://" in url:
+        raise LandscapeError(f"unsupported storage {masked(url)}: use a journal file path or postgresql://…")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = Path(url)
+    if not path.parent.is_dir():
+        raise LandscapeError(f"cannot open storage {path}: folder {path.parent}/ does not exist")
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def load(storage, name: str) -> tuple[optuna.Study, StudySpec]:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise LandscapeError(f"no study named {name!r} in this storage (create it with `study create`)") from None
+    if SPEC_ATTR not in study.user_attrs:
+        raise LandscapeError(f"study {name!r} was not made by landscape.study (it has no spec)")
+    return study, StudySpec.from_json(study.user_attrs[SPEC_ATTR])
+
+
+def create(storage, spec: StudySpec) -> tuple[optuna.Study, bool]:
+    """Create the study (and enqueue a grid's runs); an existing study with the same spec is returned as is
+    (created=False), one with another spec is refused."""
+    try:
+        existing, stored = load(storage, spec.name)
+    except LandscapeError:
+        existing = None
+    if existing is not None:
+        differ = stored.differences(spec)
+        if differ:
+            raise LandscapeError(f"study {spec.name!r} exists with another spec ({', '.join(differ)} differ); "
+                                 "pick another name or storage")
+        return existing, False
+    study = optuna.create_study(study_name=spec.name, storage=storage, directions=DIRECTIONS)
+    study.set_user_attr(SPEC_ATTR, spec.to_json())
+    for params in spec.grid_runs() if spec.kind == "grid" else []:
+        study.enqueue_trial(params)
+    return study, True
+
+
+def sampler(spec: StudySpec, worker: str) -> optuna.samplers.BaseSampler:
+    """The study's sampler in one worker. Search samplers are seeded from the spec's seed and the worker's
+    identity, so concurrent workers do not propose the same point from the same history."""
+    seed = int(digest([spec.sampler_seed, worker]), 16) % 2**31
+    constraints = None
+    if spec.max_bits is not None:
+        def constraints(trial):  # ≤ 0 is feasible
+            return [trial.values[1] - spec.max_bits] if trial.values else [0.0]
+    if spec.kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+    if spec.kind == "nsga2":
+        # population: a quarter of the budget, 4..50 (Optuna's default 50 would leave a short study random)
+        return optuna.samplers.NSGAIISampler(population_size=min(50, max(4, spec.trials // 4)), seed=seed,
+                                             constraints_func=constraints)
+    return optuna.samplers.RandomSampler(seed=seed)  # grid: trials come from the queue; never samples a run
+
+
+@contextmanager
+def try_lock(path: Path):
+    """Yields True while holding an exclusive flock on `path`, False if another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def system_attrs(trial) -> dict:
+    """A trial's system attributes (a live `optuna.Trial` has no `system_attrs` since Optuna 5.0)."""
+    if isinstance(trial, optuna.trial.FrozenTrial):
+        return trial.system_attrs
+    return trial.storage.get_trial_system_attrs(trial._trial_id)
+
+
+def trial_params(trial) -> dict:
+    """A trial's parameters: suggested ones, or those it was enqueued with (popped, not yet suggested)."""
+    return dict(trial.params) or dict(system_attrs(trial).get("fixed_params", {}))
+
+
+def recover(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
+    """Fail and retry the RUNNING trials of dead workers (journal storage: their lock is free; RDB: Optuna's
+    heartbeat), then enqueue grid runs that have no trial at all. Returns (retried, re-enqueued)."""
+    retried = 0
+    storage = study._storage
+    if isinstance(storage, optuna.storages.RDBStorage):  # opened with a heartbeat (open_storage)
+        before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        optuna.storages.fail_stale_trials(study)
+        retried = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
+    else:
+        now = time.time()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            params = trial_params(t)
+            if "worker" in t.user_attrs:
+                with try_lock(spec.lock_path(params)) as free:
+                    dead = free
+            else:  # popped but never locked: a worker dies in that millisecond, or is alive and about to lock
+                dead = t.datetime_start is not None and now - t.datetime_start.timestamp() > UNLOCKED_GRACE_S
+            if dead and storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                RetryFailedTrialCallback(max_retry=None)(study, storage.get_trial(t._trial_id))
+                retried += 1
+    requeued = 0
+    if spec.kind == "grid":
+        live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+        have = {digest(trial_params(t)) for t in study.get_trials(deepcopy=False, states=live)}
+        for params in spec.grid_runs():
+            if digest(params) not in have:
+                study.enqueue_trial(params)
+                requeued += 1
+    return retried, requeued
+
+
+def more_to_do(study: optuna.Study, spec: StudySpec) -> bool:
+    counts = {s: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] += 1
+    if counts[TrialState.WAITING]:
+        return True
+    return spec.kind != "grid" and counts[TrialState.COMPLETE] + counts[TrialState.RUNNING] < spec.trials
+
+
+def done_count(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
+    """(finished, total): grid runs with a complete trial / all grid runs; search: complete trials / --trials."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if spec.kind == "grid":
+        return len({digest(t.params) for t in complete}), len(spec.grid_runs())
+    return len(complete), spec.trials
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s" if s >= 60 else f"{s:.1f}s"
+
+
+def work(study: optuna.Study, spec: StudySpec, run_one, *, worker: str) -> int:
+    """Train trials until the study has nothing left for this worker; returns the number of trials it finished.
+    `run_one(point, seed)` trains (or reads back, or resumes) one run and returns its summary dict."""
+    study.sampler = sampler(spec, worker)
+    retried, requeued = recover(study, spec)
+    if retried or requeued:
+        log(f"[{worker}] recovered: {retried} trial(s) of dead workers retried, {requeued} lost grid run(s) "
+            "enqueued again")
+    finished = [0]
+
+    def objective(trial: optuna.Trial):
+        if spec.kind == "grid":
+            if not trial_params(trial) and "failed_trial" not in system_attrs(trial):
+                trial.set_user_attr("duplicate", "no grid run was waiting")  # lost a race for the last one
+                raise optuna.TrialPruned()
+            params = {n: trial.suggest_categorical(n, spec.grid[n]) for n in spec.parameters}
+            params["seed"] = trial.suggest_categorical("seed", spec.seeds)
+        else:
+            params = {n: trial.suggest_float(n, lo, hi, log=lg) for n, (lo, hi, lg) in spec.space.items()}
+        point = {k: v for k, v in params.items() if k != "seed"}
+        seeds = [params["seed"]] if spec.kind == "grid" else spec.seeds
+        start = time.perf_counter()
+        with try_lock(spec.lock_path(params)) as mine:
+            if not mine:
+                trial.set_user_attr("duplicate", "another live worker holds this trial's lock")
+                raise optuna.TrialPruned()
+            trial.set_user_attr("worker", worker)
+            runs = [run_one(point, seed) for seed in seeds]
+        accuracy = sum(r[f"accuracy_{spec.objective}"] for r in runs) / len(runs)
+        bits = sum(r["mean_bits"] for r in runs) / len(runs)
+        trial.set_user_attr("runs", runs)
+        shown = " ".join(f"{k}={v:g}" for k, v in params.items())
+        notes = [f"{r['seed']}: resumed at step {r['resumed_at']}" for r in runs if r.get("resumed_at")]
+        log(f"trial {trial.number} {shown}: {spec.objective} accuracy {100 * accuracy:.2f}% at {bits:.2f} bits, "
+            f"{fmt_seconds(time.perf_counter() - start)}" + (f" (seed {'; '.join(notes)})" if notes else ""))
+        finished[0] += 1
+        return accuracy, bits
+
+    while more_to_do(study, spec):
+        # one trial per optimize() call: Optuna runs the heartbeat and stale-trial check around each
+        study.optimize(objective, n_trials=1, catch=())
+        recover(study, spec)
+    return finished[0]
+
+
+def worker_name(index: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

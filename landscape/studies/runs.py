@@ -1,0 +1,59 @@
+"""One run of a study: train it, continue it, or read it back — whichever its fixed run file calls for."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import LandscapeError
+from ..store import Run
+from .spec import StudySpec
+
+
+def run_summary(path: Path) -> dict:
+    """The numbers of a finished run file: accuracy_<state> (fraction) and loss_<state> (nats) for every stored
+    evaluation (pretrained, compressed, clamped, recalibrated), mean effective and storage bits."""
+    run = Run(path)
+    evals, bits = run.evals(), run.bits()
+    return {"run": str(path), "seed": run.seed, **{f"accuracy_{k}": float(v["accuracy"]) for k, v in evals.items()},
+            **{f"loss_{k}": float(v["loss"]) for k, v in evals.items()}, "n_test": int(evals["clamped"]["n"]),
+            "mean_bits": bits["mean_effective"], "mean_storage_bits": bits["mean_storage"]}
+
+
+def _differences(stored: dict, expected: dict) -> list[str]:
+    """Settings that differ between a run file and the run the study expects there. The device does not count,
+    nor a setting one side lacks (a field added to a config after the file was written keeps its default)."""
+    differ = [k for k in expected if k in stored and k != "train" and stored[k] != expected[k]]
+    train_s, train_e = stored.get("train", {}), expected["train"]
+    return differ + [f"train.{k}" for k in train_e if k in train_s and k != "device" and train_s[k] != train_e[k]]
+
+
+def make_run_one(spec: StudySpec, *, data=None, download: bool = False, device: str = "cpu",
+                 eval_batch_size: int = 500):
+    """run_one(point, seed) -> summary dict (run_summary + seconds, resumed_at, trained) for a worker."""
+    from .. import train
+
+    p, owners = train.parser()
+    args = p.parse_args([*spec.train_args, "--method", spec.method])
+
+    def run_one(point: dict, seed: int) -> dict:
+        path = spec.run_path(point, seed)
+        settings = train.settings_from_args(args, owners, device, **point, seed=seed)
+        start = time.perf_counter()
+        resumed_at, trained = None, True
+        if path.exists() and "final" in Run(path).groups():
+            trained = False
+        else:
+            if path.exists():
+                differ = _differences(Run(path).config, settings)
+                if differ:
+                    raise LandscapeError(f"run file {path} holds another run (settings {', '.join(differ)} differ); "
+                                         "move it away")
+                resumed_at = Run(path).steps()[-1] if Run(path).steps() else 0
+            path.parent.mkdir(parents=True, exist_ok=True)
+            train.run_training(path, None if resumed_at is not None else settings, data=data, download=download,
+                               device=device, eval_batch_size=eval_batch_size, progress=False)
+        return {**run_summary(path), "seconds": time.perf_counter() - start, "resumed_at": resumed_at,
+                "trained": trained}
+
+    return run_one
