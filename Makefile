@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEVICE ?= cpu
 
-.PHONY: test demo lint bench clean-venv
+.PHONY: test demo lint bench clean-venv test-postgres postgres-server
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,22 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The many-machine path against a real PostgreSQL server (tests/postgres.py starts and stops its own cluster).
+# postgres-server installs Debian's server when initdb is missing (as root; otherwise it says what to run).
+PG_TESTS = $(wildcard tests/test_postgres.py tests/test_study_postgres.py)
+test-postgres: $(STAMP) postgres-server
+	LANDSCAPE_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest $(PG_TESTS)
+
+postgres-server:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	  else \
+	    echo "PostgreSQL server not found: run 'sudo apt-get install postgresql', then 'make test-postgres'" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check landscape tests analyses bench

@@ -12,6 +12,8 @@ import torch
 from landscape import cli
 from landscape.data import load_cifar10
 
+pytest_plugins = ["postgres"]  # tests/postgres.py: the postgres_url fixture (a throwaway PostgreSQL cluster)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MODELS = SHARED / "models"
