@@ -29,7 +29,7 @@ from .metrics import evaluate
 from .models import load_model, resolve_checkpoint
 from .paths import recalibrate_bn_, recalibration_batches
 from .store import Run, RunWriter, create_run, update, write_final
-from .trainer import ProgressBar, TrainConfig, Trainer
+from .trainer import COMPILE, COMPILE_MIN_STEPS, ProgressBar, TrainConfig, Trainer
 
 
 def parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -69,6 +69,10 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
                    "images (nothing else trained; /final/recalibrated, /eval/recalibrated; default: 0, off)")
     t.add_argument("--stats-every", type=cli.positive_int, default=defaults.stats_every,
                    help=f"steps between cluster statistics (default: {defaults.stats_every})")
+    t.add_argument("--compile", default=defaults.compile, choices=COMPILE,
+                   help=f"torch.compile the training forward/backward (inductor; needs a C++ compiler on CPU, else "
+                   f"uncompiled with a warning): auto = on for single-process CPU runs of ≥ {COMPILE_MIN_STEPS} steps; "
+                   f"gradients equal to float32 round-off, ~1.4x faster steps (default: {defaults.compile})")
     owners = add_config_options(p, {m: cfg for m, (_, cfg) in METHODS.items()}, skip=set())
     return p, owners
 
@@ -88,7 +92,8 @@ def settings_from_args(args, owners, device: str = "cpu", **overrides) -> dict:
     seed = int(overrides.pop("seed", args.seed))
     config = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=seed,
-                         stats_every=args.stats_every, micro_batches=args.micro_batches, device=str(device))
+                         stats_every=args.stats_every, micro_batches=args.micro_batches, device=str(device),
+                         compile=args.compile)
     method_settings = {**chosen_settings(args, args.method, owners), **overrides}
     compressor = make_compressor(args.method, method_settings, seed=seed)
     checkpoint = resolve_checkpoint(args.checkpoint)
