@@ -52,9 +52,9 @@ def _common(p) -> None:
 
 
 def parser() -> cli.Parser:
-    p = cli.Parser(PROG, __doc__)
+    p = cli.Parser(PROG, __doc__, allow_abbrev=False)  # train options pass through: no prefix matching
     sub = p.add_subparsers(dest="command", required=True, parser_class=cli.Parser)
-    c = sub.add_parser("create", help="create a study (train options follow the study options)")
+    c = sub.add_parser("create", allow_abbrev=False, help="create a study (train options follow the study options)")
     _common(c)
     kind = c.add_mutually_exclusive_group(required=True)
     kind.add_argument("--grid", nargs="+", metavar="NAME=V1,V2", help="grid: every combination × every seed")
@@ -67,7 +67,7 @@ def parser() -> cli.Parser:
                    help="accuracy objective: the clamped model, or its BN-recalibrated copy (default: clamped)")
     c.add_argument("--sampler-seed", type=int, default=0, help="search: sampler seed (default: 0)")
     c.add_argument("--runs", default=None, help="folder of the run files (default: DIR/NAME/runs)")
-    r = sub.add_parser("run", help="work on a study until nothing is left (same command on every machine)")
+    r = sub.add_parser("run", allow_abbrev=False, help="work on a study until nothing is left (same command on every machine)")
     _common(r)
     r.add_argument("-j", "--workers", type=cli.positive_int, default=1, help="worker processes here (default: 1)")
     r.add_argument("--threads", type=cli.positive_int, default=None,
@@ -75,7 +75,7 @@ def parser() -> cli.Parser:
     for q in (r,):
         cli.add_data_args(q)
     r.add_argument("--worker-index", type=int, default=None, help=argparse_suppress())
-    o = sub.add_parser("report", help="tables, Pareto front, PTQ baselines and the figure")
+    o = sub.add_parser("report", allow_abbrev=False, help="tables, Pareto front, PTQ baselines and the figure")
     _common(o)
     cli.add_data_args(o)
     o.add_argument("--out-dir", default="figures", help="where study-NAME.{png,csv,json} go (default: figures/)")
@@ -95,6 +95,16 @@ def _storage(args) -> str:
     return args.storage or str(Path(args.dir) / args.name / "journal.log")
 
 
+def _existing_storage(args):
+    """The storage of an existing study (run, report): a journal file that is not there is an error, not a new
+    empty storage."""
+    url = _storage(args)
+    if "://" not in url and not Path(url).is_file():
+        where = f"in {args.dir}/" if args.storage is None else f"(no journal file {url})"
+        raise LandscapeError(f"no study named {args.name!r} {where}; create it with `study create`")
+    return engine.open_storage(url)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, rest = p.parse_known_args(argv)
@@ -108,9 +118,6 @@ def _create(args, train_args: list[str]) -> int:
 
     tp, owners = train.parser()
     targs = tp.parse_args(train_args)
-    if args.runs is None and args.storage and args.storage.startswith(("postgresql", "mysql")):
-        print(f"{PROG}: note: run files go to {Path(args.dir, args.name, 'runs').resolve()}; on several machines "
-              "pass --runs on a shared folder", file=sys.stderr)
     seeds = specs.parse_seeds(args.seeds)
     if args.grid and (args.space or args.trials or args.max_bits is not None):
         raise ValueError("--space, --trials and --max-bits are for --search studies")
@@ -135,6 +142,8 @@ def _create(args, train_args: list[str]) -> int:
     what = "runs" if spec.kind == "grid" else f"trials × {len(seeds)} seed(s)"
     print(f"study {spec.name!r} {'created' if created else 'exists with this spec'}: {n} {what}, storage "
           f"{engine.masked(_storage(args))}, run files in {spec.runs}/")
+    if args.runs is None and args.storage:
+        print("note: on several machines the run files must be in one shared folder: pass --runs to create")
     return 0
 
 
@@ -145,7 +154,7 @@ def _corners(spec: specs.StudySpec):
 
 
 def _run(args, _rest) -> int:
-    storage = engine.open_storage(_storage(args))
+    storage = _existing_storage(args)
     study, spec = engine.load(storage, args.name)
     if args.worker_index is not None:  # one worker process (started by the command below)
         return _worker(args, study, spec)
@@ -216,7 +225,7 @@ def _worker(args, study, spec) -> int:
 
 
 def _report(args, _rest) -> int:
-    storage = engine.open_storage(_storage(args))
+    storage = _existing_storage(args)
     study, spec = engine.load(storage, args.name)
     out = {s: cli.check_out(Path(args.out_dir) / f"study-{spec.name}{s}", args.force)
            for s in (".png", "-runs.csv", "-points.csv", ".json")}

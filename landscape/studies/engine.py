@@ -14,7 +14,7 @@ makes a trial safe to kill, repeat or run twice:
   concurrent workers it re-runs points near the end of the grid and after restarts (seen with optuna 5.0).
 - *Dead workers.* On the journal file (no heartbeat in Optuna) a RUNNING trial whose lock file is free belongs to
   a dead process: at every worker start, and before each trial, it is failed and retried (re-enqueued with the
-  same parameters by Optuna's `RetryFailedTrialCallback`). On PostgreSQL/MySQL, Optuna's own heartbeat does this
+  same parameters by Optuna's `RetryHeartbeatStaleTrialCallback`). On PostgreSQL/MySQL, Optuna's own heartbeat does this
   (`heartbeat_interval`, `grace_period` below; `fail_stale_trials` runs before every trial). Then grid runs that
   have no trial at all (complete, waiting or running) are enqueued again, so no point is ever lost.
 - *Multi-objective.* Objectives: accuracy (maximize) and mean effective bits (minimize). No `report`/pruning
@@ -28,11 +28,12 @@ import os
 import socket
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from ..errors import LandscapeError
@@ -45,6 +46,8 @@ UNLOCKED_GRACE_S = 600  # journal: a RUNNING trial that never took its lock is t
 SPEC_ATTR = "landscape_spec"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# heartbeats and the retry callback are marked experimental in optuna 5.0; the CLIs' stderr is for our messages
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def masked(url: str) -> str:
@@ -68,7 +71,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              failed_trial_callback=RetryFailedTrialCallback(max_retry=None),
+                                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None),
                                               engine_kwargs={"pool_pre_ping": True})
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
             raise LandscapeError(f"cannot open storage {masked(url)}: {str(e).splitlines()[0]}") from None
@@ -129,25 +132,42 @@ def sampler(spec: StudySpec, worker: str) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)  # grid: trials come from the queue; never samples a run
 
 
-@contextmanager
-def try_lock(path: Path):
-    """Yields True while holding an exclusive flock on `path`, False if another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+class Lock:
+    """An exclusive `flock` on a file, taken without waiting; the kernel releases it if the process dies."""
+
+    def __init__(self, path: Path):
+        self.path, self.fd = Path(path), None
+
+    def acquire(self) -> bool:
+        """True if this process now holds the lock, False if another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            os.close(fd)
+            return False
         os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+@contextmanager
+def try_lock(path: Path):
+    """Yields True while holding the lock on `path`, False if another process holds it."""
+    lock = Lock(path)
+    mine = lock.acquire()
+    try:
+        yield mine
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def system_attrs(trial) -> dict:
@@ -181,8 +201,10 @@ def recover(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
             else:  # popped but never locked: a worker dies in that millisecond, or is alive and about to lock
                 dead = t.datetime_start is not None and now - t.datetime_start.timestamp() > UNLOCKED_GRACE_S
             if dead and storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                RetryFailedTrialCallback(max_retry=None)(study, storage.get_trial(t._trial_id))
-                retried += 1
+                failed = storage.get_trial(t._trial_id)
+                if failed.state == TrialState.FAIL:  # the journal ignores the change if the trial finished first
+                    RetryHeartbeatStaleTrialCallback(max_retry=None)(study, failed)
+                    retried += 1
     requeued = 0
     if spec.kind == "grid":
         live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
@@ -228,6 +250,11 @@ def work(study: optuna.Study, spec: StudySpec, run_one, *, worker: str) -> int:
         log(f"[{worker}] recovered: {retried} trial(s) of dead workers retried, {requeued} lost grid run(s) "
             "enqueued again")
     finished = [0]
+    held: list[Lock] = []
+
+    def release_locks(*_):
+        while held:
+            held.pop().release()
 
     def objective(trial: optuna.Trial):
         if spec.kind == "grid":
@@ -241,12 +268,18 @@ def work(study: optuna.Study, spec: StudySpec, run_one, *, worker: str) -> int:
         point = {k: v for k, v in params.items() if k != "seed"}
         seeds = [params["seed"]] if spec.kind == "grid" else spec.seeds
         start = time.perf_counter()
-        with try_lock(spec.lock_path(params)) as mine:
-            if not mine:
-                trial.set_user_attr("duplicate", "another live worker holds this trial's lock")
-                raise optuna.TrialPruned()
-            trial.set_user_attr("worker", worker)
+        lock = Lock(spec.lock_path(params))
+        if not lock.acquire():
+            trial.set_user_attr("duplicate", "another live worker holds this trial's lock")
+            raise optuna.TrialPruned()
+        held.append(lock)  # released once Optuna has stored the trial's result (release_locks below): a trial
+        #                    that looks RUNNING always has its lock held, so no one takes it for dead
+        trial.set_user_attr("worker", worker)
+        try:
             runs = [run_one(point, seed) for seed in seeds]
+        except BaseException:
+            release_locks()
+            raise
         accuracy = sum(r[f"accuracy_{spec.objective}"] for r in runs) / len(runs)
         bits = sum(r["mean_bits"] for r in runs) / len(runs)
         trial.set_user_attr("runs", runs)
@@ -259,7 +292,7 @@ def work(study: optuna.Study, spec: StudySpec, run_one, *, worker: str) -> int:
 
     while more_to_do(study, spec):
         # one trial per optimize() call: Optuna runs the heartbeat and stale-trial check around each
-        study.optimize(objective, n_trials=1, catch=())
+        study.optimize(objective, n_trials=1, catch=(), callbacks=[release_locks])
         recover(study, spec)
     return finished[0]
 

@@ -1,0 +1,193 @@
+"""Studies (landscape.study) on the tiny model: a grid shared by 2 workers trains every run exactly once; a study
+killed mid-trial and rerun resumes the killed run from its checkpoint and ends with the numbers of an
+uninterrupted study; a search study's Pareto front is non-empty and non-dominated; bad input is one line, exit 2,
+with the study untouched; the report writes its table, figure and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from conftest import SHARED, assert_one_line_error
+
+from landscape.store import Run
+from landscape.studies import engine, nondominated
+from landscape.studies.spec import StudySpec
+
+DATA = str(SHARED / "data")
+
+
+def tiny_train_args(checkpoint, *extra: str) -> list[str]:
+    return ["--arch", "tiny", "--checkpoint", str(checkpoint), "--epochs", "1", "--limit-train", "128",
+            "--limit-test", "100", "--train-batch-size", "32", "--lr", "0.01", "--checkpoint-every", "2",
+            "--stats-every", "2", *extra]
+
+
+def study(*args: str, cwd, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LANDSCAPE_DEBUG", None)
+    done = subprocess.run([sys.executable, "-m", "landscape.study", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def load(cwd, name):
+    return engine.load(engine.open_storage(str(cwd / "studies" / name / "journal.log")), name)
+
+
+def test_grid_by_two_workers_trains_every_run_exactly_once(tmp_path, tiny_checkpoint, cifar):
+    study("create", "g", "--grid", "h=0.5,1.0", "w=0.3,0.5", "--seeds", "0,1",
+          *tiny_train_args(tiny_checkpoint), cwd=tmp_path)
+    done = study("run", "g", "-j", "2", "--threads", "1", "--data", DATA, cwd=tmp_path)
+    s, spec = load(tmp_path, "g")
+    complete = s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    keys = [(t.params["h"], t.params["w"], t.params["seed"]) for t in complete]
+    assert sorted(keys) == sorted((h, w, seed) for h in (0.5, 1.0) for w in (0.3, 0.5) for seed in (0, 1))
+    assert len(s.trials) == 8  # no duplicate, pruned or failed trial
+    workers = {t.user_attrs["worker"] for t in complete}
+    assert len(workers) == 2, f"both workers should have trained: {workers}"
+    for t in complete:
+        (run,) = t.user_attrs["runs"]
+        assert run["trained"] and run["resumed_at"] is None  # trained once, from the start
+        r = Run(run["run"])
+        assert "final" in r.groups() and "resumed_at" not in r.attrs
+        assert r.config["compressor"]["h"] == t.params["h"] and r.seed == t.params["seed"]
+        assert t.values[0] == pytest.approx(r.evals()["clamped"]["accuracy"])
+        assert t.values[1] == pytest.approx(r.bits()["mean_effective"])
+    assert done.stdout.count("trial ") == 8  # one line per finished trial
+    # a second `run` finds nothing to do and trains nothing
+    again = study("run", "g", "--threads", "1", "--data", DATA, cwd=tmp_path)
+    assert "trial " not in again.stdout and len(load(tmp_path, "g")[0].trials) == 8
+
+
+def test_killed_study_resumes_the_killed_run_and_matches_an_uninterrupted_study(tmp_path, tiny_checkpoint, cifar):
+    args = ("--grid", "h=0.5", "w=0.5", "--seeds", "0", *tiny_train_args(
+        tiny_checkpoint, "--epochs", "6", "--limit-train", "512", "--estimator", "subsampled"))
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    for d in (ref, killed):
+        d.mkdir()
+        study("create", "k", *args, cwd=d)
+    study("run", "k", "--threads", "1", "--data", DATA, cwd=ref)
+    _, spec = load(killed, "k")
+    path = spec.run_path({"h": 0.5, "w": 0.5}, 0)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "landscape.study", "run", "k", "--threads", "1", "--data", DATA],
+                            cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (path.exists() and len(Run(path).steps()) >= 3):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole study: parent and worker, as a crash would
+    proc.wait()
+    steps = Run(path).steps()
+    assert steps and "final" not in Run(path).groups(), "the kill should land mid-training"
+    s, _ = load(killed, "k")
+    assert [t.state for t in s.trials] == [optuna.trial.TrialState.RUNNING]  # left behind by the dead worker
+
+    done = study("run", "k", "--threads", "1", "--data", DATA, cwd=killed)
+    assert "recovered: 1 trial(s) of dead workers retried" in done.stdout
+    s, _ = load(killed, "k")
+    states = [t.state for t in s.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    (run,) = s.trials[1].user_attrs["runs"]
+    assert run["resumed_at"] == steps[-1]  # continued from its last checkpoint, not restarted
+    assert json.loads(Run(path).attrs["resumed_at"]) == [steps[-1]]
+    r, _ = load(ref, "k")
+    assert s.trials[1].values == r.trials[0].values
+    ref_path = Run(r.trials[0].user_attrs["runs"][0]["run"])
+    for name, tensor in ref_path.state("clamped").items():
+        assert torch.equal(tensor, Run(path).state("clamped")[name]), name
+
+
+def test_search_study_front_is_nonempty_and_nondominated(tmp_path, tiny_checkpoint, cifar):
+    study("create", "s", "--search", "tpe", "--trials", "4", "--space", "h=0.05:2:log", "w=0.2:0.6",
+          *tiny_train_args(tiny_checkpoint), cwd=tmp_path)
+    study("run", "s", "--threads", "1", "--data", DATA, cwd=tmp_path)
+    out = study("report", "s", "--json", "--no-ptq", "--out-dir", tmp_path / "fig", cwd=tmp_path)
+    report = json.loads(out.stdout)
+    assert report["finished"] == 4 and len(report["runs"]) == 4
+    front = report["pareto_front"]
+    assert front
+    trials = [(r["accuracy_clamped"], r["mean_bits"]) for r in report["runs"]]
+    for f in front:  # nothing dominates a front point
+        assert not any(a >= f["accuracy"] and b <= f["mean_bits"] and (a > f["accuracy"] or b < f["mean_bits"])
+                       for a, b in trials)
+    for suffix in (".png", "-runs.csv", "-points.csv", ".json"):
+        assert (tmp_path / "fig" / f"study-s{suffix}").stat().st_size > 0
+
+
+def test_nondominated():
+    bits = np.array([3.0, 4.0, 3.5, 3.0, 5.0])
+    acc = np.array([0.80, 0.85, 0.80, 0.70, 0.85])
+    assert nondominated(bits, acc).tolist() == [0, 1]
+
+
+def test_report_with_ptq_baselines_and_recalibration(tmp_path, tiny_checkpoint, cifar):
+    study("create", "r", "--grid", "h=0.5", "w=0.5", "--seeds", "0,1", "--objective", "recalibrated",
+          *tiny_train_args(tiny_checkpoint, "--recalibrate-bn", "2"), cwd=tmp_path)
+    study("run", "r", "--threads", "1", "--data", DATA, cwd=tmp_path)
+    out = study("report", "r", "--json", "--out-dir", tmp_path, "--data", DATA, cwd=tmp_path)
+    report = json.loads(out.stdout)
+    (point,) = report["points"]
+    assert point["seeds"] == 2
+    accs = [r["accuracy_recalibrated"] for r in report["runs"]]
+    assert point["accuracy_recalibrated"] == pytest.approx(np.mean(accs))
+    assert point["accuracy_recalibrated_std"] == pytest.approx(np.std(accs, ddof=1))
+    methods = {(b["method"], b["bits"]) for b in report["ptq_baselines"]}
+    assert {("heq", 2), ("kmeans", 8), ("uniform", 4), ("full precision", 32)} <= methods
+    assert all("accuracy_recalibrated" in b for b in report["ptq_baselines"] if b["method"] != "full precision")
+    s, _ = load(tmp_path, "r")
+    assert s.trials[0].values[0] == pytest.approx(report["runs"][0]["accuracy_recalibrated"])
+
+
+def test_dead_trial_with_a_free_lock_is_failed_and_retried(tmp_path):
+    spec = StudySpec(name="d", method="weight-coupling", kind="grid", seeds=[0], runs=str(tmp_path / "runs"),
+                     grid={"h": [0.1]})
+    storage = engine.open_storage(str(tmp_path / "journal.log"))
+    s, _ = engine.create(storage, spec)
+    trial = s.ask()  # popped from the queue, as a worker does, which then dies holding nothing
+    trial.suggest_categorical("h", [0.1])
+    trial.suggest_categorical("seed", [0])
+    trial.set_user_attr("worker", "elsewhere:1:0")
+    with engine.try_lock(spec.lock_path({"h": 0.1, "seed": 0})) as mine:
+        assert mine
+        assert engine.recover(s, spec) == (0, 0)  # lock held: the worker is alive
+    assert engine.recover(s, spec) == (1, 0)
+    states = [t.state.name for t in s.get_trials()]
+    assert states == ["FAIL", "WAITING"]
+    assert s.get_trials()[1].params == {"h": 0.1, "seed": 0}
+
+
+@pytest.mark.parametrize("case, needle", [
+    (["create", "b", "--grid", "foo=1,2"], "unknown parameter 'foo'"),
+    (["create", "b", "--grid", "h="], "empty list"),
+    (["create", "b", "--search", "tpe", "--trials", "3", "--space", "h=0.5:0.1"], "lo must be < hi"),
+    (["create", "b", "--grid", "h=0.1", "--seeds", "a"], "--seeds"),
+    (["create", "b", "--grid", "h=0.1", "--storage", "postgresql://u:secret@127.0.0.1:9/x"], "cannot open storage"),
+    (["create", "b", "--grid", "h=0.1", "--storage", "sqlite:///x.db"], "sqlite"),
+    (["create", "b", "--grid", "h=-1"], "h must be"),
+    (["create", "b", "--grid", "h=0.1", "--seed", "3"], "--seed is set by the study"),
+    (["run", "nosuch"], "no study named"),
+    (["create", "a", "--grid", "h=0.1,0.2"], "exists with another spec (grid differ)"),
+])
+def test_bad_input_is_one_line_and_leaves_the_study_untouched(tmp_path, tiny_checkpoint, case, needle):
+    study("create", "a", "--grid", "h=0.1", *tiny_train_args(tiny_checkpoint), cwd=tmp_path)
+    journal = tmp_path / "studies" / "a" / "journal.log"
+    before = journal.read_bytes()
+    extra = tiny_train_args(tiny_checkpoint) if case[0] == "create" else []
+    done = study(*case, *extra, cwd=tmp_path, check=False)
+    assert done.returncode == 2
+    assert_one_line_error(type("R", (), {"code": done.returncode, "err": done.stderr, "out": done.stdout})(), needle)
+    assert "secret" not in done.stderr
+    assert journal.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["a"]  # no other study was created
