@@ -67,9 +67,13 @@ def parser() -> cli.Parser:
                    help="accuracy objective: the clamped model, or its BN-recalibrated copy (default: clamped)")
     c.add_argument("--sampler-seed", type=int, default=0, help="search: sampler seed (default: 0)")
     c.add_argument("--runs", default=None, help="folder of the run files (default: DIR/NAME/runs)")
-    r = sub.add_parser("run", allow_abbrev=False, help="work on a study until nothing is left (same command on every machine)")
+    r = sub.add_parser("run", allow_abbrev=False,
+                       help="work on a study until nothing is left (same command on every machine)")
     _common(r)
     r.add_argument("-j", "--workers", type=cli.positive_int, default=1, help="worker processes here (default: 1)")
+    r.add_argument("--heartbeat", type=cli.positive_int, default=engine.HEARTBEAT_S, metavar="SECONDS",
+                   help=f"PostgreSQL/MySQL storage: a running trial's heartbeat period; a trial silent for "
+                   f"{engine.GRACE_FACTOR} periods is failed and retried (default: {engine.HEARTBEAT_S})")
     r.add_argument("--threads", type=cli.positive_int, default=None,
                    help="torch threads per worker (default: CPU cores // workers)")
     for q in (r,):
@@ -102,7 +106,7 @@ def _existing_storage(args):
     if "://" not in url and not Path(url).is_file():
         where = f"in {args.dir}/" if args.storage is None else f"(no journal file {url})"
         raise LandscapeError(f"no study named {args.name!r} {where}; create it with `study create`")
-    return engine.open_storage(url)
+    return engine.open_storage(url, heartbeat_s=getattr(args, "heartbeat", engine.HEARTBEAT_S))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +165,8 @@ def _run(args, _rest) -> int:
     cores = os.cpu_count() or 1
     threads = args.threads or max(1, cores // args.workers)
     command = [sys.executable, "-m", "landscape.study", "run", args.name, "--storage", _storage(args), "--dir",
-               args.dir, "--device", args.device, "--batch-size", str(args.batch_size), "--threads", str(threads)]
+               args.dir, "--device", args.device, "--batch-size", str(args.batch_size), "--threads", str(threads),
+               "--heartbeat", str(args.heartbeat)]
     command += (["--data", args.data] if args.data else []) + (["--download"] if args.download else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     procs = [subprocess.Popen([*command, "--worker-index", str(i)], stdout=subprocess.PIPE, text=True, env=env,

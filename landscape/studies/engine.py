@@ -15,7 +15,7 @@ makes a trial safe to kill, repeat or run twice:
 - *Dead workers.* On the journal file (no heartbeat in Optuna) a RUNNING trial whose lock file is free belongs to
   a dead process: at every worker start, and before each trial, it is failed and retried (re-enqueued with the
   same parameters by Optuna's `RetryHeartbeatStaleTrialCallback`). On PostgreSQL/MySQL, Optuna's own heartbeat does this
-  (`heartbeat_interval`, `grace_period` below; `fail_stale_trials` runs before every trial). Then grid runs that
+  (`HEARTBEAT_S`, `GRACE_FACTOR` below; `fail_stale_trials` runs before every trial). Then grid runs that
   have no trial at all (complete, waiting or running) are enqueued again, so no point is ever lost.
 - *Multi-objective.* Objectives: accuracy (maximize) and mean effective bits (minimize). No `report`/pruning
   (Optuna has none for multi-objective studies); `Trial.system_attrs` is not used (gone from Trial in 5.0).
@@ -40,8 +40,8 @@ from ..errors import LandscapeError
 from .spec import StudySpec, digest
 
 DIRECTIONS = ["maximize", "minimize"]  # accuracy (fraction), mean effective bits
-HEARTBEAT_S = 30  # RDB storages: a running trial's heartbeat period (s)
-GRACE_S = 120  # RDB storages: a RUNNING trial without a heartbeat for this long is failed and retried (s)
+HEARTBEAT_S = 30  # RDB storages: a running trial's heartbeat period (s); `study run --heartbeat` changes it
+GRACE_FACTOR = 4  # RDB storages: a RUNNING trial without a heartbeat for this many periods is failed and retried
 UNLOCKED_GRACE_S = 600  # journal: a RUNNING trial that never took its lock is taken as dead after this long (s)
 SPEC_ATTR = "landscape_spec"
 
@@ -59,7 +59,7 @@ def masked(url: str) -> str:
     return url
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S) -> optuna.storages.BaseStorage:
     """An Optuna storage: `postgresql://…` / `mysql://…` (RDB, with heartbeat and retry of stale trials), or a
     path: Optuna's journal file (no server; for the workers of one machine). SQLite is refused: Optuna advises
     against it for concurrent workers."""
@@ -70,9 +70,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         import sqlalchemy.exc
 
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None),
-                                              engine_kwargs={"pool_pre_ping": True})
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat_s, grace_period=GRACE_FACTOR * heartbeat_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None),
+                engine_kwargs={"pool_pre_ping": True})
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
             raise LandscapeError(f"cannot open storage {masked(url)}: {str(e).splitlines()[0]}") from None
     if "://" in url:
