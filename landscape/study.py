@@ -36,7 +36,6 @@ from pathlib import Path
 
 from . import cli
 from .errors import LandscapeError
-from .outputs import write_csv, write_json
 from .studies import engine, report
 from .studies import spec as specs
 
@@ -99,14 +98,8 @@ def _storage(args) -> str:
     return args.storage or str(Path(args.dir) / args.name / "journal.log")
 
 
-def _existing_storage(args):
-    """The storage of an existing study (run, report): a journal file that is not there is an error, not a new
-    empty storage."""
-    url = _storage(args)
-    if "://" not in url and not Path(url).is_file():
-        where = f"in {args.dir}/" if args.storage is None else f"(no journal file {url})"
-        raise LandscapeError(f"no study named {args.name!r} {where}; create it with `study create`")
-    return engine.open_storage(url, heartbeat_s=getattr(args, "heartbeat", engine.HEARTBEAT_S))
+def _open(args):
+    return engine.open_study(_storage(args), args.name, heartbeat_s=getattr(args, "heartbeat", engine.HEARTBEAT_S))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,8 +151,7 @@ def _corners(spec: specs.StudySpec):
 
 
 def _run(args, _rest) -> int:
-    storage = _existing_storage(args)
-    study, spec = engine.load(storage, args.name)
+    study, spec = _open(args)
     if args.worker_index is not None:  # one worker process (started by the command below)
         return _worker(args, study, spec)
     cores = os.cpu_count() or 1
@@ -230,25 +222,15 @@ def _worker(args, study, spec) -> int:
 
 
 def _report(args, _rest) -> int:
-    storage = _existing_storage(args)
-    study, spec = engine.load(storage, args.name)
-    out = {s: cli.check_out(Path(args.out_dir) / f"study-{spec.name}{s}", args.force)
-           for s in (".png", "-runs.csv", "-points.csv", ".json")}
-    baselines = [] if args.no_ptq else report.ptq_baselines(
-        spec, data=args.data, download=args.download, device=str(cli.device(args.device)),
-        cache=Path(spec.runs) / "ptq-baselines.json")
-    result = report.summary(study, spec, baselines)
-    if not result["runs"]:
-        raise LandscapeError(f"study {spec.name!r} has no finished runs yet (run it with `study run {spec.name}`)")
-    write_csv(out["-runs.csv"], result["runs"])
-    write_csv(out["-points.csv"], result["points"])
-    write_json(out[".json"], {**result, "command": " ".join(sys.argv)})
-    report.figure(result, out[".png"])
+    study, spec = _open(args)
+    result, files = report.write(study, spec, args.out_dir, f"study-{spec.name}", force=args.force,
+                                 ptq=not args.no_ptq, data=args.data, download=args.download,
+                                 device=str(cli.device(args.device)), command=" ".join(sys.argv))
     if args.json:
-        cli.print_json({**result, "files": {k.lstrip("-."): str(v) for k, v in out.items()}})
+        cli.print_json({**result, "files": files})
     else:
         _print_tables(result, spec)
-        print(f"files: {', '.join(str(v) for v in out.values())}")
+        print(f"files: {', '.join(files.values())}")
     return 0
 
 

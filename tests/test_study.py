@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import SHARED, assert_one_line_error
+from conftest import REPO, SHARED, assert_one_line_error
 
 from landscape.store import Run
 from landscape.studies import engine, nondominated
@@ -124,6 +124,13 @@ def test_search_study_front_is_nonempty_and_nondominated(tmp_path, tiny_checkpoi
                        for a, b in trials)
     for suffix in (".png", "-runs.csv", "-points.csv", ".json"):
         assert (tmp_path / "fig" / f"study-s{suffix}").stat().st_size > 0
+    # the figure script draws the same from the study, through the same library call
+    script = subprocess.run([sys.executable, str(REPO / "analyses" / "fig_pareto.py"), "--study", "s", "--no-ptq",
+                             "--out-dir", tmp_path / "fig", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert script.returncode == 0, script.stderr
+    saved = json.loads((tmp_path / "fig" / "fig2_pareto.json").read_text())
+    assert saved["pareto_front"] == front and saved["script"] == "analyses/fig_pareto.py"
 
 
 def test_nondominated():

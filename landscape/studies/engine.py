@@ -86,6 +86,13 @@ def open_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S) -> optuna.storages
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def open_study(url: str, name: str, **storage_options) -> tuple[optuna.Study, StudySpec]:
+    """An existing study and its spec. A journal file that is not there is an error (not a new empty storage)."""
+    if "://" not in url and not Path(url).is_file():
+        raise LandscapeError(f"no study named {name!r} here (no journal file {url}); create it with `study create`")
+    return load(open_storage(url, **storage_options), name)
+
+
 def load(storage, name: str) -> tuple[optuna.Study, StudySpec]:
     try:
         study = optuna.load_study(study_name=name, storage=storage)

@@ -153,3 +153,26 @@ def figure(report: dict, path: Path) -> Path:
                           full["accuracy_clamped"], title=f"{spec['name']}: {spec['method']}, {title}")
         ax.set_ylim(max(0, 100 * min(acc, default=0.5) - 15), None)  # 2-bit PTQ (~10%) would squash the runs
     return plots.save(fig, path)
+
+
+def write(study: optuna.Study, spec: StudySpec, out_dir, stem: str, *, force: bool = False, ptq: bool = True,
+          data=None, download: bool = False, device: str = "cpu", **provenance) -> tuple[dict, dict[str, str]]:
+    """The report as files OUT_DIR/STEM.png (figure), STEM-runs.csv, STEM-points.csv and STEM.json (everything,
+    with `provenance`); existing files are replaced only with `force`, checked before any work. The PTQ
+    baselines are cached beside the run files. Returns (summary, {kind: path})."""
+    from .. import cli
+    from ..errors import LandscapeError
+    from ..outputs import write_csv, write_json
+
+    out = {s: cli.check_out(Path(out_dir) / f"{stem}{s}", force) for s in (".png", "-runs.csv", "-points.csv",
+                                                                            ".json")}
+    baselines = ptq_baselines(spec, data=data, download=download, device=device,
+                              cache=Path(spec.runs) / "ptq-baselines.json") if ptq else []
+    result = summary(study, spec, baselines)
+    if not result["runs"]:
+        raise LandscapeError(f"study {spec.name!r} has no finished runs yet (run it with `study run {spec.name}`)")
+    write_csv(out["-runs.csv"], result["runs"])
+    write_csv(out["-points.csv"], result["points"])
+    write_json(out[".json"], {**result, **provenance})
+    figure(result, out[".png"])
+    return result, {k.lstrip("-."): str(v) for k, v in out.items()}
