@@ -27,6 +27,7 @@ Example (the soft-quantization paper's Fig. 2 grid, 2 seeds, one epoch over 20,0
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -75,9 +76,8 @@ def parser() -> cli.Parser:
                    f"{engine.GRACE_FACTOR} periods is failed and retried (default: {engine.HEARTBEAT_S})")
     r.add_argument("--threads", type=cli.positive_int, default=None,
                    help="torch threads per worker (default: CPU cores // workers)")
-    for q in (r,):
-        cli.add_data_args(q)
-    r.add_argument("--worker-index", type=int, default=None, help=argparse_suppress())
+    cli.add_data_args(r)
+    r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set for the worker processes
     o = sub.add_parser("report", allow_abbrev=False, help="tables, Pareto front, PTQ baselines and the figure")
     _common(o)
     cli.add_data_args(o)
@@ -86,12 +86,6 @@ def parser() -> cli.Parser:
     o.add_argument("--force", action="store_true", help="overwrite existing report files")
     o.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return p
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def _storage(args) -> str:
@@ -121,7 +115,7 @@ def _create(args, train_args: list[str]) -> int:
     spec = specs.StudySpec(
         name=args.name, method=targs.method, kind="grid" if args.grid else args.search, seeds=seeds,
         runs=str(Path(args.runs or Path(args.dir) / args.name / "runs").resolve()),
-        train_args=[a for a in train_args], grid=specs.parse_grid(targs.method, args.grid) if args.grid else {},
+        train_args=list(train_args), grid=specs.parse_grid(targs.method, args.grid) if args.grid else {},
         space=specs.parse_space(targs.method, args.space or []) if args.search else {}, trials=args.trials,
         objective=args.objective, max_bits=args.max_bits, sampler_seed=args.sampler_seed)
     if spec.objective == "recalibrated" and not targs.recalibrate_bn:
@@ -186,9 +180,11 @@ def _watch(procs, study, spec) -> int:
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(2)
-            with lock:
-                bar.n = engine.done_count(study, spec)[0]
-                bar.refresh()
+            n = engine.done_count(study, spec)[0]
+            if n != bar.n:  # redraw only on change: a log file of a long study stays short
+                with lock:
+                    bar.n = n
+                    bar.refresh()
     except KeyboardInterrupt:
         for p in procs:
             p.terminate()
