@@ -83,3 +83,45 @@ def test_bad_settings_are_one_line_errors(method, extra, needle, run_cli, tiny_c
     r = run_cli("train", *train_args(tiny_checkpoint, out, method, *extra))
     assert_one_line_error(r, needle)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["weight-coupling", "ptq"])
+def test_recalibrate_bn_stores_a_clamped_copy_with_new_bn_statistics(method, run_cli, tiny_checkpoint, tmp_path,
+                                                                     cifar):
+    out = tmp_path / "recal.h5"
+    r = run_cli("train", *train_args(tiny_checkpoint, out, method, "--recalibrate-bn", "2"))
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    run = Run(out)
+    clamped, recal = run.state("clamped"), run.state("recalibrated")
+    assert set(clamped) == set(recal)
+    for name, tensor in clamped.items():
+        if "running_" in name:
+            assert not torch.equal(tensor, recal[name]), f"{name}: BN statistics not re-estimated"
+        elif not name.endswith("num_batches_tracked"):
+            assert torch.equal(tensor, recal[name]), f"{name}: recalibration changed a weight"
+    evals = run.evals()
+    assert evals["recalibrated"]["bn_batches"] == 2 and run.config["recalibrate_bn"] == 2
+    test = Batches(cifar[1].subset(N_TEST), 500, train=False)
+    assert evaluate(run.model("recalibrated"), test)["accuracy"] == pytest.approx(evals["recalibrated"]["accuracy"])
+    assert summary["accuracy_recalibrated"] == evals["recalibrated"]["accuracy"]
+    # without the option nothing is stored
+    r = run_cli("train", *train_args(tiny_checkpoint, tmp_path / "plain.h5", method))
+    assert "recalibrated" not in Run(tmp_path / "plain.h5").evals()
+
+
+def test_ptq_cli_recalibrate_bn_reports_both_accuracies(run_cli, tiny_checkpoint, tmp_path):
+    r = run_cli("ptq", "--method", "heq", "--bits", "2", "--arch", "tiny", "--checkpoint", tiny_checkpoint,
+                "--data", SHARED / "data", "--limit", N_TEST, "--recalibrate-bn", "2", "--out", tmp_path / "q.pt",
+                "--json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert summary["recalibrate_bn"] == 2
+    assert {"accuracy", "accuracy_before_recalibration", "loss", "loss_before_recalibration"} <= set(summary)
+    state = torch.load(tmp_path / "q.pt", weights_only=False)["state_dict"]
+    plain = run_cli("ptq", "--method", "heq", "--bits", "2", "--arch", "tiny", "--checkpoint", tiny_checkpoint,
+                    "--data", SHARED / "data", "--limit", N_TEST, "--out", tmp_path / "p.pt", "--json")
+    assert json.loads(plain.out)["accuracy"] == summary["accuracy_before_recalibration"]
+    before = torch.load(tmp_path / "p.pt", weights_only=False)["state_dict"]
+    bn = [k for k in state if "running_mean" in k]
+    assert bn and all(not torch.equal(state[k], before[k]) for k in bn)
