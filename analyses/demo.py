@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"figures, CSV and config JSON: {out_dir}/")
     for png in sorted(out_dir.glob("*.png")):
         print(f"  {png}")
-    print(f"notebook: LANDSCAPE_RUN={good} jupyter lab notebooks/explore.ipynb")
+    jupyter = Path(sys.executable).parent / "jupyter"  # the venv's own, so it works without activating the venv
+    install = "" if jupyter.exists() else f"{sys.executable} -m pip install -e '.[notebook]', then "
+    print(f"notebook: {install}LANDSCAPE_RUN={good} {jupyter} lab notebooks/explore.ipynb")
     return 0
 
 

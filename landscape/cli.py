@@ -31,8 +31,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/ "
-                   "(default: $LANDSCAPE_DATA, ../shared/data, ~/.cache/landscape)")
+    p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/, the only "
+                   "place searched (--download fetches into it); default: $LANDSCAPE_DATA if set (likewise the "
+                   "only place), else ../shared/data, then ~/.cache/landscape")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 if no local copy")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
     p.add_argument("--batch-size", type=int, default=500, help="evaluation batch size in images (default: 500)")

@@ -5,6 +5,12 @@ Two sources, tried in each root of `data_roots()` in order:
   (b) the offline JPEG ImageFolder archive `cifar10-jpeg.tar.gz` (lossy re-encode; see ../shared/data/README.md),
       checksum-verified, decoded once (~15 s) and cached as a uint8 `.npz` beside the other caches.
 
+A place the user names is authoritative: an explicit `data` (--data DIR), else a non-empty $LANDSCAPE_DATA, is the
+only root searched, a DIR holding neither source is an error that says what was looked for (never a silent
+fallback to other data), and `download=True` downloads into it. Only when neither is given are the default
+places searched (../shared/data beside the cwd and beside this checkout, then the cache directory), and
+`download=True` downloads into the cache directory.
+
 Image order in the JPEG copy. The archive numbers images per class (`train/cat/0000.jpg`), so the original
 CIFAR-10 order is lost. We interleave classes round-robin (image k of class c goes to position 10k + c): every
 prefix `limit=N` is then class-balanced, which is what a test on "the first 1,000 test images" needs.
@@ -63,17 +69,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
 
 
-def data_roots(data: str | os.PathLike | None = None) -> list[Path]:
-    """Where to look, in order: `data`, $LANDSCAPE_DATA, ../shared/data (beside the cwd and beside this
-    checkout), the cache directory."""
-    roots = []
+def explicit_root(data: str | os.PathLike | None = None) -> tuple[Path, str] | None:
+    """The place the user named, as (folder, how it was named): `data` (--data), else a non-empty
+    $LANDSCAPE_DATA; None when neither is given and the default places are searched."""
     if data is not None:
-        roots.append(Path(data))
+        return Path(data).expanduser(), "--data"
     if os.environ.get("LANDSCAPE_DATA"):
-        roots.append(Path(os.environ["LANDSCAPE_DATA"]))
-    roots.append(Path.cwd().parent / "shared" / "data")
-    roots.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    roots.append(cache_dir())
+        return Path(os.environ["LANDSCAPE_DATA"]).expanduser(), "$LANDSCAPE_DATA"
+    return None
+
+
+def data_roots(data: str | os.PathLike | None = None) -> list[Path]:
+    """Where to look, in order: only the explicit place if one is named (`data`, else $LANDSCAPE_DATA);
+    otherwise ../shared/data (beside the cwd and beside this checkout), then the cache directory."""
+    named = explicit_root(data)
+    if named is not None:
+        return [named[0].resolve()]
+    roots = [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data",
+             cache_dir()]
     unique = []
     for r in roots:
         r = r.expanduser().resolve()
@@ -83,18 +96,36 @@ def data_roots(data: str | os.PathLike | None = None) -> list[Path]:
 
 
 def load_cifar10(data: str | os.PathLike | None = None, *, download: bool = False) -> tuple[Split, Split]:
-    """(train, test) splits. `data` is the --data argument; `download` lets torchvision fetch the original
-    dataset into the cache directory when no local copy is found."""
+    """(train, test) splits. `data` is the --data argument. An explicit place (`data`, else $LANDSCAPE_DATA) is the
+    only one searched; without one, ../shared/data and the cache directory are. `download` lets torchvision
+    fetch the original dataset into the explicit place (created if missing), else into the cache directory, when
+    no local copy is found there."""
+    named = explicit_root(data)
     roots = data_roots(data)
-    if data is not None and not Path(data).exists():
-        raise DataNotFound(f"--data {data} does not exist; {HOW_TO_GET}")
+    if named is not None:
+        folder, how = named
+        where = f"{how}={folder}" if how.startswith("$") else f"{how} {folder}"
+        if folder.exists() and not folder.is_dir():
+            raise DataNotFound(f"{where} is a file, not a folder; {HOW_TO_GET}")
+        if not folder.exists() and not download:
+            raise DataNotFound(f"{where} does not exist; {HOW_TO_GET}")
     for root in roots:
         if (root / TORCHVISION_DIR).is_dir():
             return _load_torchvision(root, download=False)
         if (root / ARCHIVE_NAME).is_file():
             return _load_jpeg_archive(root / ARCHIVE_NAME)
     if download:
-        return _load_torchvision(cache_dir(), download=True)
+        return _load_torchvision(roots[0] if named is not None else cache_dir(), download=True)
+    if named is not None:
+        unset = "unset it" if how == "$LANDSCAPE_DATA" else "leave out --data"
+        if how == "--data" and os.environ.get("LANDSCAPE_DATA"):
+            unset += " and unset $LANDSCAPE_DATA"
+        raise DataNotFound(
+            f"CIFAR-10 not found in {where}: looked for {roots[0] / ARCHIVE_NAME} and "
+            f"{roots[0] / TORCHVISION_DIR}/ and nowhere else (an explicit {how} replaces the default places "
+            f"../shared/data and {cache_dir()}: {unset} to search them); point {how} at the folder holding one "
+            "of the two, or add --download (online) to fetch CIFAR-10 into it"
+        )
     looked = ", ".join(str(r) for r in roots)
     raise DataNotFound(f"CIFAR-10 not found (looked in: {looked}); {HOW_TO_GET}")
 

@@ -27,6 +27,7 @@ def ws(tmp_path, tiny_run, tiny_checkpoint):
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
         f["x"] = [1, 2, 3]
     (tmp_path / "bad-data").mkdir()
+    (tmp_path / "empty-data").mkdir()
     (tmp_path / "bad-data" / "cifar10-jpeg.tar.gz").write_bytes(b"not the archive")
     (tmp_path / "truncated.pt").write_bytes(ADAPTED_R20.read_bytes()[:4096])
     (tmp_path / "exists.pt").write_bytes(b"keep me")
@@ -41,6 +42,8 @@ CASES = [
     # (tool, args with {ws} placeholders, words the message must contain)
     ("evaluate", ["--checkpoint", R20, "--data", "{ws}/nowhere"], ["does not exist"]),
     ("evaluate", ["--checkpoint", R20, "--data", "{ws}/bad-data"], ["checksum"]),
+    ("evaluate", ["--checkpoint", R20, "--data", "{ws}/empty-data"],
+     ["not found in --data", "empty-data/cifar10-jpeg.tar.gz", "empty-data/cifar-10-batches-py/", "nowhere else"]),
     ("evaluate", ["--checkpoint", "{ws}/truncated.pt", "--data", DATA], ["cannot be read"]),
     ("evaluate", ["--arch", "resnet32", "--checkpoint", R20, "--data", DATA], ["does not fit", "missing"]),
     ("evaluate", ["--arch", "resnet7", "--checkpoint", R20, "--data", DATA], ["unknown arch"]),

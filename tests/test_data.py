@@ -34,7 +34,7 @@ def test_checksum_failure_message(tmp_path):
 
 
 def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path / "env"))
+    monkeypatch.delenv("LANDSCAPE_DATA", raising=False)
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     import landscape.data as d
@@ -45,6 +45,50 @@ def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     assert "env" in str(err.value) and "download" in str(err.value)
     with pytest.raises(DataNotFound, match="does not exist"):
         load_cifar10(tmp_path / "nowhere")
+
+
+def test_an_explicit_data_dir_is_the_only_place_searched(tmp_path, monkeypatch):
+    """--data DIR (and a set $LANDSCAPE_DATA) is authoritative: a DIR without the data is an error naming DIR and
+    the files looked for, even though the default places hold data; --download downloads into DIR."""
+    import landscape.data as d
+
+    loaded = []
+    monkeypatch.setattr(d, "_load_jpeg_archive", lambda archive: loaded.append(archive) or "archive")
+    monkeypatch.setattr(d, "_load_torchvision", lambda root, download: loaded.append((root, download)) or "tv")
+    monkeypatch.delenv("LANDSCAPE_DATA", raising=False)
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / d.TORCHVISION_DIR).mkdir(parents=True)  # a default place that holds data
+    assert load_cifar10() in ("archive", "tv")  # control: without --data the defaults are searched
+    empty, good = tmp_path / "empty", tmp_path / "good"
+    empty.mkdir()
+    good.mkdir()
+    (good / d.ARCHIVE_NAME).write_bytes(b"")
+    loaded.clear()
+
+    with pytest.raises(DataNotFound) as err:
+        load_cifar10(empty)
+    message = str(err.value)
+    assert "\n" not in message and f"--data {empty}:" in message and "nowhere else" in message
+    assert f"{empty / d.ARCHIVE_NAME} and {empty / d.TORCHVISION_DIR}/" in message
+    assert "--download" in message and not loaded
+    assert d.data_roots(empty) == [empty.resolve()]
+
+    monkeypatch.setenv("LANDSCAPE_DATA", str(empty))  # an explicit $LANDSCAPE_DATA: the same rule
+    with pytest.raises(DataNotFound, match=r"not found in \$LANDSCAPE_DATA=.*nowhere else.*unset it"):
+        load_cifar10()
+    monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(DataNotFound, match=r"\$LANDSCAPE_DATA=.*nowhere does not exist"):
+        load_cifar10()
+    assert load_cifar10(good) == "archive" and loaded == [good.resolve() / d.ARCHIVE_NAME]  # --data wins over it
+    monkeypatch.setenv("LANDSCAPE_DATA", "")  # empty counts as unset
+    assert load_cifar10() in ("archive", "tv")
+
+    loaded.clear()
+    assert load_cifar10(empty, download=True) == "tv" and loaded == [(empty.resolve(), True)]
+    loaded.clear()
+    assert load_cifar10(tmp_path / "new", download=True) == "tv" and loaded == [((tmp_path / "new").resolve(), True)]
+    with pytest.raises(DataNotFound, match="is a file, not a folder"):
+        load_cifar10(good / d.ARCHIVE_NAME)
 
 
 def test_torchvision_layout_is_read(tmp_path, cifar, monkeypatch):
