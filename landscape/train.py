@@ -134,7 +134,11 @@ def check_resumable(out: Path) -> dict:
     recorded = run.config.get("checkpoint_sha256")
     if recorded and sha256_of(Path(run.config["checkpoint"])) != recorded:
         raise LandscapeError(f"{run.config['checkpoint']} changed since the run started (sha256 differs)")
-    return run.config
+    settings = run.config
+    # a run file written before TrainConfig.compile existed trained eagerly: continue it so (the default "auto"
+    # would compile a long run, and a compiled continuation is not bit-identical to its eager start)
+    settings["train"].setdefault("compile", "off")
+    return settings
 
 
 def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, download: bool = False,
