@@ -111,8 +111,11 @@ def test_killed_study_resumes_the_killed_run_and_matches_an_uninterrupted_study(
 
 def test_search_study_front_is_nonempty_and_nondominated(tmp_path, tiny_checkpoint, cifar):
     study("create", "s", "--search", "tpe", "--trials", "4", "--space", "h=0.05:2:log", "w=0.2:0.6",
-          *tiny_train_args(tiny_checkpoint), cwd=tmp_path)
+          "--max-bits", "100", *tiny_train_args(tiny_checkpoint), cwd=tmp_path)
     study("run", "s", "--threads", "1", "--data", DATA, cwd=tmp_path)
+    s, _ = load(tmp_path, "s")
+    for t in s.trials:  # --max-bits is the trials' constraint, which the sampler and best_trials read
+        assert t.constraints == {"mean_bits": pytest.approx(t.values[1] - 100)}
     out = study("report", "s", "--json", "--no-ptq", "--out-dir", tmp_path / "fig", cwd=tmp_path)
     report = json.loads(out.stdout)
     assert report["finished"] == 4 and len(report["runs"]) == 4

@@ -127,16 +127,13 @@ def sampler(spec: StudySpec, worker: str) -> optuna.samplers.BaseSampler:
     """The study's sampler in one worker. Search samplers are seeded from the spec's seed and the worker's
     identity, so concurrent workers do not propose the same point from the same history."""
     seed = int(digest([spec.sampler_seed, worker]), 16) % 2**31
-    constraints = None
-    if spec.max_bits is not None:
-        def constraints(trial):  # ≤ 0 is feasible
-            return [trial.values[1] - spec.max_bits] if trial.values else [0.0]
+    # --max-bits reaches the samplers as the trial's constraint (Trial.set_constraint in the objective; the
+    # samplers' constraints_func is deprecated in optuna 5.0)
     if spec.kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=seed)
     if spec.kind == "nsga2":
         # population: a quarter of the budget, 4..50 (Optuna's default 50 would leave a short study random)
-        return optuna.samplers.NSGAIISampler(population_size=min(50, max(4, spec.trials // 4)), seed=seed,
-                                             constraints_func=constraints)
+        return optuna.samplers.NSGAIISampler(population_size=min(50, max(4, spec.trials // 4)), seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)  # grid: trials come from the queue; never samples a run
 
 
@@ -291,6 +288,8 @@ def work(study: optuna.Study, spec: StudySpec, run_one, *, worker: str) -> int:
         accuracy = sum(r[f"accuracy_{spec.objective}"] for r in runs) / len(runs)
         bits = sum(r["mean_bits"] for r in runs) / len(runs)
         trial.set_user_attr("runs", runs)
+        if spec.max_bits is not None:
+            trial.set_constraint("mean_bits", bits - spec.max_bits)  # ≤ 0: feasible
         shown = " ".join(f"{k}={v:g}" for k, v in params.items())
         notes = [f"{r['seed']}: resumed at step {r['resumed_at']}" for r in runs if r.get("resumed_at")]
         log(f"trial {trial.number} {shown}: {spec.objective} accuracy {100 * accuracy:.2f}% at {bits:.2f} bits, "
