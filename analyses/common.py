@@ -96,9 +96,9 @@ def checkpoint_epochs(path: str | os.PathLike) -> dict[int, float]:
 
 
 def small_run(out_dir: str | os.PathLike, *, data: str | None, device: str, quiet: bool) -> Path:
-    """A soft-quantization run of the adapted ResNet-20 with the SMALL_RUN budget, made once through
-    landscape.train's CLI entry point and reused afterwards."""
-    from landscape.train import main as train_main
+    """A soft-quantization run of the adapted ResNet-20 with the SMALL_RUN budget, made once through the
+    library call behind `landscape.train` (`train.run_training`) and reused afterwards."""
+    from landscape import train
 
     path = Path(out_dir) / "runs" / "small-soft-quant.h5"
     if path.is_file():
@@ -106,29 +106,20 @@ def small_run(out_dir: str | os.PathLike, *, data: str | None, device: str, quie
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.h5")
     b = SMALL_RUN
-    argv = ["--arch", "resnet20", "--checkpoint", str(ADAPTED_R20), "--method", "weight-coupling",
-            "--h", str(b["h"]), "--w", str(b["w"]), "--epochs", str(b["epochs"]), "--limit-train",
-            str(b["limit_train"]), "--limit-test", str(b["limit_test"]), "--checkpoint-every", "5",
-            "--device", device, "--out", str(tmp), "--force", "--json"]
-    if data:
-        argv += ["--data", data]
+    p, owners = train.parser()
+    options = p.parse_args(["--arch", "resnet20", "--checkpoint", str(ADAPTED_R20), "--method", "weight-coupling",
+                            "--h", str(b["h"]), "--w", str(b["w"]), "--epochs", str(b["epochs"]), "--limit-train",
+                            str(b["limit_train"]), "--limit-test", str(b["limit_test"]), "--checkpoint-every", "5"])
     if not quiet:
         print(f"no --run given: training a small run into {path} ({b})", file=sys.stderr)
     try:
-        _quietly(train_main, argv)  # its JSON summary is not this script's output
+        train.run_training(tmp, train.settings_from_args(options, owners, device), data=data, device=device,
+                           progress=not quiet)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
     return path
-
-
-def _quietly(fn, argv):
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(argv)
 
 
 def resolve_runs(args: argparse.Namespace) -> list[Path]:
