@@ -191,10 +191,12 @@ def pareto(ax: Axes, points: Mapping[str, tuple[np.ndarray, np.ndarray]], *, tit
 def study_front(ax: Axes, runs: tuple[np.ndarray, np.ndarray], means: tuple[np.ndarray, np.ndarray, np.ndarray,
                 np.ndarray], front: tuple[np.ndarray, np.ndarray], baselines: Mapping[str, tuple[np.ndarray,
                 np.ndarray]], *, title: str = "", reference: float | None = None, label: str = "soft quantization",
-                xlabel: str = "mean effective bits per weight", ylabel: str = "test accuracy (%)") -> Axes:
+                notes: Sequence[str] = (), xlabel: str = "mean effective bits per weight",
+                ylabel: str = "test accuracy (%)") -> Axes:
     """A study: every run as a small point (bits [R], accuracy fraction [R]); per point of the study its mean over
-    seeds with the seed spread as error bars (bits, accuracy, std bits, std accuracy [P]); the Pareto front as a
-    step line (bits, accuracy [F], ascending bits); baselines (name → (bits, accuracy)) as lines."""
+    seeds with the seed spread as error bars (bits, accuracy, std bits, std accuracy [P]), annotated with `notes`
+    [P] (e.g. its settings); the Pareto front as a step line (bits, accuracy [F], ascending bits); baselines
+    (name → (bits, accuracy)) as lines."""
     colors = palette([label, *baselines])
     c = colors[label]
     ax.scatter(runs[0], 100 * np.asarray(runs[1]), s=12, color=c, alpha=0.35, linewidths=0, zorder=3,
@@ -202,6 +204,8 @@ def study_front(ax: Axes, runs: tuple[np.ndarray, np.ndarray], means: tuple[np.n
     b, acc, sb, sacc = (np.asarray(v, dtype=float) for v in means)
     ax.errorbar(b, 100 * acc, xerr=sb, yerr=100 * sacc, fmt="o", markersize=5, color=c, ecolor=c, elinewidth=1,
                 capsize=2, zorder=4, label=f"{label}: mean ± std over seeds")
+    for x, y, text in zip(b, acc, notes, strict=False):
+        ax.annotate(text, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize="xx-small", color=c)
     if len(front[0]):
         ax.step(front[0], 100 * np.asarray(front[1]), where="post", color=c, linewidth=1.5, zorder=5,
                 label="Pareto front")

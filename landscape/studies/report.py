@@ -149,8 +149,11 @@ def figure(report: dict, path: Path) -> Path:
             if rows:
                 base[name] = ([b["mean_bits"] for b in rows], [b[f"accuracy_{kind}"] for b in rows])
         title = "clamped" if kind == "clamped" else "clamped, BN statistics recalibrated"
+        names = sorted(spec["grid"] or spec["space"])
+        notes = [",".join(f"{p[n]:.3g}" for n in names) for p in pts]
         plots.study_front(ax, (bits, acc), means, (bits[front], acc[front]), base, reference=full and
-                          full["accuracy_clamped"], title=f"{spec['name']}: {spec['method']}, {title}")
+                          full["accuracy_clamped"], notes=notes,
+                          title=f"{spec['name']}: {spec['method']}, {title} (labels: {','.join(names)})")
         ax.set_ylim(max(0, 100 * min(acc, default=0.5) - 15), None)  # 2-bit PTQ (~10%) would squash the runs
     return plots.save(fig, path)
 
