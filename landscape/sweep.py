@@ -73,6 +73,8 @@ class Journal:
         A journal of another job, or an unreadable one, is an error unless `discard_other` (it is then replaced at
         the first write). `fingerprint` must be JSON-serialisable."""
         path = Path(path)
+        for stale in path.parent.glob(f"{path.name}.tmp-*"):  # left by a writer killed between write and rename
+            stale.unlink(missing_ok=True)
         fingerprint = json.loads(json.dumps(dict(fingerprint)))  # as it will read back (tuples → lists, …)
         if not path.exists():
             return cls(path, fingerprint)

@@ -126,7 +126,8 @@ def test_results_match_plain_evaluations_and_inputs_are_unchanged(batches):
     delta = _delta(model, target)
     for i, d in enumerate(random_directions(delta, 3, seed=1)):
         moved = evaluate(with_params(model, {n: pre[n] + d[n] for n in names}), batches)
-        assert abs(r.random_delta_loss[i] - (moved["loss"] - base["loss"])) <= 1e-5
+        # float32 round-off of a mean loss grows with its size (these random steps reach losses ~90 nats)
+        assert r.random_delta_loss[i] == pytest.approx(moved["loss"] - base["loss"], rel=1e-6, abs=1e-5)
     np.testing.assert_allclose(r.random_slope, r.random_delta_loss / r.displacement_norm)
     assert r.scan.real["loss"][0] == pytest.approx(r.base["loss"], abs=1e-6)
     assert r.scan.real["loss"][1] == pytest.approx(r.real["loss"], abs=1e-6)
