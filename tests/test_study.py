@@ -160,7 +160,7 @@ def test_report_with_ptq_baselines_and_recalibration(tmp_path, tiny_checkpoint, 
     assert s.trials[0].values[0] == pytest.approx(report["runs"][0]["accuracy_recalibrated"])
 
 
-def test_dead_trial_with_a_free_lock_is_failed_and_retried(tmp_path):
+def test_dead_trial_with_a_free_lock_is_failed_and_retried(tmp_path, monkeypatch):
     spec = StudySpec(name="d", method="weight-coupling", kind="grid", seeds=[0], runs=str(tmp_path / "runs"),
                      grid={"h": [0.1]})
     storage = engine.open_storage(str(tmp_path / "journal.log"))
@@ -172,7 +172,15 @@ def test_dead_trial_with_a_free_lock_is_failed_and_retried(tmp_path):
     with engine.try_lock(spec.lock_path({"h": 0.1, "seed": 0})) as mine:
         assert mine
         assert engine.recover(s, spec) == (0, 0)  # lock held: the worker is alive
+    # a second worker that started at the same moment saw the same RUNNING trial (its storage read the journal
+    # before the first worker failed the trial): its recover must neither crash nor retry the trial again
+    other, _ = engine.load(engine.open_storage(str(tmp_path / "journal.log")), "d")
+    seen = other.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert engine.recover(s, spec) == (1, 0)
+    listing = other.get_trials
+    monkeypatch.setattr(other, "get_trials", lambda deepcopy=True, states=None: seen if states == (
+        optuna.trial.TrialState.RUNNING,) else listing(deepcopy=deepcopy, states=states))
+    assert engine.recover(other, spec) == (0, 0)
     states = [t.state.name for t in s.get_trials()]
     assert states == ["FAIL", "WAITING"]
     assert s.get_trials()[1].params == {"h": 0.1, "seed": 0}

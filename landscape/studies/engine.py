@@ -205,11 +205,17 @@ def recover(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
                     dead = free
             else:  # popped but never locked: a worker dies in that millisecond, or is alive and about to lock
                 dead = t.datetime_start is not None and now - t.datetime_start.timestamp() > UNLOCKED_GRACE_S
-            if dead and storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                failed = storage.get_trial(t._trial_id)
-                if failed.state == TrialState.FAIL:  # the journal ignores the change if the trial finished first
-                    RetryHeartbeatStaleTrialCallback(max_retry=None)(study, failed)
-                    retried += 1
+            if not dead:
+                continue
+            try:  # several workers starting at once all see the dead trial: one of them fails and retries it
+                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            failed = storage.get_trial(t._trial_id)
+            if failed.state == TrialState.FAIL:  # the journal ignores the change if the trial finished first
+                RetryHeartbeatStaleTrialCallback(max_retry=None)(study, failed)
+                retried += 1
     requeued = 0
     if spec.kind == "grid":
         live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
