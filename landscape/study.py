@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -157,7 +158,12 @@ def _run(args, _rest) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     procs = [subprocess.Popen([*command, "--worker-index", str(i)], stdout=subprocess.PIPE, text=True, env=env,
                               bufsize=1) for i in range(args.workers)]
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` of this command stops its workers too (see _watch)
     return _watch(procs, study, spec)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _watch(procs, study, spec) -> int:

@@ -209,3 +209,26 @@ def test_bad_input_is_one_line_and_leaves_the_study_untouched(tmp_path, tiny_che
     assert "secret" not in done.stderr
     assert journal.read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["a"]  # no other study was created
+
+
+def test_sigterm_to_run_stops_its_workers(tmp_path, tiny_checkpoint, cifar):
+    study("create", "t", "--grid", "h=0.5", "w=0.5", "--seeds", "0",
+          *tiny_train_args(tiny_checkpoint, "--epochs", "6", "--limit-train", "512"), cwd=tmp_path)
+    _, spec = load(tmp_path, "t")
+    path = spec.run_path({"h": 0.5, "w": 0.5}, 0)
+    proc = subprocess.Popen([sys.executable, "-m", "landscape.study", "run", "t", "--threads", "1", "--data", DATA],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (path.exists() and Run(path).steps()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # the command only, as `kill PID` does: its worker must stop too
+    assert proc.wait(timeout=60) == 130
+    deadline = time.time() + 30
+    while True:  # the worker's lock is free once the worker is gone
+        with engine.try_lock(spec.lock_path({"h": 0.5, "w": 0.5, "seed": 0})) as free:
+            if free:
+                break
+        assert time.time() < deadline, "the worker outlived its command"
+        time.sleep(0.1)
+    assert "final" not in Run(path).groups()
