@@ -247,6 +247,8 @@ def _print_tables(result: dict, spec: specs.StudySpec) -> None:
         print("  " + "  ".join(f"{r[n]:8g}" for n in names) + f"  {r['seeds']:5d}{accs}  "
               f"{r['mean_bits']:.2f} ± {r['mean_bits_std']:.2f}")
     print(f"Pareto front ({spec.objective} accuracy vs bits, Optuna best_trials):")
+    if not result["pareto_front"] and spec.max_bits is not None:
+        print(f"  (empty: no trial met the constraint mean bits ≤ {spec.max_bits:g})")
     for r in result["pareto_front"]:
         shown = " ".join(f"{k}={v:g}" for k, v in r.items() if k not in ("trial", "accuracy", "mean_bits"))
         print(f"  trial {r['trial']:4d} {shown}: {100 * r['accuracy']:.2f}% at {r['mean_bits']:.2f} bits")
