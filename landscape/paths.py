@@ -133,6 +133,9 @@ def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+RECALIBRATION_BATCH = 128  # images per BN-recalibration batch where no training batch size decides it (ptq)
+
+
 def recalibration_batches(train, n_batches: int, batch_size: int, device: torch.device | str = "cpu") -> list:
     """The first n_batches × batch_size images of `train` (a data.Split), unaugmented, as a list of (x, y) batches
     so that every recalibration sees exactly the same tensors: the data `recalibrate_bn_` re-estimates BN

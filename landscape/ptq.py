@@ -17,10 +17,8 @@ from .compress.ptq import quantize_model
 from .data import Batches, load_cifar10
 from .metrics import evaluate
 from .models import load_model, save_checkpoint
-from .paths import recalibrate_bn_, recalibration_batches
+from .paths import RECALIBRATION_BATCH, recalibrate_bn_, recalibration_batches
 from .quantize import QUANTIZERS
-
-RECALIBRATION_BATCH = 128  # images per BN-recalibration batch: the training batch size of train's default
 
 
 def bits_arg(text: str) -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -312,7 +311,3 @@ def work(study: optuna.Study, spec: StudySpec, run_one, *, worker: str) -> int:
 
 def worker_name(index: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{index}"
-
-
-def stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

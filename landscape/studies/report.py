@@ -20,7 +20,6 @@ from .spec import StudySpec, digest
 
 PTQ_BITS = (2, 3, 4, 6, 8)
 PTQ_METHODS = {"uniform": "uniform PTQ", "heq": "HEQ PTQ", "kmeans": "k-means PTQ"}
-RECALIBRATION_BATCH = 128  # images per BN-recalibration batch (train's --train-batch-size default)
 
 
 def run_rows(study: optuna.Study, spec: StudySpec) -> list[dict]:
@@ -83,7 +82,7 @@ def ptq_baselines(spec: StudySpec, *, data=None, download: bool = False, device:
     p, owners = train.parser()
     settings = train.settings_from_args(p.parse_args([*spec.train_args, "--method", spec.method]), owners, device)
     key = digest([settings["arch"], settings["checkpoint_sha256"] or settings["checkpoint"], settings["limit_test"],
-                  settings["recalibrate_bn"], list(bits)])
+                  settings["recalibrate_bn"], settings["train"]["batch_size"], list(bits)])
     if cache is not None and cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
@@ -92,7 +91,8 @@ def ptq_baselines(spec: StudySpec, *, data=None, download: bool = False, device:
     train_split, test = load_cifar10(data, download=download)
     test_batches = Batches(test.subset(settings["limit_test"]), 500, train=False, device=device)
     n_bn = settings["recalibrate_bn"]
-    bn_data = recalibration_batches(train_split, n_bn, RECALIBRATION_BATCH, device) if n_bn else None
+    # the same images the study's runs recalibrate on (train.run_training: N batches of the training batch size)
+    bn_data = recalibration_batches(train_split, n_bn, settings["train"]["batch_size"], device) if n_bn else None
     rows = [{"method": "full precision", "bits": 32, "mean_bits": 32.0, **_acc(evaluate(model, test_batches))}]
     for method in PTQ_METHODS:
         for b in bits:

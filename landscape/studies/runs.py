@@ -41,15 +41,16 @@ def make_run_one(spec: StudySpec, *, data=None, download: bool = False, device: 
         settings = train.settings_from_args(args, owners, device, **point, seed=seed)
         start = time.perf_counter()
         resumed_at, trained = None, True
-        if path.exists() and "final" in Run(path).groups():
+        run = Run(path) if path.exists() else None
+        if run is not None and "final" in run.groups():
             trained = False
         else:
-            if path.exists():
-                differ = _differences(Run(path).config, settings)
+            if run is not None:
+                differ = _differences(run.config, settings)
                 if differ:
                     raise LandscapeError(f"run file {path} holds another run (settings {', '.join(differ)} differ); "
                                          "move it away")
-                resumed_at = Run(path).steps()[-1] if Run(path).steps() else 0
+                resumed_at = (run.steps() or [0])[-1]
             path.parent.mkdir(parents=True, exist_ok=True)
             train.run_training(path, None if resumed_at is not None else settings, data=data, download=download,
                                device=device, eval_batch_size=eval_batch_size, progress=False)
