@@ -20,9 +20,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from landscape import cli  # noqa: E402
+from landscape.bn import recalibration_batches  # noqa: E402
 from landscape.data import Batches, load_cifar10  # noqa: E402
 from landscape.outputs import write_csv, write_json  # noqa: E402, F401  (the scripts' writers)
-from landscape.paths import recalibration_batches  # noqa: E402
 
 FIGURES = REPO / "figures"
 ADAPTED_R20 = REPO.parent / "shared" / "models" / "resnet20-cifar10jpeg.pt"

@@ -23,8 +23,10 @@ import common
 import numpy as np
 
 from landscape import cli, plots
+from landscape.analysis.paths import PathConfig, evaluate_path
+from landscape.analysis.states import load_state_spec
+from landscape.bn import recalibration_batches
 from landscape.data import Batches, load_cifar10
-from landscape.paths import PathConfig, evaluate_path, load_state_spec, recalibration_batches
 from landscape.store import Run
 
 STEM = "paths"

@@ -11,7 +11,7 @@ For each target (default: compressed, clamped, ptq:heq:4) one panel: histogram o
 directions with the real displacement as a vertical line; below it the 1-D scans (loss vs step size α) along
 the real displacement and along random direction 0. Every perturbed state, real or random, gets its BN
 statistics re-estimated on the same training batches (--bn recalibrate, default) and keeps the pretrained BN
-parameters and biases (landscape/perturbation.py explains why; --bn keep shows the biased alternative).
+parameters and biases (landscape/analysis/perturbation.py explains why; --bn keep shows the biased alternative).
 Writes figures/perturbation.png, perturbation.csv (target, kind, direction, delta_loss, slope, accuracy),
 perturbation_scan.csv and perturbation.config.json.
 
@@ -26,8 +26,8 @@ import sys
 import common
 
 from landscape import cli, plots
-from landscape.paths import load_state_spec
-from landscape.perturbation import NORMS, PerturbConfig, perturbation_test
+from landscape.analysis.perturbation import NORMS, PerturbConfig, perturbation_test
+from landscape.analysis.states import load_state_spec
 from landscape.store import Run
 
 STEM = "perturbation"

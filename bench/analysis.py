@@ -3,7 +3,7 @@
 Rows (best of `repeats` interleaved timings; rates in path points per second, every point one pass over the
 same N test images):
   path_vs_bare
-      landscape.paths.evaluate_path (defaults: BN keep, fast forward) vs bare `model(x)` + cross-entropy over
+      landscape.analysis.paths.evaluate_path (defaults: BN keep, fast forward) vs bare `model(x)` + cross-entropy over
       the same points and data in a model that never changes (target ≥ 0.9×). Also shown: evaluate_path with
       fast=False (the pure overhead of writing each state into the model).
   path_vs_loss_landscapes
@@ -15,7 +15,7 @@ same N test images):
       our path's losses vs a plain reference loop (interpolated state dict loaded into a fresh model,
       model(x)) on the same points (target ≤ 1e-5).
   perturb_cost_per_direction
-      marginal cost of one more random direction in landscape.perturbation.perturbation_test,
+      marginal cost of one more random direction in landscape.analysis.perturbation.perturbation_test,
       (T(M₂) − T(M₁)) / (M₂ − M₁) (draw, scale, write into the model, evaluate), relative to one evaluation
       pass of the same forward, BN keep (target ≤ 1.1×). The default BN recalibrate adds a forward pass over
       the recalibration images per state by design; that cost is shown too.
@@ -43,11 +43,12 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from landscape import cli  # noqa: E402
+from landscape.analysis.evaluator import StateEvaluator  # noqa: E402
+from landscape.analysis.paths import PathConfig, evaluate_path  # noqa: E402
+from landscape.analysis.perturbation import PerturbConfig, perturbation_test  # noqa: E402
 from landscape.data import Batches, load_cifar10  # noqa: E402
 from landscape.metrics import evaluate  # noqa: E402
 from landscape.models import build_model, load_model, load_state  # noqa: E402
-from landscape.paths import PathConfig, StateEvaluator, evaluate_path  # noqa: E402
-from landscape.perturbation import PerturbConfig, perturbation_test  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 START = SHARED / "models" / "resnet20-12fca82f.th"  # public ResNet-20

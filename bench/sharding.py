@@ -1,5 +1,5 @@
 """Benchmark: wall time of `python -m landscape.interpolate` in one process vs the same job shared out over
-torchrun ranks on this machine (landscape/sweep.py).
+torchrun ranks on this machine (landscape/analysis/sweep.py).
 
 The job: the path public ResNet-20 → adapted ResNet-20 (../shared/models), --points P, on the first N test
 images, BN keep. A throw-away run file holding the public weights as its pretrained state is made in a temporary
@@ -34,8 +34,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from landscape.analysis.paths import read_path  # noqa: E402
 from landscape.models import load_model  # noqa: E402
-from landscape.paths import read_path  # noqa: E402
 from landscape.store import create_run  # noqa: E402
 
 SHARED = REPO.parent / "shared"

@@ -8,12 +8,12 @@ repeated); BN running statistics are interpolated (--bn keep, default: the endpo
 re-estimated at every point on --bn-batches unaugmented training batches (--bn recalibrate).
 
 Results go into the run file, group /analysis/paths/<name> (alpha, segment, <split>/loss, <split>/accuracy;
-settings as attributes; see landscape/paths.py), or into the HDF5 file --out, with a PNG beside that file.
+settings as attributes; see landscape/analysis/paths.py), or into the HDF5 file --out, with a PNG beside that file.
 
 Long jobs. Finished points are journaled in a hidden file beside the result,
 .<file>.paths-<name>.journal.json; rerunning the same command after a crash or Ctrl-C skips them, with the
 same numbers as an uninterrupted run. Under torchrun the points are shared out over the processes and rank 0
-writes the result: torchrun --nproc-per-node 4 -m landscape.interpolate ... (landscape/sweep.py, README).
+writes the result: torchrun --nproc-per-node 4 -m landscape.interpolate ... (landscape/analysis/sweep.py, README).
 
 Example:
   python -m landscape.interpolate runs/wc.h5 --points 11 --split test --limit 1000
@@ -29,23 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from . import cli, distributed
+from .analysis.paths import GROUP, PathConfig, PathResult, evaluate_path, stored_paths, write_path
+from .analysis.states import load_state_spec, spec_label
+from .analysis.storage import check_name, png_path
+from .analysis.sweep import open_journal
+from .bn import recalibration_batches
 from .data import Batches, load_cifar10
 from .errors import LandscapeError
-from .paths import (
-    GROUP,
-    PathConfig,
-    PathResult,
-    check_name,
-    evaluate_path,
-    load_state_spec,
-    png_path,
-    recalibration_batches,
-    spec_label,
-    stored_paths,
-    write_path,
-)
 from .store import Run
-from .sweep import open_journal
 
 DEFAULT_STATES = ("pretrained", "compressed", "clamped")
 SPLITS = ("test", "train", "both")

@@ -6,16 +6,16 @@ state or a PTQ of its pretrained state (ptq:METHOD:BITS). Each random Gaussian d
 (--norm global) or to each layer's ‖Δθ_l‖ (--norm per-layer). Every perturbed state, the real one included,
 gets its BN statistics re-estimated on --bn-batches unaugmented training batches (--bn recalibrate, default)
 or keeps the pretrained ones (--bn keep: cheaper, but biased against structured steps); BN parameters and
-biases stay pretrained (landscape/perturbation.py says why). The target's full state is reported separately.
+biases stay pretrained (landscape/analysis/perturbation.py says why). The target's full state is reported separately.
 Prints ΔL = L(θ_pre + δ) − L(θ_pre), ΔL/‖Δθ‖, and the real displacement's percentile and z-score among the
 random ones; --alphas adds a 1-D scan along Δθ and along random direction 0.
 
-Results are stored in the run file, group /analysis/perturb/<name> (see landscape/perturbation.py).
+Results are stored in the run file, group /analysis/perturb/<name> (see landscape/analysis/perturbation.py).
 
 Long jobs. Finished evaluations are journaled in a hidden file beside the result,
 .<file>.perturb-<name>.journal.json; rerunning the same command after a crash or Ctrl-C skips them, with the
 same numbers as an uninterrupted run. Under torchrun the evaluations are shared out over the processes and rank 0
-writes the result: torchrun --nproc-per-node 4 -m landscape.perturb ... (landscape/sweep.py, README).
+writes the result: torchrun --nproc-per-node 4 -m landscape.perturb ... (landscape/analysis/sweep.py, README).
 
 Example:
   python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000
@@ -26,15 +26,15 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 
 from . import cli, distributed
+from .analysis.perturbation import GROUP, NORMS, PerturbConfig, perturbation_test, write_perturb
+from .analysis.states import load_state_spec
+from .analysis.storage import check_name, check_writable
+from .analysis.sweep import open_journal
+from .bn import recalibration_batches
 from .data import Batches, load_cifar10
-from .errors import LandscapeError
-from .paths import check_name, load_state_spec, recalibration_batches
-from .perturbation import GROUP, NORMS, PerturbConfig, perturbation_test, stored_perturbs, write_perturb
 from .store import Run
-from .sweep import open_journal
 
 
 def directions_arg(text: str) -> int:
@@ -96,7 +96,7 @@ def _perturb(args, dev, world: distributed.World) -> int:
     check_name(name)
 
     # Everything that can fail on the user's input fails here, before any evaluation or write.
-    distributed.on_main(lambda: _check_output(run, name, args.force), world)
+    distributed.on_main(lambda: check_writable(run.path, GROUP, name, args.force), world)
     target = load_state_spec(run, args.target)
     model = run.model("pretrained").to(dev)
     attrs = {"target": args.target, "norm": args.norm, "directions": args.directions, "seed": args.seed,
@@ -138,13 +138,6 @@ def _perturb(args, dev, world: distributed.World) -> int:
                 print(f"       {a:+6.2f}  {lr:10.4f}  {lx:10.4f}")
         print(f"wrote {run.path}:/{key}")
     return 0
-
-
-def _check_output(run: Run, name: str, force: bool) -> None:
-    if not os.access(run.path, os.W_OK):
-        raise LandscapeError(f"cannot write to {run.path} (permission denied)")
-    if name in stored_perturbs(run.path) and not force:
-        raise LandscapeError(f"{run.path} already has /{GROUP}/{name}; pass --force or another --name")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 
 from . import cli
+from .bn import RECALIBRATION_BATCH, recalibrate_bn_, recalibration_batches
 from .compress.ptq import quantize_model
 from .data import Batches, load_cifar10
 from .metrics import evaluate
 from .models import load_model, save_checkpoint
-from .paths import RECALIBRATION_BATCH, recalibrate_bn_, recalibration_batches
 from .quantize import QUANTIZERS
 
 

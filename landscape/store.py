@@ -20,11 +20,11 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
   /final/bits                 attrs: effective bits log2 K_l and storage bits ceil(log2 K_l) per layer, means
   /eval/<state>               attrs accuracy (fraction), loss (nats), n, split, for pretrained/compressed/clamped
                               (and recalibrated, with bn_batches)
-  /analysis/paths/<name>      written by `python -m landscape.interpolate` (landscape/paths.py): alpha [T] (position
+  /analysis/paths/<name>      written by `python -m landscape.interpolate` (landscape/analysis/paths.py): alpha [T] (position
                               in segments, state k at alpha = k), segment [T], <split>/loss [T] (nats),
                               <split>/accuracy [T] for split test and/or train; attrs: states (JSON), points, bn,
                               bn_batches, fast, limit, batch_size, n_<split>, created
-  /analysis/perturb/<name>    written by `python -m landscape.perturb` (landscape/perturbation.py): random_delta_loss
+  /analysis/perturb/<name>    written by `python -m landscape.perturb` (landscape/analysis/perturbation.py): random_delta_loss
                               [M] (nats), random_slope [M] (ΔL/‖Δθ‖), random_accuracy [M], layer_norms [L], scan_*
                               when --alphas; attrs: target, norm, directions, seed, bn, displacement_norm,
                               base_loss, real_delta_loss, real_slope, target_loss, percentile, zscore, created, …
@@ -33,7 +33,7 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
                               compressor, RNG) as a torch.save blob, replaced at every checkpoint (for --resume)
 
 Beside the file, only while an interpolate/perturb job on it is unfinished:
-`.RUN.h5.<paths|perturb>-<name>.journal.json` (finished evaluations, landscape/sweep.py); it is removed when the
+`.RUN.h5.<paths|perturb>-<name>.journal.json` (finished evaluations, landscape/analysis/sweep.py); it is removed when the
 result lands in /analysis.
 
 Crash safety. Every write goes through `update(path)`: the file is copied, the copy changed and closed, and the

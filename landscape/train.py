@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 from . import cli, distributed
+from .bn import recalibrate_bn_, recalibration_batches
 from .cli_config import add_config_options, chosen_settings
 from .compress import METHODS, make_compressor
 from .data import Batches, load_cifar10, sha256_of
 from .errors import LandscapeError
 from .metrics import evaluate
 from .models import load_model, resolve_checkpoint
-from .paths import recalibrate_bn_, recalibration_batches
 from .store import Run, RunWriter, create_run, update, write_final
 from .trainer import COMPILE, COMPILE_MIN_STEPS, ProgressBar, TrainConfig, Trainer
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import ADAPTED_R20, SHARED, assert_one_line_error
 
+from landscape.analysis.paths import PathConfig, evaluate_path, read_path
+from landscape.analysis.perturbation import read_perturb
 from landscape.data import Batches
-from landscape.paths import PathConfig, evaluate_path, read_path
-from landscape.perturbation import read_perturb
 from landscape.store import Run
 
 DATA = ["--data", str(SHARED / "data"), "--batch-size", "50"]

@@ -101,7 +101,7 @@ def test_perturb_resumes_a_one_process_journal_on_two_processes(tiny_run, tmp_pa
     skip the journaled evaluations, share out the rest, and rank 0 writes the same numbers as the one process."""
     import shutil
 
-    from landscape.sweep import Journal
+    from landscape.analysis.sweep import Journal
 
     for folder in ("one", "two"):
         (tmp_path / folder).mkdir()

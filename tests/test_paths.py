@@ -1,4 +1,4 @@
-"""landscape.paths: point convention, exact endpoints, agreement with a plain reference loop, BN modes, no
+"""landscape.analysis.paths: point convention, exact endpoints, agreement with a plain reference loop, BN modes, no
 mutation of the inputs, storage."""
 
 import copy
@@ -7,19 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.analysis.evaluator import StateEvaluator
+from landscape.analysis.paths import PathConfig, evaluate_path, path_positions, read_path, write_path
+from landscape.bn import recalibrate_bn_
 from landscape.data import Batches
 from landscape.errors import LandscapeError
 from landscape.metrics import evaluate
 from landscape.models import build_model, load_state
-from landscape.paths import (
-    PathConfig,
-    StateEvaluator,
-    evaluate_path,
-    path_positions,
-    read_path,
-    recalibrate_bn_,
-    write_path,
-)
 
 
 def _states(n: int, seed: int = 0) -> list[dict]:

@@ -1,4 +1,4 @@
-"""landscape.perturbation: equal norms (global and per layer), seeding, agreement with plain evaluations, no
+"""landscape.analysis.perturbation: equal norms (global and per layer), seeding, agreement with plain evaluations, no
 mutation of the inputs, percentile/z-score, storage."""
 
 import copy
@@ -8,23 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.analysis.directions import displacement, global_norm, random_direction, random_directions
+from landscape.analysis.perturbation import PerturbConfig, PerturbResult, perturbation_test, read_perturb, write_perturb
+from landscape.bn import recalibrate_bn_
 from landscape.data import Batches
 from landscape.errors import LandscapeError
 from landscape.metrics import evaluate
 from landscape.models import build_model
 from landscape.params import select_params, with_params
-from landscape.paths import recalibrate_bn_
-from landscape.perturbation import (
-    PerturbConfig,
-    PerturbResult,
-    displacement,
-    global_norm,
-    perturbation_test,
-    random_direction,
-    random_directions,
-    read_perturb,
-    write_perturb,
-)
 
 
 @pytest.fixture(scope="module")

@@ -161,7 +161,7 @@ def test_journal_of_another_command_is_refused_then_discarded_with_force(tiny_ru
 
     from conftest import assert_one_line_error
 
-    from landscape.sweep import Journal
+    from landscape.analysis.sweep import Journal
 
     shutil.copy(tiny_run, tmp_path / "run.h5")
     args = [tmp_path / "run.h5", "--points", "2", "--limit", "100", "--data", SHARED / "data", "--name", "p"]

@@ -1,4 +1,4 @@
-"""landscape/sweep.py: journaled sweeps skip what is done and give the same numbers as an uninterrupted sweep;
+"""landscape/analysis/sweep.py: journaled sweeps skip what is done and give the same numbers as an uninterrupted sweep;
 journals of another job are refused by name; path and perturbation evaluations read finished values from the
 journal instead of recomputing them."""
 
@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 
+from landscape.analysis.directions import Directions, random_directions
+from landscape.analysis.paths import PathConfig, evaluate_path
+from landscape.analysis.perturbation import PerturbConfig, perturbation_test, sweep_keys
+from landscape.analysis.sweep import Journal, journal_path, run_sweep, state_digest
 from landscape.errors import LandscapeError
 from landscape.models import build_model
-from landscape.paths import PathConfig, evaluate_path
-from landscape.perturbation import Directions, PerturbConfig, perturbation_test, random_directions, sweep_keys
-from landscape.sweep import Journal, journal_path, run_sweep, state_digest
 
 FINGERPRINT = {"tool": "test", "points": 5, "states": ["a", "b"]}
 

@@ -73,11 +73,11 @@ def ptq_baselines(spec: StudySpec, *, data=None, download: bool = False, device:
     study's --recalibrate-bn N also after BN recalibration on N training batches. Cached in `cache` (JSON,
     keyed by everything that decides the numbers)."""
     from .. import train
+    from ..bn import recalibrate_bn_, recalibration_batches
     from ..compress.ptq import quantize_model
     from ..data import Batches, load_cifar10
     from ..metrics import evaluate
     from ..models import load_model
-    from ..paths import recalibrate_bn_, recalibration_batches
 
     p, owners = train.parser()
     settings = train.settings_from_args(p.parse_args([*spec.train_args, "--method", spec.method]), owners, device)

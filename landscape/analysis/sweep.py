@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import distributed
-from .distributed import World
-from .errors import LandscapeError
+from .. import distributed
+from ..distributed import World
+from ..errors import LandscapeError
 
 JOURNAL_VERSION = 1
 

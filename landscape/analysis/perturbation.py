@@ -27,9 +27,9 @@ and, with "keep", its own statistics) is evaluated too and reported separately a
 recalibration forwards `bn_data` once per state; bn="keep" costs one evaluation pass per direction and nothing
 else.
 
-Randomness. Directions come from a CPU torch.Generator seeded with `seed`, drawn layer by layer in model order
-(one `randn` per layer and direction): the same seed gives the same directions on every device, and direction
-i does not depend on M. Directions are regenerated, never stored.
+Randomness (analysis/directions.py). Directions come from a CPU torch.Generator seeded with `seed`, drawn
+layer by layer in model order (one `randn` per layer and direction): the same seed gives the same directions
+on every device, and direction i does not depend on M. Directions are regenerated, never stored.
 
 Stored results (`write_perturb` / `read_perturb`), group /analysis/perturb/<name> of a run file:
   random_delta_loss [M], random_slope [M], random_accuracy [M], layer_norms [L] (‖Δθ_l‖), and, when a scan was
@@ -41,28 +41,28 @@ Stored results (`write_perturb` / `read_perturb`), group /analysis/perturb/<name
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
-import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .checks import check_int
-from .distributed import World
-from .errors import LandscapeError, RunFileError
-from .params import SELECTIONS, select_params
-from .paths import BN_MODES, StateEvaluator, check_name, check_states, open_for_update
-from .store import fresh_group
+from ..bn import check_bn_mode
+from ..checks import check_int
+from ..distributed import World
+from ..errors import LandscapeError
+from ..params import SELECTIONS, select_params
+from ..store import fresh_group
+from .directions import NORMS, Directions, displacement, global_norm, tensor_norm
+from .evaluator import StateEvaluator, check_states
+from .storage import check_name, open_for_update, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
 
-NORMS = ("global", "per-layer")
 GROUP = "analysis/perturb"
 
 
@@ -82,8 +82,7 @@ class PerturbConfig:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.params not in SELECTIONS:
             raise ValueError(f"params must be one of {', '.join(SELECTIONS)}, got {self.params!r}")
-        if self.bn not in BN_MODES:
-            raise ValueError(f"bn must be one of {', '.join(BN_MODES)}, got {self.bn!r}")
+        check_bn_mode(self.bn)
         if not all(isinstance(a, (int, float)) and math.isfinite(a) for a in self.alphas):
             raise ValueError(f"scan alphas must be finite numbers, got {self.alphas!r}")
 
@@ -143,88 +142,11 @@ class PerturbResult:
         return out
 
 
-# ---------------------------------------------------------------------------------------------- directions
-
-
-def displacement(pre: Mapping[str, Tensor], target: Mapping[str, Tensor], names: Sequence[str]) -> dict[str,
-                                                                                                        Tensor]:
-    """Δθ_l = target_l − pre_l for each name (new tensors)."""
-    out = {}
-    for name in names:
-        if name not in target:
-            raise LandscapeError(f"the target state has no {name}")
-        if tuple(target[name].shape) != tuple(pre[name].shape):
-            raise LandscapeError(f"{name}: target has shape {tuple(target[name].shape)}, pretrained "
-                                 f"{tuple(pre[name].shape)}")
-        out[name] = target[name].to(pre[name].device, pre[name].dtype) - pre[name]
-    return out
-
-
-def _norm(t: Tensor) -> float:
-    """‖t‖₂ in float64, on the CPU (MPS has no float64)."""
-    return float(torch.linalg.vector_norm(t.detach().to("cpu", torch.float64)))
-
-
-def global_norm(tensors: Mapping[str, Tensor]) -> float:
-    return math.sqrt(sum(_norm(t) ** 2 for t in tensors.values()))
-
-
-def random_direction(delta: Mapping[str, Tensor], generator: torch.Generator, norm: str = "global", *,
-                     delta_norms: Mapping[str, float] | None = None) -> dict[str, Tensor]:
-    """One Gaussian direction over the parameters of `delta`, scaled to its norm (module docstring). Drawn in
-    float64 on the CPU (so the same on every device), returned on each parameter's device and dtype.
-    `delta_norms` (‖Δθ_l‖ per layer) saves recomputing them for every direction."""
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    if delta_norms is None:
-        delta_norms = {name: _norm(d) for name, d in delta.items()}
-    raw = {name: torch.randn(d.shape, generator=generator, dtype=torch.float64) for name, d in delta.items()}
-    raw_norms = {name: float(torch.linalg.vector_norm(r)) for name, r in raw.items()}
-    if norm == "global":
-        g = math.sqrt(sum(v * v for v in raw_norms.values()))
-        target = math.sqrt(sum(v * v for v in delta_norms.values()))
-        factors = {name: target / g if g > 0 else 0.0 for name in raw}
-    else:
-        factors = {name: delta_norms[name] / raw_norms[name] if raw_norms[name] > 0 else 0.0 for name in raw}
-    return {name: (r * factors[name]).to(delta[name].device, delta[name].dtype) for name, r in raw.items()}
-
-
-def random_directions(delta: Mapping[str, Tensor], m: int, *, seed: int,
-                      norm: str = "global") -> Iterator[dict]:
-    """M directions, one at a time (never all in memory); direction i is the same for any M ≥ i + 1."""
-    direction = Directions(delta, seed, norm)
-    for i in range(m):
-        yield direction(i)
-
-
-class Directions:
-    """Direction i of `random_directions(delta, ·, seed, norm)` on demand. The directions come from one generator
-    in sequence, so direction i costs drawing 0 … i−1 first; asking in increasing order (what each rank of a sweep
-    does) draws every direction at most once (a Gaussian draw is ~1% of an evaluation for ResNet-20)."""
-
-    def __init__(self, delta: Mapping[str, Tensor], seed: int, norm: str):
-        self.delta, self.seed, self.norm = delta, seed, norm
-        self.delta_norms = {name: _norm(d) for name, d in delta.items()}
-        self._restart()
-
-    def _restart(self) -> None:
-        self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        self.next, self.last = 0, None
-
-    def __call__(self, i: int) -> dict[str, Tensor]:
-        if i < self.next - 1:
-            self._restart()
-        while self.next <= i:
-            self.last = random_direction(self.delta, self.generator, self.norm, delta_norms=self.delta_norms)
-            self.next += 1
-        return self.last
-
-
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
 def sweep_keys(config: PerturbConfig) -> list[str]:
-    """The evaluations of a perturbation test, as sweep keys (landscape/sweep.py): base (θ_pre), target (its full
+    """The evaluations of a perturbation test, as sweep keys (landscape/analysis/sweep.py): base (θ_pre), target (its full
     state), real (θ_pre + Δθ), random/i (θ_pre + δ_i) and, for a scan, scan/real/a and scan/random/a (index a of
     config.alphas; α = 0 is θ_pre itself and is not evaluated again)."""
     keys = ["base", "target", "real"] + [f"random/{i}" for i in range(config.directions)]
@@ -242,7 +164,7 @@ def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: I
     modified.
 
     Every evaluation (`sweep_keys`) writes the whole state first, so under torchrun (`world`) they are shared out
-    over the ranks, and evaluations already in `journal` are skipped (landscape/sweep.py); the result is returned
+    over the ranks, and evaluations already in `journal` are skipped (landscape/analysis/sweep.py); the result is returned
     on rank 0 only (None elsewhere)."""
     evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast)
     check_states(evaluator.live, [target], ["the target state"])
@@ -290,7 +212,7 @@ def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: I
             return {m: np.array([r[m] for r in rows], dtype=np.float64) for m in ("loss", "accuracy")}
 
         result_scan = Scan(np.asarray(config.alphas, dtype=np.float64), along("real"), along("random"))
-    return PerturbResult(displacement_norm=norm, layer_norms={k: _norm(v) for k, v in delta.items()},
+    return PerturbResult(displacement_norm=norm, layer_norms={k: tensor_norm(v) for k, v in delta.items()},
                          base=base, real=real,
                          target={"loss": values["target"]["loss"], "accuracy": values["target"]["accuracy"]},
                          random_delta_loss=np.array([r["loss"] - base["loss"] for r in randoms], dtype=np.float64),
@@ -321,22 +243,16 @@ def write_perturb(path: str | os.PathLike, name: str, result: PerturbResult, att
         s = result.summary()
         g.attrs.update({k: v for k, v in s.items() if not isinstance(v, (list, dict))})
         g.attrs["layers"] = json.dumps(list(result.layer_norms))
-        g.attrs.update({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
-                        for k, v in attrs.items() if v is not None})
-        g.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        set_attrs(g, attrs)
     return key
 
 
 def read_perturb(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict]:
     """(datasets, attrs) of /analysis/perturb/<name>."""
-    key = f"{GROUP}/{name}"
     with h5py.File(path, "r") as f:
-        if key not in f:
-            have = sorted(k for k in f[GROUP] if not k.startswith(".")) if GROUP in f else []
-            raise RunFileError(f"{path} has no /{key} (stored: {', '.join(have) or 'none'})")
-        return {k: np.array(v) for k, v in f[key].items()}, dict(f[key].attrs)
+        g = open_result(f, GROUP, name, path)
+        return {k: np.array(v) for k, v in g.items()}, dict(g.attrs)
 
 
 def stored_perturbs(path: str | os.PathLike) -> list[str]:
-    with h5py.File(path, "r") as f:
-        return sorted(k for k in f[GROUP] if not k.startswith(".")) if GROUP in f else []
+    return stored(path, GROUP)
