@@ -20,21 +20,23 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
   /final/bits                 attrs: effective bits log2 K_l and storage bits ceil(log2 K_l) per layer, means
   /eval/<state>               attrs accuracy (fraction), loss (nats), n, split, for pretrained/compressed/clamped
                               (and recalibrated, with bn_batches)
-  /analysis/paths/<name>      written by `python -m landscape.interpolate` (landscape/analysis/paths.py): alpha [T] (position
-                              in segments, state k at alpha = k), segment [T], <split>/loss [T] (nats),
+  /analysis/paths/<name>      written by `python -m landscape.interpolate` (analysis/paths.py): alpha [T] (position in
+                              segments, state k at alpha = k), segment [T], <split>/loss [T] (nats),
                               <split>/accuracy [T] for split test and/or train; attrs: states (JSON), points, bn,
                               bn_batches, fast, limit, batch_size, n_<split>, created
-  /analysis/perturb/<name>    written by `python -m landscape.perturb` (landscape/analysis/perturbation.py): random_delta_loss
+  /analysis/perturb/<name>    written by `python -m landscape.perturb` (analysis/perturbation.py): random_delta_loss
                               [M] (nats), random_slope [M] (ΔL/‖Δθ‖), random_accuracy [M], layer_norms [L], scan_*
                               when --alphas; attrs: target, norm, directions, seed, bn, displacement_norm,
                               base_loss, real_delta_loss, real_slope, target_loss, percentile, zscore, created, …
+  /analysis/surfaces/<name>   written by `python -m landscape.surface` (analysis/surface.py): x [Rx], y [Ry], loss
+                              [Rx, Ry] (nats), accuracy [Rx, Ry], anchor_coords/_loss/_accuracy; attrs: plane, states,
+                              units, axis_norms, cosine, norm, ignore, bn, resolution, range, split, limit, n, …
 
   /resume                     attrs: step; dataset `trainer`: the trainer's full state (model, optimizer, scheduler,
                               compressor, RNG) as a torch.save blob, replaced at every checkpoint (for --resume)
 
-Beside the file, only while an interpolate/perturb job on it is unfinished:
-`.RUN.h5.<paths|perturb>-<name>.journal.json` (finished evaluations, landscape/analysis/sweep.py); it is removed when the
-result lands in /analysis.
+Beside the file, only while an analysis job on it is unfinished: `.RUN.h5.<kind>-<name>.journal.json` (finished
+evaluations, analysis/sweep.py); it is removed when the result lands in /analysis.
 
 Crash safety. Every write goes through `update(path)`: the file is copied, the copy changed and closed, and the
 copy atomically renamed over the original (os.replace). A process killed at any moment (SIGKILL included)
@@ -68,7 +70,7 @@ SCALARS = ("step", "epoch", "task_loss", "compression_loss", "lr", "mean_cluster
 STATES = ("pretrained", "compressed", "clamped", "recalibrated")  # recalibrated: only with --recalibrate-bn
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
                               text=True, timeout=5).stdout.strip() or "unknown"
@@ -101,7 +103,7 @@ def create_run(path: str | os.PathLike, *, config: dict, seed: int, method: str,
     tmp = _tmp_name(path)
     with h5py.File(tmp, "w") as f:
         f.attrs.update(schema=SCHEMA, config=json.dumps(config), seed=seed, method=method, arch=arch,
-                       version=__version__, git_commit=_git_commit(), prepared=int(prepared),
+                       version=__version__, git_commit=git_commit(), prepared=int(prepared),
                        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         write_state(f.create_group("pretrained"), pretrained)
         scalars = f.create_group("scalars")

@@ -146,7 +146,7 @@ class PerturbResult:
 
 
 def sweep_keys(config: PerturbConfig) -> list[str]:
-    """The evaluations of a perturbation test, as sweep keys (landscape/analysis/sweep.py): base (θ_pre), target (its full
+    """The evaluations of a perturbation test, as sweep keys (analysis/sweep.py): base (θ_pre), target (its full
     state), real (θ_pre + Δθ), random/i (θ_pre + δ_i) and, for a scan, scan/real/a and scan/random/a (index a of
     config.alphas; α = 0 is θ_pre itself and is not evaluated again)."""
     keys = ["base", "target", "real"] + [f"random/{i}" for i in range(config.directions)]
@@ -164,7 +164,7 @@ def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: I
     modified.
 
     Every evaluation (`sweep_keys`) writes the whole state first, so under torchrun (`world`) they are shared out
-    over the ranks, and evaluations already in `journal` are skipped (landscape/analysis/sweep.py); the result is returned
+    over the ranks, and evaluations already in `journal` are skipped (analysis/sweep.py); the result is returned
     on rank 0 only (None elsewhere)."""
     evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast)
     check_states(evaluator.live, [target], ["the target state"])
