@@ -217,3 +217,82 @@ def study_front(ax: Axes, runs: tuple[np.ndarray, np.ndarray], means: tuple[np.n
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize="x-small", loc="lower right")
     return ax
+
+
+# -------------------------------------------------------------------------------------------------- surfaces
+
+
+def loss_levels(loss: np.ndarray, n: int = 24) -> np.ndarray:
+    """`n` log-spaced contour levels spanning the finite positive values of `loss` (a surface's minimum is
+    resolved as finely as its walls)."""
+    finite = np.asarray(loss, dtype=float)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    if finite.size == 0:
+        return np.array([0.0, 1.0])
+    lo, hi = float(finite.min()), float(finite.max())
+    return np.geomspace(lo, hi * (1 + 1e-9), n) if hi > lo else np.array([lo * 0.99, lo * 1.01])
+
+
+def surface_contour(ax: Axes, x: np.ndarray, y: np.ndarray, loss: np.ndarray, *,
+                    anchors: Sequence[tuple[str, Sequence[float]]] = (), path: bool = False, title: str = "",
+                    xlabel: str = "x", ylabel: str = "y", equal_aspect: bool = False,
+                    colorbar_label: str = "loss (nats, log-spaced levels)") -> Axes:
+    """Filled contours of loss [len(x), len(y)] (indexing='ij': loss[i, j] at (x_i, y_j)) with log-spaced
+    levels; non-finite values left blank. `anchors` (label, (x, y)) are marked and named; `path` joins them in
+    order (the straight segments of a piecewise-linear path lying in the plane). `equal_aspect`: one unit is
+    as long on both axes (parameter-distance axes drawn at true aspect)."""
+    from matplotlib.colors import BoundaryNorm
+
+    z = np.ma.masked_invalid(np.asarray(loss, dtype=float).T)  # contourf wants [y, x]
+    levels = loss_levels(loss)
+    cmap = sns.color_palette("rocket_r", as_cmap=True)
+    filled = ax.contourf(x, y, z, levels=levels, cmap=cmap, norm=BoundaryNorm(levels, cmap.N), extend="neither")
+    ax.contour(x, y, z, levels=levels[::3], colors="white", linewidths=0.4, alpha=0.6)
+    cbar = ax.figure.colorbar(filled, ax=ax, shrink=0.85)
+    cbar.set_label(colorbar_label)
+    ticks = levels[:: max(1, len(levels) // 6)]
+    cbar.set_ticks(ticks, labels=[f"{t:.3g}" for t in ticks])
+    if anchors:
+        colors = palette([a for a, _ in anchors])
+        xy = np.array([c for _, c in anchors], dtype=float)
+        if path and len(anchors) > 1:
+            ax.plot(xy[:, 0], xy[:, 1], color="black", linewidth=1.4, linestyle="--", zorder=4,
+                    label="interpolation path")
+        for (label, _), (px, py) in zip(anchors, xy, strict=True):
+            ax.plot(px, py, marker="o", markersize=7, color=colors[label], markeredgecolor="white", zorder=5,
+                    linestyle="none", label=label)
+        ax.legend(fontsize="x-small", loc="best", framealpha=0.8)
+    if equal_aspect:
+        ax.set_aspect("equal", adjustable="box")
+    ax.grid(False)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return ax
+
+
+def surface_3d(ax, x: np.ndarray, y: np.ndarray, loss: np.ndarray, *, title: str = "", xlabel: str = "x",
+               ylabel: str = "y", zlabel: str = "loss (nats)") -> object:
+    """The same surface in 3-D (`ax` made with projection='3d'), log-coloured like the contours."""
+    from matplotlib.colors import LogNorm
+
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    z = np.asarray(loss, dtype=float)
+    finite = z[np.isfinite(z) & (z > 0)]
+    norm = LogNorm(finite.min(), finite.max()) if finite.size and finite.max() > finite.min() else None
+    ax.plot_surface(X, Y, np.where(np.isfinite(z), z, np.nan), cmap=sns.color_palette("rocket_r", as_cmap=True),
+                    norm=norm, linewidth=0, antialiased=True, rcount=len(x), ccount=len(y))
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, zlabel=zlabel)
+    return ax
+
+
+def line_scan(ax: Axes, x: np.ndarray, loss: np.ndarray, *, anchors: Sequence[tuple[str, float, float]] = (),
+              title: str = "", xlabel: str = "x", ylabel: str = "loss (nats)") -> Axes:
+    """A 1-D scan: loss along one direction; `anchors` (label, x, loss) marked."""
+    ax.plot(x, loss, marker="o", markersize=3, color=COLORS["random"])
+    colors = palette([a for a, *_ in anchors])
+    for label, px, py in anchors:
+        ax.plot(px, py, marker="o", markersize=7, color=colors[label], linestyle="none", label=label)
+    if anchors:
+        ax.legend(fontsize="x-small")
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return ax

@@ -122,3 +122,23 @@ def test_perturb_resumes_a_one_process_journal_on_two_processes(tiny_run, tmp_pa
     assert raw["world_size"] == 2 and len(got["random_delta_loss"]) == 5
     assert got == expected
     assert not list((tmp_path / "two").glob(".*journal*"))
+
+
+def test_surface_shards_points_over_two_processes(tiny_run, tmp_path, run_cli, one_thread):
+    """A states-plane surface (3 anchors + 3 × 5 grid points, BN recalibrated at every point) over 2 gloo ranks:
+    the same numbers as one single-threaded process, to the last bit."""
+    import shutil
+
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(tiny_run, tmp_path / folder / "run.h5")
+    args = ["--plane", "states", "--resolution", "3,5", "--limit", "200", "--batch-size", "100", "--bn",
+            "recalibrate", "--bn-batches", "1"]
+    single = run_cli("surface", tmp_path / "one" / "run.h5", *args, "--data", SHARED / "data", "--json")
+    assert single.code == 0, single.err
+    ddp = torchrun("surface", tmp_path / "two" / "run.h5", *args, port=29520)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    (expected, _), (got, raw) = numbers(single.out), numbers(ddp.stdout)
+    assert raw["world_size"] == 2 and len(got["loss"]) == 3 and len(got["loss"][0]) == 5
+    assert got == expected
+    assert not list((tmp_path / "two").glob(".*journal*"))

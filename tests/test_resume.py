@@ -92,12 +92,13 @@ def test_same_seed_same_numbers(reference, tiny_checkpoint, tmp_path):
         assert (a["scalars/task_loss"][:] == b["scalars/task_loss"][:]).all()
 
 
-# ------------------------------------------------------------------ long analysis jobs: interpolate and perturb
+# ------------------------------------------------------- long analysis jobs: interpolate, perturb, surface
 
 ANALYSIS_ARGS = {  # small, but long enough (≈ 20 evaluations) to be killed in the middle
     "interpolate": ["--points", "10", "--limit", "300", "--batch-size", "100", "--out", "{dir}/path.h5"],
     "perturb": ["--directions", "14", "--alphas", "-1", "0", "1", "--bn", "keep", "--limit", "300", "--batch-size",
                 "100"],
+    "surface": ["--plane", "random", "--resolution", "5", "--limit", "300", "--batch-size", "100"],
 }
 UNSTABLE = {"file", "png", "run", "group"}  # paths that differ between the trials' folders
 
@@ -111,7 +112,7 @@ def journals(folder):
     return list(folder.glob(".*.journal.json"))
 
 
-@pytest.mark.parametrize("tool", ["interpolate", "perturb"])
+@pytest.mark.parametrize("tool", ["interpolate", "perturb", "surface"])
 def test_killed_analysis_resumes_finished_points_and_numbers(tool, tiny_run, tmp_path):
     """SIGKILL at random moments after the first journaled evaluation, then the same command again: it says how
     many evaluations it skips, and its numbers equal an uninterrupted run's exactly (CPU)."""
