@@ -87,9 +87,10 @@ def test_figure_scripts_write_png_csv_and_config(scripts, tiny_run, tmp_path, ca
                                       "--out-dir",
                                       str(out), "--points", "3"] + COMMON) == 0
     assert scripts("fig_accuracy_vs_bits").main(run + COMMON + ["--bits", "2", "3"]) == 0
+    assert scripts("fig_surface").main(run + COMMON + ["--resolution", "3"]) == 0
     capsys.readouterr()
 
-    for stem in ("weight_histograms", "perturbation", "paths", "accuracy_vs_bits"):
+    for stem in ("weight_histograms", "perturbation", "paths", "accuracy_vs_bits", "surface"):
         _check_png(out / f"{stem}.png")
         assert _read_csv(out / f"{stem}.csv")
         config = json.loads((out / f"{stem}.config.json").read_text())
@@ -104,6 +105,10 @@ def test_figure_scripts_write_png_csv_and_config(scripts, tiny_run, tmp_path, ca
                                                                                              "ptq:heq:2"}
     paths = _read_csv(out / "paths.csv")
     assert len(paths) == 2 * 5 and {r["label"] for r in paths} == {"a", "b"}
+    surface = _read_csv(out / "surface.csv")
+    assert len(surface) == 2 * 9 and not list(out.glob(".*journal*"))
+    anchors = {(r["plane"], r["state"]) for r in _read_csv(out / "surface_anchors.csv")}
+    assert anchors == {("states", "pretrained"), ("states", "compressed"), ("states", "clamped"), ("random", "clamped")}
     bits = _read_csv(out / "accuracy_vs_bits.csv")
     assert [r["method"] for r in bits].count("HEQ PTQ") == 2
 
