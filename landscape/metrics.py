@@ -1,26 +1,52 @@
-"""Evaluation of a model on a data split: accuracy (fraction) and mean cross-entropy (nats)."""
+"""Evaluation of a model on batches: mean loss (nats; cross-entropy unless a loss function is given) and accuracy
+(fraction; for classifier outputs [N, C] with integer labels [N], else NaN). The one loop every evaluation runs
+(`metrics.evaluate`, the analyses' StateEvaluator)."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 from tqdm import tqdm
 
-from .data import Batches
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) → the batch's *mean* loss (a 0-d tensor)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, *, progress: bool = False, desc: str = "eval") -> dict:
-    """{"accuracy": fraction correct, "loss": mean cross-entropy in nats, "n": images}. The model is put in eval
-    mode for the pass and its previous mode restored."""
+def accumulate(model: nn.Module, batches: Iterable, *, loss_fn: LossFn | None = None,
+               prepare: Callable[[Tensor], Tensor] | None = None, progress: bool = False,
+               desc: str = "eval") -> dict:
+    """{"accuracy", "loss", "n"} of `model` as it is (its mode untouched) on (x, y) batches: the loss is the
+    batch-size-weighted mean of `loss_fn`'s batch means (default: cross-entropy summed per batch, the same
+    number), `prepare(x)` (e.g. a memory-layout change) applied to every input first."""
+    correct, loss_sum, n, classifier = 0, 0.0, 0, True
+    for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
+        out = model(prepare(x) if prepare is not None else x)
+        if loss_fn is None:
+            loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+        else:
+            loss_sum += float(loss_fn(out, y)) * len(y)
+        if classifier and out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+            correct += (out.argmax(1) == y).sum().item()
+        else:
+            classifier = False
+        n += len(y)
+    if n == 0:
+        raise ValueError("no data to evaluate on (empty batches)")
+    return {"accuracy": correct / n if classifier else math.nan, "loss": loss_sum / n, "n": n}
+
+
+def evaluate(model: nn.Module, batches: Iterable, *, loss_fn: LossFn | None = None, progress: bool = False,
+             desc: str = "eval") -> dict:
+    """{"accuracy": fraction correct, "loss": mean loss in nats, "n": examples}. The model is put in eval mode
+    for the pass and its previous mode restored."""
     was_training = model.training
     model.eval()
-    correct, loss_sum, n = 0, 0.0, 0
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        n += len(y)
-    model.train(was_training)
-    return {"accuracy": correct / n, "loss": loss_sum / n, "n": n}
+    try:
+        return accumulate(model, batches, loss_fn=loss_fn, progress=progress, desc=desc)
+    finally:
+        model.train(was_training)

@@ -184,3 +184,22 @@ def test_write_read_round_trip(tmp_path, test_batches):
     assert read_path(path, "p")[1]["points"] == 4
     with pytest.raises(ValueError, match="without '/'"):
         write_path(path, "a/b", result, {})
+
+
+def test_any_loss_function_and_non_classifier_outputs():
+    """A regression model with a mean-squared-error loss: the loss is the batch-size-weighted mean of the batch
+    means (batches of unequal size), accuracy is NaN (not a classifier), and the fast path agrees."""
+    import math
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x, y = torch.randn(50, 5), torch.randn(50, 2)
+    batches = [(x[:30], y[:30]), (x[30:], y[30:])]
+    with torch.no_grad():
+        want = F.mse_loss(model(x), y).item()
+    for fast in (False, True):
+        got = StateEvaluator(model, fast=fast, loss_fn=F.mse_loss).evaluate(batches)
+        assert math.isclose(got["loss"], want, rel_tol=1e-6) and math.isnan(got["accuracy"]) and got["n"] == 50
+    assert math.isnan(evaluate(model, batches, loss_fn=F.mse_loss)["accuracy"])

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..bn import check_bn_mode, recalibrate_bn_
 from ..errors import LandscapeError
+from ..metrics import LossFn, accumulate
 
 
 def check_states(reference: Mapping[str, Tensor], states: Sequence[Mapping[str, Tensor]],
@@ -130,13 +131,15 @@ class StateEvaluator:
     never touched): write a state with `load_`, `lerp_`, `add_` or `combine_`, then `evaluate(batches)`.
 
     bn="recalibrate" re-estimates the BN statistics on `bn_data` before every evaluation; fast=True evaluates
-    through a BN-folded, channels-last copy (module docstring)."""
+    through a BN-folded, channels-last copy (module docstring); `loss_fn` (outputs, targets) → the batch's mean
+    loss replaces cross-entropy."""
 
     def __init__(self, model: nn.Module, *, bn: str = "keep", bn_data: Iterable | None = None,
-                 fast: bool = True):
+                 fast: bool = True, loss_fn: LossFn | None = None):
         check_bn_mode(bn)
         if bn == "recalibrate" and bn_data is None:
             raise ValueError("bn='recalibrate' needs training batches (bn_data)")
+        self.loss_fn = loss_fn  # (outputs, targets) → batch mean; None: cross-entropy
         self.work = copy.deepcopy(model).eval().requires_grad_(False)
         self.folded: _Folded | None = None
         if fast:
@@ -210,18 +213,7 @@ class StateEvaluator:
             self._stale = False
         return self.folded.module if self.folded is not None else self.work
 
-    @torch.no_grad()
     def evaluate(self, batches: Iterable) -> dict:
-        """{"accuracy": fraction, "loss": mean cross-entropy in nats, "n": images} of the current state."""
-        model = self._prepare()
-        correct, loss_sum, n = 0, 0.0, 0
-        for x, y in batches:
-            logits = model(self._layout(x))
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-        if n == 0:
-            raise ValueError("no data to evaluate on (empty batches)")
-        return {"accuracy": correct / n, "loss": loss_sum / n, "n": n}
-
-
+        """{"accuracy": fraction, "loss": mean loss in nats, "n": examples} of the current state
+        (metrics.accumulate, with this evaluator's loss function)."""
+        return accumulate(self._prepare(), batches, loss_fn=self.loss_fn, prepare=self._layout)

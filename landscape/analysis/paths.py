@@ -48,6 +48,7 @@ from torch import Tensor
 from ..bn import check_bn_mode
 from ..checks import check_int
 from ..distributed import World
+from ..metrics import LossFn
 from ..store import fresh_group
 from .evaluator import StateEvaluator, check_states
 from .storage import check_name, open_for_update, open_result, set_attrs, stored
@@ -98,7 +99,7 @@ def path_positions(n_states: int, points: int) -> tuple[np.ndarray, np.ndarray, 
 def evaluate_path(model: nn.Module, states: Sequence[Mapping[str, Tensor]], data: Mapping[str, Iterable],
                   config: PathConfig = PathConfig(), *, bn_data: Iterable | None = None,
                   labels: Sequence[str] | None = None, progress: bool = False, world: World = World(),
-                  journal: Journal | None = None) -> PathResult | None:
+                  journal: Journal | None = None, loss_fn: LossFn | None = None) -> PathResult | None:
     """Loss and accuracy on every split of `data` (name → re-iterable (x, y) batches) along the path through
     `states` (module docstring for the point convention and BN modes). `model` supplies the architecture (its
     own weights are not used) and is not modified; nor are the states.
@@ -110,7 +111,7 @@ def evaluate_path(model: nn.Module, states: Sequence[Mapping[str, Tensor]], data
         raise ValueError(f"a path needs at least 2 states, got {len(states)}")
     if not data:
         raise ValueError("no split to evaluate on")
-    evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast)
+    evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast, loss_fn=loss_fn)
     check_states(evaluator.live, states, labels)
     dev = evaluator.device
     # .to() copies only when it must; the dtype is the model's, so lerp can write straight into its tensors

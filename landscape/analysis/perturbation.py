@@ -56,6 +56,7 @@ from ..bn import check_bn_mode
 from ..checks import check_int
 from ..distributed import World
 from ..errors import LandscapeError
+from ..metrics import LossFn
 from ..params import SELECTIONS, select_params
 from ..store import fresh_group
 from .directions import NORMS, Directions, displacement, global_norm, tensor_norm
@@ -158,7 +159,7 @@ def sweep_keys(config: PerturbConfig) -> list[str]:
 def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: Iterable,
                       config: PerturbConfig = PerturbConfig(), *, bn_data: Iterable | None = None,
                       progress: bool = False, world: World = World(),
-                      journal: Journal | None = None) -> PerturbResult | None:
+                      journal: Journal | None = None, loss_fn: LossFn | None = None) -> PerturbResult | None:
     """Real displacement (model → target over the selected parameters) against M equal-norm random ones, on
     `batches`. `model` is the pretrained model (architecture and θ_pre); neither it nor `target` is
     modified.
@@ -166,7 +167,7 @@ def perturbation_test(model: nn.Module, target: Mapping[str, Tensor], batches: I
     Every evaluation (`sweep_keys`) writes the whole state first, so under torchrun (`world`) they are shared out
     over the ranks, and evaluations already in `journal` are skipped (analysis/sweep.py); the result is returned
     on rank 0 only (None elsewhere)."""
-    evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast)
+    evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast, loss_fn=loss_fn)
     check_states(evaluator.live, [target], ["the target state"])
     dev = evaluator.device
     pre = {k: v.detach().clone() for k, v in evaluator.live.items()}  # θ_pre, all entries, on the device

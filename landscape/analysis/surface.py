@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import h5py
@@ -53,6 +53,7 @@ from torch import Tensor
 from ..bn import check_bn_mode
 from ..distributed import World
 from ..errors import LandscapeError
+from ..metrics import LossFn
 from ..store import fresh_group
 from . import directions as dirs
 from .evaluator import StateEvaluator, check_states
@@ -234,23 +235,21 @@ def surface_keys(shape: Sequence[int], n_anchors: int) -> list[str]:
 
 def evaluate_surface(model: nn.Module, plane: Plane, batches: Iterable, config: SurfaceConfig = SurfaceConfig(), *,
                      bn_data: Iterable | None = None, progress: bool = False, world: World = World(),
-                     journal: Journal | None = None,
-                     evaluate: Callable[[StateEvaluator, Iterable], dict] | None = None) -> SurfaceResult | None:
+                     journal: Journal | None = None, loss_fn: LossFn | None = None) -> SurfaceResult | None:
     """Loss and accuracy on `batches` at every grid point of `plane` and at its anchors. `model` supplies the
     architecture (not modified). Under torchrun the points are shared out and the result is returned on rank 0
-    (None elsewhere); points in `journal` are not evaluated again. `evaluate(evaluator, batches)` replaces the
-    evaluator's own (cross-entropy) evaluation, e.g. for another loss."""
+    (None elsewhere); points in `journal` are not evaluated again. `loss_fn` (outputs, targets) → batch mean
+    replaces cross-entropy."""
     ranges = config.range or plane.default_range(config.margin)
     if len(ranges) != len(plane.axes) or len(config.resolution) != len(plane.axes):
         raise ValueError(f"the plane has {len(plane.axes)} axes; range and resolution must have as many")
     coords = [grid_axis(a, b, r) for (a, b), r in zip(ranges, config.resolution, strict=True)]
-    evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast)
+    evaluator = StateEvaluator(model, bn=config.bn, bn_data=bn_data, fast=config.fast, loss_fn=loss_fn)
     dev = evaluator.device
     live = evaluator.live
     origin = {k: v.to(dev, live[k].dtype) for k, v in plane.origin.items()}
     axes = [{k: v.to(dev, live[k].dtype) for k, v in axis.items()} for axis in plane.axes]
     variances = [k for k in axes[0] if k.endswith("running_var")]
-    run_eval = evaluate or (lambda ev, data: ev.evaluate(data))
 
     def point(key: str) -> dict:
         kind, _, rest = key.partition("/")
@@ -262,7 +261,7 @@ def evaluate_surface(model: nn.Module, plane: Plane, batches: Iterable, config: 
             evaluator.combine_(origin, [(float(c[i]), axis) for c, i, axis in zip(coords, idx, axes, strict=True)])
             for k in variances:  # outside the states' triangle an extrapolated variance can go negative
                 live[k].clamp_(min=0)
-        out = run_eval(evaluator, batches)
+        out = evaluator.evaluate(batches)
         return {"loss": float(out["loss"]), "accuracy": float(out["accuracy"]), "n": int(out["n"])}
 
     shape = tuple(len(c) for c in coords)
