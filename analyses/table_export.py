@@ -61,12 +61,15 @@ def identical(a: torch.nn.Module, b: torch.nn.Module, batches) -> bool:
 
 def row(name: str, source: str, report: dict, same: bool, n: int, accuracy: float | None) -> dict:
     b, r = report["bytes"], report["ratio_vs_float32"]
-    encodings = sorted({f"{x['encoding']}" + (f" d={x['dim']}" if x["encoding"] == "vector" else "")
-                        for x in report["layers"]})
+    encodings = sorted({x["encoding"] + (f" d={x['dim']}" if x["encoding"] == "vector" else "")
+                        for x in report["layers"] if x["encoding"] != "raw"})
+    as_is = sum(x["encoding"] == "raw" for x in report["layers"])
+    encoding = " + ".join(encodings) + (f" ({as_is} layer{'s' * (as_is > 1)} as is)" if as_is else "")
     return {"method": name, "source": source, "state": report["state"], "arch": report["spec"]["arch"],
             "numel": report["numel"], "compressed_weights": report["compressed_weights"],
-            "encoded_weights": report["encoded_weights"], "encoding": " + ".join(encodings) or "none",
+            "encoded_weights": report["encoded_weights"], "encoding": encoding.strip() or "none",
             "mean_log2_k": report["mean_log2_k"], "mean_bits": report["mean_bits_per_weight"],
+            "mean_bits_with_codebook": report["mean_bits_per_weight_with_codebook"],
             "mean_entropy_bits": report["mean_entropy_bits_per_weight"],
             "float32_bytes": b["float32_checkpoint"], "export_bytes": b["export"], "header_bytes": b["export_header"],
             "lzma_bytes": b["export_lzma"], "zstd_bytes": b["export_zstd"], "entropy_ideal_bytes": b["entropy_ideal"],
@@ -81,14 +84,15 @@ def markdown(rows: list[dict]) -> list[str]:
         return "–" if v is None else fmt.format(v)
 
     zstd = any(r["zstd_bytes"] is not None for r in rows)
-    lines = ["| model | log2 K | stored b | entropy H | float32 | export | + lzma | "
+    lines = ["| model | code | log2 K | stored b (+ codebooks) | entropy H | float32 | export | + lzma | "
              + ("+ zstd | " if zstd else "") + "entropy-ideal |",
-             "|---|---|---|---|---|---|---|" + ("---|" if zstd else "") + "---|"]
+             "|---|---|---|---|---|---|---|---|" + ("---|" if zstd else "") + "---|"]
     def size(r, key, ratio):
         return f"{r[key]:,} (×{r[ratio]:.1f})" if r[key] is not None else "–"
 
     for r in rows:
-        cells = [r["method"], num(r["mean_log2_k"]), num(r["mean_bits"]), num(r["mean_entropy_bits"]),
+        stored = "–" if r["mean_bits"] is None else f"{r['mean_bits']:.2f} ({r['mean_bits_with_codebook']:.2f})"
+        cells = [r["method"], r["encoding"], num(r["mean_log2_k"]), stored, num(r["mean_entropy_bits"]),
                  f"{r['float32_bytes']:,}", size(r, "export_bytes", "ratio_export"),
                  size(r, "lzma_bytes", "ratio_lzma")]
         if zstd:

@@ -728,7 +728,10 @@ def float32_checkpoint_bytes(state: Mapping[str, Tensor]) -> int:
 
 def size_report(path: str | os.PathLike) -> dict:
     """Sizes of an export file against the float32 checkpoint of the same state (module docstring), per layer
-    and in total; a JSON-able dict."""
+    and in total; a JSON-able dict. Per layer, k / log2_k / bits / entropy_bits are per *index* (one index per
+    weight, or per d weights for vector codes); the *_per_weight fields divide by the weights. The means
+    (mean_log2_k, mean_bits_per_weight, ...) are over the encoded layers, weighted by their weights, in bits per
+    weight; "with_codebook" adds the codebooks' bytes."""
     path = Path(path)
     exported = read_export(path)
     data = path.read_bytes()
@@ -741,7 +744,9 @@ def size_report(path: str | os.PathLike) -> dict:
         per_weight = layer.n / layer.numel  # indices per weight (1/d for vector codes)
         rows.append({"layer": key, "weights": layer.numel, "encoding": layer.encoding, "dim": layer.dim,
                      "k": layer.k, "log2_k": math.log2(layer.k), "bits": layer.bits, "entropy_bits": h,
+                     "log2_k_per_weight": math.log2(layer.k) * per_weight,
                      "bits_per_weight": layer.bits * per_weight, "entropy_bits_per_weight": h * per_weight,
+                     "bits_per_weight_with_codebook": 8 * (layer.packed_bytes + layer.codebook_bytes) / layer.numel,
                      "packed_bytes": layer.packed_bytes, "codebook_bytes": layer.codebook_bytes,
                      "entropy_bytes": layer.n * h / 8 + layer.codebook_bytes, "float_bytes": layer.raw_bytes,
                      "distinct_values": layer.distinct_values, "run_clusters": layer.run_clusters})
@@ -750,8 +755,9 @@ def size_report(path: str | os.PathLike) -> dict:
     for key, reason in raw_compressed.items():
         t = exported.raw[key]
         rows.append({"layer": key, "weights": t.numel(), "encoding": "raw", "dim": None, "k": None,
-                     "log2_k": None, "bits": None, "entropy_bits": None,
-                     "bits_per_weight": 8 * t.element_size(), "entropy_bits_per_weight": None, "packed_bytes": None,
+                     "log2_k": None, "bits": None, "entropy_bits": None, "log2_k_per_weight": None,
+                     "bits_per_weight": 8 * t.element_size(), "entropy_bits_per_weight": None,
+                     "bits_per_weight_with_codebook": 8 * t.element_size(), "packed_bytes": None,
                      "codebook_bytes": None, "entropy_bytes": None, "float_bytes": t.numel() * t.element_size(),
                      "note": reason})
     n_compressed = sum(r["weights"] for r in rows)
@@ -774,7 +780,8 @@ def size_report(path: str | os.PathLike) -> dict:
             "spec": manifest["spec"], "provenance": manifest.get("provenance", {}),
             "numel": sum(t.numel() for t in exported.state.values()),
             "compressed_weights": n_compressed, "encoded_weights": n_encoded,
-            "mean_log2_k": mean("log2_k"), "mean_bits_per_weight": mean("bits_per_weight"),
+            "mean_log2_k": mean("log2_k_per_weight"), "mean_bits_per_weight": mean("bits_per_weight"),
             "mean_entropy_bits_per_weight": mean("entropy_bits_per_weight"),
+            "mean_bits_per_weight_with_codebook": mean("bits_per_weight_with_codebook"),
             "bytes": sizes, "ratio_vs_float32": ratios, "layers": rows,
             "lzma": "xz preset 9|extreme", "zstd": f"level {ZSTD_LEVEL}" if zstd else "not installed"}

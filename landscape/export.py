@@ -112,9 +112,10 @@ def table(report: dict) -> list[str]:
                                                   if report["spec"].get("wrapper") else
                                                   "no compressed layer is worth packing") + ")")
     if report["mean_bits_per_weight"] is not None:
-        lines.append(f"{report['encoded_weights']:,} encoded weights: mean log2 K {report['mean_log2_k']:.2f}, "
-                     f"stored {report['mean_bits_per_weight']:.2f} bits/weight, entropy "
-                     f"{report['mean_entropy_bits_per_weight']:.2f} bits/weight")
+        lines.append(f"{report['encoded_weights']:,} encoded weights, bits per weight: log2 K "
+                     f"{report['mean_log2_k']:.2f}, stored {report['mean_bits_per_weight']:.2f} (with the codebooks "
+                     f"{report['mean_bits_per_weight_with_codebook']:.2f}), entropy "
+                     f"{report['mean_entropy_bits_per_weight']:.2f}")
 
     lines.append(f"{'bytes on disk':<34} {'bytes':>10} {'× float32':>9} {'bits/number':>11}")
     labels = {"float32_checkpoint": "float32 checkpoint (torch.save)", "export": "export",

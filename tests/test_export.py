@@ -192,8 +192,24 @@ def test_compressed_state_is_stored_as_is_and_force_overwrites(run_cli, run, tmp
     state = read_export(out).state
     for key, value in Run(run).state("compressed").items():
         assert _same_bits(state[key], value)
-    r = run_cli("export", run, "--state", "compressed", "--out", out)  # text: says why
+    r = run_cli("export", run, "--state", "compressed", "--out", out)  # without --force: refused
     assert r.code == 2 and "exists" in r.err
+
+
+def test_recalibrated_state(run_cli, run, tmp_path, images):
+    with h5py.File(run, "a") as f:  # as train --recalibrate-bn writes it: the clamped weights, other BN statistics
+        f.copy("final/clamped", "final/recalibrated")
+        for name, ds in f["final/recalibrated"].items():
+            if name.endswith("running_var"):
+                ds[...] = np.asarray(ds) * 1.5
+    out = tmp_path / "r.safetensors"
+    r = run_cli("export", run, "--state", "recalibrated", "--out", out, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["state"] == "recalibrated"
+    recalibrated = Run(run).model("recalibrated")
+    logits = _logits(load_exported(out), images)
+    assert torch.equal(logits, _logits(recalibrated, images))
+    assert not torch.equal(logits, _logits(Run(run).model("clamped"), images))
 
 
 def _train(tmp_path, checkpoint, name, *method):
@@ -390,3 +406,28 @@ def test_table_export_script(tiny_run, tiny_checkpoint, tmp_path, capsys):
     config = json.loads((out / "export_table.config.json").read_text())
     assert config["run"] == [str(tiny_run)] and config["ptq"] == ["kmeans:2"] and config["rows"] == 2
     assert "| weight-coupling h=0.5 w=0.5 |" in printed and "float32" in printed
+
+
+def test_zstd_column_when_a_zstd_module_is_there(exported, monkeypatch):
+    """The report uses `zstandard` where it is installed (not a dependency: a stand-in module here)."""
+    import lzma
+    import types
+
+    path, _ = exported
+    assert codec.size_report(path)["bytes"]["export_zstd"] is None or "zstandard" in sys.modules
+    fake = types.ModuleType("zstandard")
+    levels = []
+
+    class ZstdCompressor:
+        def __init__(self, level):
+            levels.append(level)
+
+        def compress(self, data):
+            return lzma.compress(data, preset=0)
+
+    fake.ZstdCompressor = ZstdCompressor
+    monkeypatch.setitem(sys.modules, "zstandard", fake)
+    report = codec.size_report(path)
+    assert report["bytes"]["export_zstd"] == len(lzma.compress(path.read_bytes(), preset=0)) and levels == [19]
+    assert report["ratio_vs_float32"]["export_zstd"] == report["bytes"]["float32_checkpoint"] / report["bytes"][
+        "export_zstd"]
