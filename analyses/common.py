@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:
 
 from landscape import cli  # noqa: E402
 from landscape.bn import recalibration_batches  # noqa: E402
-from landscape.data import Batches, load_cifar10  # noqa: E402
+from landscape.data import Batches  # noqa: E402
 from landscape.outputs import write_csv, write_json  # noqa: E402, F401  (the scripts' writers)
 
 FIGURES = REPO / "figures"
@@ -60,14 +60,14 @@ def outputs(out_dir: str | os.PathLike, stem: str, suffixes: Iterable[str], forc
 def test_batches(args: argparse.Namespace):
     """(test Batches on --limit images, device)."""
     dev = cli.device(args.device)
-    _, test = load_cifar10(args.data, download=args.download)
+    _, test = cli.load_data(args)
     return Batches(test.subset(args.limit), args.batch_size, train=False, device=dev), dev
 
 
 def bn_batches(args: argparse.Namespace, n_batches: int) -> list:
     """The first n_batches unaugmented training batches of --batch-size images (for BN recalibration), as a
     list so that every recalibration sees exactly the same tensors."""
-    train, _ = load_cifar10(args.data, download=args.download)
+    train, _ = cli.load_data(args)
     return recalibration_batches(train, n_batches, args.batch_size, cli.device(args.device))
 
 

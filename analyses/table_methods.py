@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, stats_every=10**9,
                          device=str(dev))
 
-    model = load_model(args.arch, args.checkpoint).to(dev)
+    model = load_model(args.arch, args.checkpoint, args.arch_kwargs).to(dev)
     train, test = load_cifar10(args.data, download=args.download)
     train = train.subset(args.train_limit)
     test_batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)

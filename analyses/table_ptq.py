@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = cli.device(args.device)
 
-    model = load_model(args.arch, args.checkpoint).to(dev)
+    model = load_model(args.arch, args.checkpoint, args.arch_kwargs).to(dev)
     _, test = load_cifar10(args.data, download=args.download)
     batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
     start = time.perf_counter()

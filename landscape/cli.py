@@ -31,9 +31,19 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/, the only "
+    from .datasets import DATASETS
+
+    p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/ (or "
+                   "cifar-100-python/, or an image tree DIR/train/<class>/…, DIR/test/<class>/…), the only "
                    "place searched (--download fetches into it); default: $LANDSCAPE_DATA if set (likewise the "
                    "only place), else ../shared/data, then ~/.cache/landscape")
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="cifar10, cifar100 or imagefolder (default: a run's own dataset, else cifar10)")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="imagefolder: images resized and centre-cropped to this many pixels square (default: 32)")
+    p.add_argument("--normalization", default=None, help="per-channel input normalization: imagenet, measured "
+                   "(on the training split) or m1,m2,m3,s1,s2,s3 (default: a run's own, else imagenet for cifar10 "
+                   "and measured for the others)")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 if no local copy")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
     p.add_argument("--batch-size", type=int, default=500, help="evaluation batch size in images (default: 500)")
@@ -42,9 +52,43 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_model_args(p: argparse.ArgumentParser, *, checkpoint_required: bool = True) -> None:
     from .models import ARCHS
 
-    p.add_argument("--arch", default="resnet20", help=f"one of {', '.join(ARCHS)} (default: resnet20)")
+    p.add_argument("--arch", default="resnet20", help=f"one of {', '.join(ARCHS)} (default: resnet20), or any "
+                   "importable model factory package.module:factory, e.g. torchvision.models:mobilenet_v3_small")
+    p.add_argument("--arch-kwargs", type=json_object, default=None, metavar="JSON",
+                   help='keyword arguments of the arch\'s factory, e.g. \'{"num_classes": 10}\'')
     p.add_argument("--checkpoint", required=checkpoint_required,
                    help="checkpoint path, or an arch name (resnet20, resnet56, …) for the public weights")
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {text!r}")
+    return value
+
+
+def data_spec(args: argparse.Namespace, run=None) -> dict:
+    """The data to use: --dataset/--image-size/--normalization where given, else what `run` (a store.Run)
+    recorded, else CIFAR-10 (datasets.load_recorded reads it)."""
+    spec = dict((run.config.get("data") if run is not None else None) or {})
+    if args.dataset is not None and args.dataset != spec.get("name", "cifar10"):
+        spec = {"name": args.dataset}
+    if args.image_size is not None:
+        spec["image_size"] = args.image_size
+    if args.normalization is not None:
+        spec = {k: v for k, v in spec.items() if k not in ("mean", "std")} | {"normalization": args.normalization}
+    return spec
+
+
+def load_data(args: argparse.Namespace, run=None):
+    """(train, test) splits for a CLI: `data_spec` loaded from --data (or the default places)."""
+    from .datasets import load_recorded
+
+    train, test, _ = load_recorded(data_spec(args, run), args.data, download=args.download)
+    return train, test
 
 
 def positive_int(text: str) -> int:

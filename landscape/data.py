@@ -48,10 +48,13 @@ HOW_TO_GET = (
 
 @dataclass(frozen=True)
 class Split:
-    """One split: images uint8 [N, 3, 32, 32] (RGB, CHW), labels int64 [N] in CLASSES order."""
+    """One split: images uint8 [N, 3, H, W] (RGB, CHW; 32×32 for CIFAR), labels int64 [N], and the per-channel
+    normalization its batches use (mean and std of pixel values in [0, 1])."""
 
     images: Tensor
     labels: Tensor
+    mean: tuple[float, float, float] = MEAN
+    std: tuple[float, float, float] = STD
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,7 +65,7 @@ class Split:
             return self
         if limit < 1:
             raise ValueError(f"limit must be ≥ 1 image, got {limit}")
-        return Split(self.images[:limit], self.labels[:limit])
+        return Split(self.images[:limit], self.labels[:limit], self.mean, self.std)
 
 
 def cache_dir() -> Path:
@@ -209,10 +212,10 @@ def _decode_archive(archive: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def normalize(images: Tensor) -> Tensor:
-    """uint8 [B, 3, H, W] → float32, scaled to [0, 1] and standardized with MEAN/STD."""
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
+def normalize(images: Tensor, mean=MEAN, std=STD) -> Tensor:
+    """uint8 [B, 3, H, W] → float32, scaled to [0, 1] and standardized with `mean`/`std` (default MEAN/STD)."""
+    mean = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
     return (images.float() / 255.0 - mean) / std
 
 
@@ -233,7 +236,8 @@ def augment(images: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
 
 
 class Batches:
-    """Iterates (normalized float images, labels) over a Split in memory.
+    """Iterates (normalized float images, labels) over a Split in memory (normalized with the split's own
+    mean/std).
 
     Randomness is a pure function of (seed, epoch, batch): the order of epoch e comes from a generator seeded
     with (seed, e), the augmentation of batch k from one seeded with (seed, e, k). A run resumed at batch k of
@@ -285,4 +289,5 @@ class Batches:
             x = self.split.images[idx].to(self.device, non_blocking=True)
             if self.train:
                 x = augment(x, self._generator(self.epoch, k))
-            yield normalize(x), self.split.labels[idx].to(self.device, non_blocking=True)
+            yield normalize(x, self.split.mean, self.split.std), self.split.labels[idx].to(self.device,
+                                                                                          non_blocking=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from . import cli
-from .data import Batches, load_cifar10
+from .data import Batches
 from .metrics import evaluate
 from .models import load_model
 
@@ -27,8 +27,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     dev = cli.device(args.device)
-    model = load_model(args.arch, args.checkpoint).to(dev)
-    _, test = load_cifar10(args.data, download=args.download)
+    model = load_model(args.arch, args.checkpoint, args.arch_kwargs).to(dev)
+    _, test = cli.load_data(args)
     result = evaluate(model, Batches(test.subset(args.limit), args.batch_size, train=False, device=dev),
                       progress=not args.json)
     if args.json:

@@ -34,7 +34,7 @@ from .analysis.states import load_state_spec, spec_label
 from .analysis.storage import check_name, png_path
 from .analysis.sweep import open_journal
 from .bn import recalibration_batches
-from .data import Batches, load_cifar10
+from .data import Batches
 from .errors import LandscapeError
 from .store import Run
 
@@ -110,7 +110,7 @@ def _interpolate(args, dev, world: distributed.World) -> int:
     journal = open_journal(target, "paths", name, {**attrs, "device": dev.type}, states, world,
                            discard_other=args.force, unit="points")
     model = run.model("pretrained").to(dev)
-    train, test = load_cifar10(args.data, download=args.download)
+    train, test = cli.load_data(args, run)
     splits = ["test", "train"] if args.split == "both" else [args.split]
     data = {s: Batches((test if s == "test" else train).subset(args.limit), args.batch_size, train=False,
                        device=dev) for s in splits}

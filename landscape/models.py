@@ -9,6 +9,7 @@ and zero-pads the new channels; it has no parameters.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 from pathlib import Path
@@ -87,12 +88,47 @@ class CifarResNet(nn.Module):
         return self.linear(out)
 
 
-def build_model(arch: str) -> CifarResNet:
-    if arch not in ARCHS:
-        raise CheckpointError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
-    blocks, width = ARCHS[arch]
-    return CifarResNet(blocks, width)
+def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
+    """A freshly initialised model: a CIFAR ResNet named in ARCHS (kwargs: e.g. num_classes), or any importable
+    factory written `package.module:factory` (e.g. `torchvision.models:mobilenet_v3_small` with
+    kwargs {"num_classes": 10}), called with `kwargs`."""
+    kwargs = dict(kwargs or {})
+    if arch in ARCHS:
+        blocks, width = ARCHS[arch]
+        return _call(CifarResNet, arch, blocks, width, **kwargs)
+    if ":" not in arch:
+        raise CheckpointError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)} or write "
+                              "package.module:factory (e.g. torchvision.models:mobilenet_v3_small)")
+    module_name, _, attr = arch.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # ImportError, or an error raised while importing the user's module
+        raise CheckpointError(f"arch {arch!r}: cannot import {module_name} ({type(e).__name__}: {e})") from None
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise CheckpointError(f"arch {arch!r}: {module_name} has no {attr}")
+    if not callable(factory):
+        raise CheckpointError(f"arch {arch!r}: {attr} is not callable")
+    model = _call(factory, arch, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"arch {arch!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
 
+
+def _call(factory, arch: str, *args, **kwargs):
+    try:
+        return factory(*args, **kwargs)
+    except TypeError as e:  # wrong keyword arguments: the user's --arch-kwargs
+        raise CheckpointError(f"arch {arch!r} with kwargs {kwargs}: {e}") from None
+
+
+def arch_label(arch: str, kwargs: dict | None = None) -> str:
+    """How an arch spec is shown and compared: the name, with its kwargs as JSON when there are any."""
+    import json
+
+    return f"{arch} {json.dumps(kwargs, sort_keys=True)}" if kwargs else arch
 
 def _strip_prefix(state: dict) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
@@ -168,9 +204,10 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     return target
 
 
-def load_model(arch: str, checkpoint: str | os.PathLike | None = None) -> CifarResNet:
-    """A model of `arch` with the checkpoint's weights (random init when checkpoint is None), in eval mode."""
-    model = build_model(arch)
+def load_model(arch: str, checkpoint: str | os.PathLike | None = None, kwargs: dict | None = None) -> nn.Module:
+    """A model of `arch` (`build_model`) with the checkpoint's weights (its own init when checkpoint is None), in
+    eval mode."""
+    model = build_model(arch, kwargs)
     if checkpoint is not None:
         path = resolve_checkpoint(checkpoint)
         ckpt = read_checkpoint(path)
@@ -180,9 +217,9 @@ def load_model(arch: str, checkpoint: str | os.PathLike | None = None) -> CifarR
         load_state(model, ckpt["state_dict"], source=f"checkpoint {path}")
     return model.eval()
 
-
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, arch: str, **extra) -> None:
-    """Write {'state_dict', 'arch', **extra} atomically (temp file + rename: a crash leaves no torn file)."""
+    """Write {'state_dict', 'arch', **extra} (e.g. arch_kwargs) atomically (temp file + rename: a crash leaves no
+    torn file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

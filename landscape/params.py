@@ -1,12 +1,21 @@
 """Which parameters a compressor acts on, and copies of a model with some of them replaced.
 
 By default the conv and linear *weights* are compressed; BN parameters, BN buffers and biases are not (paper
-A.1: "excluding the biases and the BatchNorm layers"). `which="all"` selects every floating parameter.
+A.1: "excluding the biases and the BatchNorm layers"). Which tensors count as such weights follows from the module
+types: `nn.Conv1d/2d/3d` of any groups (depthwise included), `nn.Linear` (attention output projections and
+transformer MLPs included), and the input projections of `nn.MultiheadAttention` (`in_proj_weight`, or
+`q/k/v_proj_weight` when the key/value sizes differ). `which="all"` selects every floating parameter.
+
+A selection can be edited by name patterns (fnmatch, on parameter names): "weights,-head.*" drops the head,
+"weights,+embed.weight" adds an embedding table, "+*.weight" selects by pattern alone. A pattern that matches
+nothing is an error (a typo never silently compresses nothing). `not_compressed` lists the multi-dimensional
+parameters a selection leaves out (embeddings, …), so they are reported, not skipped in silence.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 from collections.abc import Mapping
 
 import torch
@@ -14,19 +23,59 @@ import torch.nn as nn
 from torch import Tensor
 
 SELECTIONS = ("weights", "all")
+WEIGHT_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+def check_selection(which: str) -> str:
+    """`which` if it is a valid selection ("weights", "all", or either followed by ±patterns, or patterns alone);
+    ValueError otherwise."""
+    parts = [t.strip() for t in str(which).split(",")]
+    if not parts or any(not t for t in parts):
+        raise ValueError(f"parameter selection {which!r}: empty entry (write e.g. weights,-head.*)")
+    for t in parts[1:] if parts[0] in SELECTIONS else parts:
+        if t in SELECTIONS:
+            raise ValueError(f"parameter selection {which!r}: {t} must come first")
+        if not t.startswith(("+", "-")) or len(t) < 2:
+            raise ValueError(f"parameter selection {which!r}: write patterns as +PATTERN or -PATTERN, got {t!r}")
+    return which
+
+
+def _weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    selected = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, WEIGHT_MODULES):
+            selected[f"{prefix}weight"] = module.weight
+        elif isinstance(module, nn.MultiheadAttention):
+            for attr in ATTENTION_WEIGHTS:
+                if getattr(module, attr, None) is not None:
+                    selected[prefix + attr] = getattr(module, attr)
+    return selected
 
 
 def select_params(model: nn.Module, which: str = "weights") -> dict[str, nn.Parameter]:
-    """name → parameter, in model order. "weights": weight of every Conv*/Linear module; "all": every parameter."""
-    if which not in SELECTIONS:
-        raise ValueError(f"parameter selection must be one of {SELECTIONS}, got {which!r}")
-    if which == "all":
-        return dict(model.named_parameters())
-    selected = {}
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-            selected[f"{name}.weight" if name else "weight"] = module.weight
-    return selected
+    """name → parameter, in model order: the selection `which` (module docstring)."""
+    parts = [t.strip() for t in check_selection(which).split(",")]
+    everything = dict(model.named_parameters())
+    base = {"weights": _weights, "all": lambda m: everything}.get(parts[0])
+    chosen = set(base(model)) if base is not None else set()
+    for t in parts[1:] if base is not None else parts:
+        hits = {n for n in everything if fnmatch.fnmatchcase(n, t[1:])}
+        if not hits:
+            raise ValueError(f"parameter selection {which!r}: {t[1:]!r} matches no parameter of the model")
+        chosen = chosen | hits if t[0] == "+" else chosen - hits
+    return {n: p for n, p in everything.items() if n in chosen and p.is_floating_point()}
+
+
+def not_compressed(model: nn.Module, which: str = "weights") -> dict[str, str]:
+    """Multi-dimensional floating parameters the selection leaves out: name → the type of the module that owns
+    it (e.g. {"embed.weight": "Embedding"}). BN/LayerNorm affine parameters and biases are 1-D and not listed."""
+    chosen = select_params(model, which)
+    owners = {f"{m}.{n}" if m else n: type(mod).__name__ for m, mod in model.named_modules()
+              for n, _ in mod.named_parameters(recurse=False)}
+    return {n: owners.get(n, "?") for n, p in model.named_parameters()
+            if n not in chosen and p.dim() >= 2 and p.is_floating_point()}
 
 
 def with_params(model: nn.Module, new: Mapping[str, Tensor]) -> nn.Module:

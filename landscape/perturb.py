@@ -33,7 +33,7 @@ from .analysis.states import load_state_spec
 from .analysis.storage import check_name, check_writable
 from .analysis.sweep import open_journal
 from .bn import recalibration_batches
-from .data import Batches, load_cifar10
+from .data import Batches
 from .store import Run
 
 
@@ -104,7 +104,7 @@ def _perturb(args, dev, world: distributed.World) -> int:
              "fast": config.fast, "limit": args.limit, "batch_size": args.batch_size}
     journal = open_journal(run.path, "perturb", name, {**attrs, "device": dev.type}, [model.state_dict(), target],
                            world, discard_other=args.force)
-    train, test = load_cifar10(args.data, download=args.download)
+    train, test = cli.load_data(args, run)
     batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
     bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \
         else None

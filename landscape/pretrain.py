@@ -5,6 +5,9 @@ ResNet-20, 6 epochs over the 50,000 JPEG train images, batch 128, SGD + Nesterov
 one-cycle schedule with peak lr 0.02 and 15% warm-up, standard crop/flip augmentation, seed 0. The test
 accuracy after every epoch, the config and the seed are saved with the checkpoint.
 
+Without --checkpoint the model starts from its own initialisation: training from scratch (any --arch,
+e.g. torchvision.models:mobilenet_v3_small with --arch-kwargs '{"num_classes": 10}').
+
 Example (≈ 15 min on 2 CPU cores):
   python -m landscape.pretrain --arch resnet20 --checkpoint ../shared/models/resnet20-12fca82f.th \\
       --out runs/resnet20-cifar10jpeg.pt
@@ -16,7 +19,7 @@ import argparse
 import dataclasses
 
 from . import cli
-from .data import Batches, load_cifar10
+from .data import Batches
 from .metrics import evaluate
 from .models import load_model, save_checkpoint
 from .trainer import Callback, ProgressBar, TrainConfig, Trainer
@@ -38,7 +41,7 @@ class EpochEval(Callback):
 
 def parser() -> argparse.ArgumentParser:
     p = cli.Parser("python -m landscape.pretrain", __doc__)
-    cli.add_model_args(p)
+    cli.add_model_args(p, checkpoint_required=False)
     cli.add_data_args(p)
     p.add_argument("--epochs", type=cli.positive_int, default=6, help="passes over the train split (default: 6)")
     p.add_argument("--lr", type=float, default=0.02,
@@ -61,15 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, momentum=0.9,
                          weight_decay=args.weight_decay, schedule="onecycle", warmup=0.15, seed=args.seed,
                          device=str(dev))
-    model = load_model(args.arch, args.checkpoint)
-    train, test = load_cifar10(args.data, download=args.download)
+    model = load_model(args.arch, args.checkpoint, args.arch_kwargs)
+    train, test = cli.load_data(args)
     test_batches = Batches(test.subset(args.limit_test), args.batch_size, train=False, device=dev)
     history = EpochEval(test_batches, quiet=args.json)
     callbacks = [history] if args.json else [ProgressBar(), history]
     trained = Trainer(model, train.subset(args.limit_train), config, callbacks=callbacks).fit()
     final = history.history[-1]
-    save_checkpoint(trained.cpu(), out, arch=args.arch, best_prec1=100 * final["accuracy"],
-                    config=dataclasses.asdict(config), source=str(args.checkpoint),
+    save_checkpoint(trained.cpu(), out, arch=args.arch, arch_kwargs=args.arch_kwargs or {},
+                    best_prec1=100 * final["accuracy"], config=dataclasses.asdict(config), source=str(args.checkpoint),
                     test_accuracy_per_epoch=[h["accuracy"] for h in history.history])
     summary = {"accuracy": final["accuracy"], "loss": final["loss"], "n": final["n"],
                "accuracy_per_epoch": [h["accuracy"] for h in history.history], "out": str(out)}

@@ -15,7 +15,7 @@ import argparse
 from . import cli
 from .bn import RECALIBRATION_BATCH, recalibrate_bn_, recalibration_batches
 from .compress.ptq import quantize_model
-from .data import Batches, load_cifar10
+from .data import Batches
 from .metrics import evaluate
 from .models import load_model, save_checkpoint
 from .quantize import QUANTIZERS
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = cli.check_out(args.out, args.force)
     dev = cli.device(args.device)
-    model = load_model(args.arch, args.checkpoint)
-    train, test = load_cifar10(args.data, download=args.download)
+    model = load_model(args.arch, args.checkpoint, args.arch_kwargs)
+    train, test = cli.load_data(args)
     q = quantize_model(model, args.method, args.bits, which=args.params)
     test_batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
     result = evaluate(q.model.to(dev), test_batches, progress=not args.json)
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         after = evaluate(q.model, test_batches, progress=not args.json)
         summary.update({"accuracy_before_recalibration": result["accuracy"], "loss_before_recalibration":
                         result["loss"], **after, "recalibrate_bn": args.recalibrate_bn})
-    save_checkpoint(q.model.cpu(), out, arch=args.arch, ptq={k: v for k, v in summary.items() if k != "out"},
+    save_checkpoint(q.model.cpu(), out, arch=args.arch, arch_kwargs=args.arch_kwargs or {},
+                    ptq={k: v for k, v in summary.items() if k != "out"},
                     source=str(args.checkpoint))
     if args.json:
         cli.print_json(summary)

@@ -246,6 +246,7 @@ class Run:
             raise RunFileError(f"{self.path} is not a landscape run file (no schema {SCHEMA} attributes)")
         self.config = json.loads(attrs["config"])
         self.seed, self.method, self.arch = int(attrs["seed"]), str(attrs["method"]), str(attrs["arch"])
+        self.arch_kwargs = self.config.get("arch_kwargs") or {}  # the factory's keyword arguments (models.build_model)
         self.attrs = attrs
 
     def _group(self, f: h5py.File, key: str) -> h5py.Group:
@@ -279,7 +280,7 @@ class Run:
         """The model of a state, in eval mode; for a `prepared` run, the compressor's module around it."""
         from .models import build_model, load_state
 
-        model = build_model(self.arch)
+        model = build_model(self.arch, self.arch_kwargs)
         if self.attrs.get("prepared", 0):
             from .compress import make_compressor
 

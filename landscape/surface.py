@@ -50,7 +50,7 @@ from .analysis.surface import (
 )
 from .analysis.sweep import open_journal
 from .bn import BN_MODES, recalibration_batches
-from .data import Batches, load_cifar10
+from .data import Batches
 from .errors import LandscapeError
 from .store import Run, git_commit
 
@@ -162,7 +162,7 @@ def _surface(args, dev, world: distributed.World) -> int:
         attrs = {k: v for k, v in attrs.items() if k not in ("norm", "ignore", "seed")}
     journal = open_journal(run.path, "surface", name, {**attrs, "device": dev.type}, states, world,
                            discard_other=args.force, unit="points")
-    train, test = load_cifar10(args.data, download=args.download)
+    train, test = cli.load_data(args, run)
     split = test if args.split == "test" else train
     batches = Batches(split.subset(args.limit), args.batch_size, train=False, device=dev)
     bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \

@@ -24,7 +24,8 @@ from . import cli, distributed
 from .bn import recalibrate_bn_, recalibration_batches
 from .cli_config import add_config_options, chosen_settings
 from .compress import METHODS, make_compressor
-from .data import Batches, load_cifar10, sha256_of
+from .data import Batches, sha256_of
+from .datasets import load_recorded
 from .errors import LandscapeError
 from .metrics import evaluate
 from .models import load_model, resolve_checkpoint
@@ -98,6 +99,8 @@ def settings_from_args(args, owners, device: str = "cpu", **overrides) -> dict:
     compressor = make_compressor(args.method, method_settings, seed=seed)
     checkpoint = resolve_checkpoint(args.checkpoint)
     return {"train": dataclasses.asdict(config), "compressor": compressor.config_dict(), "arch": args.arch,
+            "arch_kwargs": args.arch_kwargs or {},
+            "data": cli.data_spec(args),
             "checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_of(checkpoint) if checkpoint.is_file()
             else None, "method": args.method, "limit_train": args.limit_train, "limit_test": args.limit_test,
             "checkpoint_every": args.checkpoint_every, "recalibrate_bn": args.recalibrate_bn, "seed": seed}
@@ -153,10 +156,12 @@ def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, do
     resume = settings is None
     if resume:
         settings = check_resumable(out)
+    settings = dict(settings)  # the caller's dict is not changed (the data's numbers are added below)
     config = TrainConfig(**{**settings["train"], "device": str(dev)})
     compressor = make_compressor(settings["method"], settings["compressor"], seed=settings["seed"])
-    model = load_model(settings["arch"], settings["checkpoint"]).to(dev)
-    train, test = load_cifar10(data, download=download)
+    model = load_model(settings["arch"], settings["checkpoint"], settings.get("arch_kwargs")).to(dev)
+    skipped = check_compressible(model, compressor, settings["arch"])
+    train, test, settings["data"] = load_recorded(settings.get("data"), data, download=download)  # numbers kept
     train, test = train.subset(settings["limit_train"]), test.subset(settings["limit_test"])
     test_batches = Batches(test, eval_batch_size, train=False, device=dev)
 
@@ -195,7 +200,27 @@ def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, do
             **{f"accuracy_{k}": v["accuracy"] for k, v in evals.items()},
             **{f"loss_{k}": v["loss"] for k, v in evals.items()}, "n_test": evals["clamped"]["n"],
             "mean_bits": clamped.mean_bits(), "mean_storage_bits": clamped.mean_bits(storage=True),
-            "bits_per_layer": clamped.bits, "world_size": world.size}
+            "bits_per_layer": clamped.bits, "not_compressed": skipped, "world_size": world.size}
+
+
+def check_compressible(model, compressor, arch: str) -> dict[str, str]:
+    """The multi-dimensional parameters the compressor leaves out (name → module type; said on stderr, not
+    skipped in silence); a one-line error if it would compress nothing."""
+    import sys
+
+    from .compress import InputBitwise
+    from .params import not_compressed
+
+    if isinstance(compressor, InputBitwise):  # compresses the inputs, not weights
+        return {}
+    if not compressor.selected(model):
+        raise LandscapeError(f"{arch} has no compressible layer (conv, linear, attention projection) under "
+                             f"--params {compressor.params}; select some by name, e.g. --params weights,+embed.weight")
+    skipped = not_compressed(model, compressor.params)
+    if skipped:
+        print(f"not compressed ({len(skipped)} multi-dimensional parameters; --params selects them by name): "
+              + ", ".join(f"{n} ({t})" for n, t in skipped.items()), file=sys.stderr)
+    return skipped
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ from ..checks import check_int
 from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
-from ..params import SELECTIONS, select_params
+from ..params import check_selection, select_params
 from ..store import fresh_group
 from .directions import NORMS, Directions, displacement, global_norm, tensor_norm
 from .evaluator import StateEvaluator, check_states
@@ -81,8 +81,7 @@ class PerturbConfig:
         check_int("the number of random directions M", self.directions, 1)
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
-        if self.params not in SELECTIONS:
-            raise ValueError(f"params must be one of {', '.join(SELECTIONS)}, got {self.params!r}")
+        check_selection(self.params)
         check_bn_mode(self.bn)
         if not all(isinstance(a, (int, float)) and math.isfinite(a) for a in self.alphas):
             raise ValueError(f"scan alphas must be finite numbers, got {self.alphas!r}")

@@ -41,7 +41,7 @@ def load_state_spec(run, spec: str) -> dict[str, Tensor]:
     ckpt = read_checkpoint(path)
     if ckpt.get("arch") not in (None, run.arch):
         raise LandscapeError(f"checkpoint {path} is a {ckpt['arch']}, the run's model is a {run.arch}")
-    model = load_state(build_model(run.arch), ckpt["state_dict"], source=f"checkpoint {path}")
+    model = load_state(build_model(run.arch, run.arch_kwargs), ckpt["state_dict"], source=f"checkpoint {path}")
     return model.state_dict()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..params import check_selection
 from .base import Clamped, Compressor
 from .centroid import Centroid, CentroidConfig
 from .dsmm import DSMM, DSMMConfig
@@ -34,7 +35,10 @@ def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed
     if unknown:
         raise ValueError(f"method {method} has no setting {', '.join(unknown)} "
                          f"(it takes: {', '.join(sorted(fields))})")
-    return cls(config_cls(**(settings or {})), seed=seed)
+    config = config_cls(**(settings or {}))
+    if hasattr(config, "params"):
+        check_selection(config.params)
+    return cls(config, seed=seed)
 
 
 __all__ = ["METHODS", "Clamped", "Compressor", "make_compressor", "PTQ", "PTQConfig", "WeightCoupling",

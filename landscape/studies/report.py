@@ -75,7 +75,8 @@ def ptq_baselines(spec: StudySpec, *, data=None, download: bool = False, device:
     from .. import train
     from ..bn import recalibrate_bn_, recalibration_batches
     from ..compress.ptq import quantize_model
-    from ..data import Batches, load_cifar10
+    from ..data import Batches
+    from ..datasets import load_recorded
     from ..metrics import evaluate
     from ..models import load_model
 
@@ -87,8 +88,8 @@ def ptq_baselines(spec: StudySpec, *, data=None, download: bool = False, device:
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
             return stored["rows"]
-    model = load_model(settings["arch"], settings["checkpoint"]).to(device)
-    train_split, test = load_cifar10(data, download=download)
+    model = load_model(settings["arch"], settings["checkpoint"], settings.get("arch_kwargs")).to(device)
+    train_split, test, _ = load_recorded(settings.get("data"), data, download=download)
     test_batches = Batches(test.subset(settings["limit_test"]), 500, train=False, device=device)
     n_bn = settings["recalibrate_bn"]
     # the same images the study's runs recalibrate on (train.run_training: N batches of the training batch size)

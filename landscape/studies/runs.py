@@ -23,9 +23,11 @@ def run_summary(path: Path) -> dict:
 def _differences(stored: dict, expected: dict) -> list[str]:
     """Settings that differ between a run file and the run the study expects there. The device does not count,
     nor a setting one side lacks (a field added to a config after the file was written keeps its default)."""
-    differ = [k for k in expected if k in stored and k != "train" and stored[k] != expected[k]]
-    train_s, train_e = stored.get("train", {}), expected["train"]
-    return differ + [f"train.{k}" for k in train_e if k in train_s and k != "device" and train_s[k] != train_e[k]]
+    differ = [k for k in expected if k in stored and k not in ("train", "data") and stored[k] != expected[k]]
+    for group in ("train", "data"):  # dicts: the fields both sides have (a run file adds the data's numbers)
+        s, e = stored.get(group, {}), expected.get(group, {})
+        differ += [f"{group}.{k}" for k in e if k in s and k != "device" and s[k] != e[k]]
+    return differ
 
 
 def make_run_one(spec: StudySpec, *, data=None, download: bool = False, device: str = "cpu",
