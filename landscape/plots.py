@@ -296,3 +296,72 @@ def line_scan(ax: Axes, x: np.ndarray, loss: np.ndarray, *, anchors: Sequence[tu
     ax.set_yscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return ax
+
+
+# --------------------------------------------------------------------------------------------------- Hessian
+
+
+def spectral_density(ax: Axes, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str = "",
+                     xlabel: str = "Hessian eigenvalue", ylabel: str = "density (log scale)",
+                     floor: float = 1e-6) -> Axes:
+    """Spectral densities (label → (grid [G], density [G])), log-scaled; values below `floor` × the peak are
+    clipped there so the empty stretches between outliers stay visible."""
+    colors = palette(list(curves))
+    peak = max((float(np.max(d)) for _, d in curves.values()), default=1.0)
+    for label, (grid, dens) in curves.items():
+        ax.plot(grid, np.maximum(np.asarray(dens, dtype=float), floor * peak), color=colors[label], linewidth=1.3,
+                label=label)
+    ax.axvline(0, color="black", linewidth=0.6, linestyle=":")
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize="x-small")
+    return ax
+
+
+def hessian_bars(ax: Axes, groups: Sequence[str], values: Mapping[str, Sequence[float]], *,
+                 errors: Mapping[str, Sequence[float]] | None = None, title: str = "", ylabel: str = "",
+                 xlabel: str = "layer", log: bool = False) -> Axes:
+    """Grouped bars: one group per entry of `groups` (e.g. layers), one bar per series (label → [len(groups)]),
+    optional error bars (label → [len(groups)]); `log`: log-scaled y (non-positive values are not drawn)."""
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(values), 1)
+    colors = palette(list(values))
+    for i, (label, v) in enumerate(values.items()):
+        v = np.asarray(v, dtype=float)
+        err = None if errors is None or label not in errors else np.asarray(errors[label], dtype=float)
+        ax.bar(x + (i - (len(values) - 1) / 2) * width, np.where(v > 0, v, np.nan) if log else v, width,
+               yerr=err, capsize=2 if err is not None else 0, label=label, color=colors[label])
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(x, [g.removesuffix(".weight") for g in groups], rotation=60 if len(groups) > 4 else 0,
+                  ha="right" if len(groups) > 4 else "center", fontsize="x-small")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize="x-small")
+    return ax
+
+
+def clamp_cost(ax: Axes, layers: Mapping[str, tuple[float, float]], *, whole: tuple[float, float] | None = None,
+               title: str = "", xlabel: str = "predicted ΔL = gᵀδ + ½ δᵀHδ  (nats)",
+               ylabel: str = "measured ΔL  (nats)") -> Axes:
+    """Predicted vs measured loss change: one point per layer clamped alone (name → (predicted, measured)),
+    the whole model clamped as a star, and the diagonal where prediction = measurement."""
+    points = list(layers.values()) + ([whole] if whole is not None else [])
+    if layers:
+        p, m = np.array(list(layers.values()), dtype=float).T
+        ax.scatter(p, m, s=18, color=COLORS["compressed"], label="one layer clamped", zorder=3)
+        for (name, (px, py)) in layers.items():
+            ax.annotate(name.removesuffix(".weight"), (px, py), textcoords="offset points", xytext=(3, 2),
+                        fontsize="xx-small", color=COLORS["compressed"])
+    if whole is not None:
+        ax.scatter([whole[0]], [whole[1]], s=90, marker="*", color=COLORS["clamped"], label="whole model clamped",
+                   zorder=4)
+    if points:
+        lo, hi = float(np.min(points)), float(np.max(points))
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1e-6)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=0.8, linestyle="--",
+                label="prediction = measurement")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize="x-small")
+    return ax
