@@ -96,6 +96,9 @@ def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
     if arch in ARCHS:
         blocks, width = ARCHS[arch]
         return _call(CifarResNet, arch, blocks, width, **kwargs)
+    if arch.startswith("<"):  # a model given as a Python object (landscape.compress without arch=)
+        raise CheckpointError(f"the run's model {arch} was given as a Python object: build it again and pass it "
+                              "(Run.model(state, template=model), or the API functions' model argument)")
     if ":" not in arch:
         raise CheckpointError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)} or write "
                               "package.module:factory (e.g. torchvision.models:mobilenet_v3_small)")

@@ -276,11 +276,15 @@ class Run:
         with h5py.File(self.path, "r") as f:
             return read_state(self._group(f, key))
 
-    def model(self, which: str | int) -> nn.Module:
-        """The model of a state, in eval mode; for a `prepared` run, the compressor's module around it."""
+    def model(self, which: str | int, template: nn.Module | None = None) -> nn.Module:
+        """The model of a state, in eval mode; for a `prepared` run, the compressor's module around it. The
+        architecture is rebuilt from the run's arch spec, or copied from `template` (a model of the same
+        architecture: needed for runs of a model given as a Python object, `landscape.compress`)."""
+        import copy
+
         from .models import build_model, load_state
 
-        model = build_model(self.arch, self.arch_kwargs)
+        model = copy.deepcopy(template) if template is not None else build_model(self.arch, self.arch_kwargs)
         if self.attrs.get("prepared", 0):
             from .compress import make_compressor
 

@@ -149,26 +149,37 @@ def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, do
                  eval_batch_size: int = 500, progress: bool = True) -> dict:
     """Fine-tune, clamp and evaluate one run into the run file `out` (HDF5, overwritten), or continue the
     unfinished run in `out` from its last complete checkpoint when `settings` is None. `settings` is the dict
-    `settings_from_args` builds (everything that defines the run). Returns the summary the CLI prints with
-    --json (accuracies as fractions, losses in nats, bits per weight). Only rank 0 writes; other ranks return {}.
-    """
+    `settings_from_args` builds (everything that defines the run: model, data, method, training). Returns the
+    summary the CLI prints with --json (accuracies as fractions, losses in nats, bits per weight). Only rank 0
+    writes; other ranks return {}."""
     out, dev = Path(out), torch.device(device)
     resume = settings is None
-    if resume:
-        settings = check_resumable(out)
-    settings = dict(settings)  # the caller's dict is not changed (the data's numbers are added below)
+    settings = dict(check_resumable(out) if resume else settings)  # the caller's dict is not changed
     config = TrainConfig(**{**settings["train"], "device": str(dev)})
-    compressor = make_compressor(settings["method"], settings["compressor"], seed=settings["seed"])
     model = load_model(settings["arch"], settings["checkpoint"], settings.get("arch_kwargs")).to(dev)
-    skipped = check_compressible(model, compressor, settings["arch"])
     train, test, settings["data"] = load_recorded(settings.get("data"), data, download=download)  # numbers kept
     train, test = train.subset(settings["limit_train"]), test.subset(settings["limit_test"])
-    test_batches = Batches(test, eval_batch_size, train=False, device=dev)
+    n_bn = settings.get("recalibrate_bn") or 0  # absent in run files written before the option existed
+    bn_data = recalibration_batches(train, n_bn, config.batch_size, dev) if n_bn else None
+    return fit_and_clamp(out, model, train, Batches(test, eval_batch_size, train=False, device=dev), settings,
+                         resume=resume, world=world, progress=progress, bn_data=bn_data)
 
+
+def fit_and_clamp(out: Path, model: torch.nn.Module, train, test_batches, settings: dict, *, resume: bool = False,
+                  world: distributed.World = distributed.World(), progress: bool = True, bn_data=None,
+                  loss_fn=None) -> dict:
+    """The run itself, on any model and data: `train` a data.Split or any re-iterable of (x, y) batches,
+    `test_batches` any iterable of (x, y); `settings` as recorded in the run file (its "train", "method",
+    "compressor", "seed", "checkpoint_every"); `bn_data` the batches a BN-recalibrated copy is re-estimated on
+    (None: no recalibrated copy); `loss_fn` (outputs, targets) → batch mean, default cross-entropy."""
+    dev = next(model.parameters()).device
+    config = TrainConfig(**{**settings["train"], "device": str(dev)})
+    compressor = make_compressor(settings["method"], settings["compressor"], seed=settings["seed"])
+    skipped = check_compressible(model, compressor, settings["arch"])
     callbacks = []
     if world.is_main:  # only rank 0 writes the run file and shows progress
         callbacks = [RunWriter(out, settings["checkpoint_every"])] + ([ProgressBar()] if progress else [])
-    trainer = Trainer(model, train, config, compressor, callbacks, world)
+    trainer = Trainer(model, train, config, compressor, callbacks, world, loss_fn=loss_fn)
     start = trainer.model  # what is trained: the model, or the module the compressor prepared around it
     if resume:
         evals = {"pretrained": Run(out).evals()["pretrained"]}
@@ -178,7 +189,7 @@ def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, do
             with update(out) as f:
                 f.attrs["resumed_at"] = json.dumps(json.loads(f.attrs.get("resumed_at", "[]")) + [trainer.step])
     elif world.is_main:
-        evals = {"pretrained": {**evaluate(start, test_batches), "split": "test"}}
+        evals = {"pretrained": {**evaluate(start, test_batches, loss_fn=loss_fn), "split": "test"}}
         create_run(out, config=settings, seed=settings["seed"], method=settings["method"], arch=settings["arch"],
                    pretrained=start.state_dict(), prepared=set(start.state_dict()) != set(model.state_dict()),
                    evals=evals)
@@ -186,14 +197,13 @@ def run_training(out: str | os.PathLike, settings: dict | None, *, data=None, do
     if not world.is_main:
         return {}
     clamped = compressor.clamp(compressed)
-    evals["compressed"] = {**evaluate(compressed, test_batches), "split": "test"}
-    evals["clamped"] = {**evaluate(clamped.model, test_batches), "split": "test"}
+    evals["compressed"] = {**evaluate(compressed, test_batches, loss_fn=loss_fn), "split": "test"}
+    evals["clamped"] = {**evaluate(clamped.model, test_batches, loss_fn=loss_fn), "split": "test"}
     recalibrated = None
-    n_bn = settings.get("recalibrate_bn") or 0  # absent in run files written before the option existed
-    if n_bn:
-        recalibrated = recalibrate_bn_(copy.deepcopy(clamped.model), recalibration_batches(
-            train, n_bn, config.batch_size, dev))
-        evals["recalibrated"] = {**evaluate(recalibrated, test_batches), "split": "test", "bn_batches": n_bn}
+    if bn_data is not None:
+        recalibrated = recalibrate_bn_(copy.deepcopy(clamped.model), bn_data)
+        evals["recalibrated"] = {**evaluate(recalibrated, test_batches, loss_fn=loss_fn), "split": "test",
+                                 "bn_batches": len(bn_data)}
     write_final(out, compressed=compressed, clamped=clamped, evals=evals, recalibrated=recalibrated)
 
     return {"run": str(out), "method": settings["method"], "epochs": config.epochs, "steps": trainer.step,

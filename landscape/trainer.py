@@ -102,14 +102,48 @@ class TrainingDiverged(LandscapeError):
     pass
 
 
+class Loader:
+    """Any re-iterable of (x, y) batches (a DataLoader, a list) as the trainer's batch source: one pass per
+    epoch, `set_epoch` forwarded to a sampler that has one (DistributedSampler), and `iterate(start)` skipping
+    the first `start` batches of the epoch (what a resumed run does; exact when the source's order is a function
+    of the epoch, e.g. a seeded sampler). Batches are moved to `device`."""
+
+    def __init__(self, batches, device: torch.device):
+        try:
+            self.n = len(batches)
+        except TypeError:
+            raise ValueError("training data must have a length (batches per epoch): a DataLoader, a list, …") from None
+        if self.n == 0:
+            raise ValueError("the training data has no batches")
+        self.batches, self.device, self.epoch = batches, device, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        sampler = getattr(self.batches, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def iterate(self, start: int = 0):
+        for k, (x, y) in enumerate(self.batches):
+            if k >= start:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
 class Trainer:
-    def __init__(self, model: nn.Module, train: Split, config: TrainConfig = TrainConfig(),
+    def __init__(self, model: nn.Module, train, config: TrainConfig = TrainConfig(),
                  compressor: Compressor | None = None, callbacks: list[Callback] | tuple = (),
-                 world: distributed.World | None = None):
+                 world: distributed.World | None = None, loss_fn=None):
+        """`train`: a data.Split (batched here with config.batch_size, augmented, seeded) or any re-iterable of
+        (x, y) batches (`Loader`; then config.batch_size is not used for batching); `loss_fn` (outputs, targets)
+        → batch mean, default cross-entropy."""
         world = world or distributed.World()
+        self.loss_fn = loss_fn or F.cross_entropy
         self.config, self.compressor, self.callbacks, self.world = config, compressor, list(callbacks), world
         self.device = torch.device(config.device)
-        if config.batch_size < world.size * config.micro_batches:
+        if isinstance(train, Split) and config.batch_size < world.size * config.micro_batches:
             raise ValueError(f"batch_size {config.batch_size} cannot be split over {world.size} ranks × "
                              f"{config.micro_batches} micro-batches")
         model = copy.deepcopy(model).to(self.device)
@@ -121,8 +155,11 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.eager_forward = self.ddp if self.ddp is not None else self.model
-        self.batches = Batches(train, config.batch_size, train=True, seed=config.seed, device=self.device,
-                               drop_last=True)
+        if isinstance(train, Split):
+            self.batches = Batches(train, config.batch_size, train=True, seed=config.seed, device=self.device,
+                                   drop_last=True)
+        else:
+            self.batches = Loader(train, self.device)
         self.total_steps = config.epochs * len(self.batches)
         # torch.compile wraps the module without changing it: self.model stays the plain module (state dicts,
         # evaluation, what fit() returns); only train_step's forward (and so its backward) runs compiled.
@@ -175,7 +212,7 @@ class Trainer:
             last = j == k - 1
             sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
             with sync:
-                task = F.cross_entropy(self._forward(distributed.shard(x, j, k)), distributed.shard(y, j, k))
+                task = self.loss_fn(self._forward(distributed.shard(x, j, k)), distributed.shard(y, j, k))
                 loss = task / k
                 if last:  # the penalty once per step, in the backward pass that averages gradients over ranks
                     penalty = self.compressor.penalty(self.model) if self.compressor is not None else torch.zeros(())

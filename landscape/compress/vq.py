@@ -68,6 +68,7 @@ class VQConfig:
     strength: float = 1.0  # λ of λ·Σ(θ − sg(q))², pulling weights to codewords. Loss per (weight unit)²
     codebook_lr: float | None = None  # SGD step size of the codewords (None: the trainer's lr)
     init_iters: int = 20  # Lloyd iterations initialising each codebook from the pretrained sub-vectors
+    params: str = "weights"  # which weights are quantized: conv/linear weights (a selection: landscape/params.py)
 
     def __post_init__(self):
         check_int("dim", self.dim, 1, 64)
@@ -193,7 +194,7 @@ class VQ(Compressor):
     name = "vq"
 
     def __init__(self, config: VQConfig = VQConfig(), *, seed: int = 0):
-        self.config, self.seed = config, seed
+        self.config, self.seed, self.params = config, seed, config.params
         self.layers: dict[str, LayerVQ] = {}
 
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -201,7 +202,14 @@ class VQ(Compressor):
         cfg, generator = self.config, torch.Generator().manual_seed(self.seed)
         modules = dict(model.named_modules())
         self.layers = {}
-        for name, p in self.selected(model).items():
+        selected = self.selected(model)
+        for name in selected:  # the STE lives in the module's forward: conv and linear modules only
+            module, _, attr = name.rpartition(".")
+            if attr != "weight" or not isinstance(modules.get(module), (nn.Linear, nn.modules.conv._ConvNd)):
+                raise ValueError(f"vq quantizes the weights of conv and linear modules (its straight-through forward "
+                                 f"replaces theirs); {name} ({type(modules.get(module)).__name__}) is not one: leave "
+                                 f"it out with --params weights,-{name}")
+        for name, p in selected.items():
             check_finite(f"pretrained parameter {name}", p.detach())
             v = subvectors(p.detach().flatten(), cfg.dim)
             codebook = init_codebook(v, 2**cfg.codebook_bits, cfg.assign, cfg.init_iters, generator)
