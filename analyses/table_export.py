@@ -38,9 +38,12 @@ SHOWN = ("h", "w", "quantizer", "bits", "then", "dim", "codebook_bits", "assign"
 
 
 def label(run: Run) -> str:
-    """The run's method and the settings that tell its variants apart, e.g. 'vq dim=2 codebook_bits=8'."""
+    """The run's method, the settings that tell its variants apart and its epochs, e.g.
+    'vq dim=2 codebook_bits=8 assign=cosine, 1 epoch'."""
     settings = run.config.get("compressor", {})
-    return " ".join([run.method, *(f"{k}={settings[k]}" for k in SHOWN if k in settings)])
+    epochs = run.config.get("train", {}).get("epochs")
+    return " ".join([run.method, *(f"{k}={settings[k]}" for k in SHOWN if k in settings)]) + (
+        f", {epochs} epoch{'s' * (epochs != 1)}" if epochs is not None else "")
 
 
 def ptq_spec(text: str) -> tuple[str, int]:
@@ -59,7 +62,9 @@ def identical(a: torch.nn.Module, b: torch.nn.Module, batches) -> bool:
         return all(torch.equal(a(x), b(x)) for x, _ in batches)
 
 
-def row(name: str, source: str, report: dict, same: bool, n: int, accuracy: float | None) -> dict:
+def row(name: str, source: str, report: dict, same: bool, n: int, accuracy: dict) -> dict:
+    """One table row; `n`: test images on which the outputs were compared; `accuracy`: {"accuracy", "n"} of the
+    model (the run's own evaluation of the state, or the PTQ model's on those images)."""
     b, r = report["bytes"], report["ratio_vs_float32"]
     encodings = sorted({x["encoding"] + (f" d={x['dim']}" if x["encoding"] == "vector" else "")
                         for x in report["layers"] if x["encoding"] != "raw"})
@@ -75,8 +80,9 @@ def row(name: str, source: str, report: dict, same: bool, n: int, accuracy: floa
             "lzma_bytes": b["export_lzma"], "zstd_bytes": b["export_zstd"], "entropy_ideal_bytes": b["entropy_ideal"],
             "ratio_export": r["export"], "ratio_lzma": r["export_lzma"], "ratio_zstd": r["export_zstd"],
             "ratio_entropy_ideal": r["entropy_ideal"], "export_bits_per_number": 8 * b["export"] / report["numel"],
-            "lzma_bits_per_number": 8 * b["export_lzma"] / report["numel"], "accuracy": accuracy,
-            "outputs_identical": same, "n_test": n}
+            "lzma_bits_per_number": 8 * b["export_lzma"] / report["numel"],
+            "accuracy": accuracy.get("accuracy"), "accuracy_n": accuracy.get("n"),
+            "outputs_identical": same, "n_compared": n}
 
 
 def markdown(rows: list[dict]) -> list[str]:
@@ -123,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         for i, run in enumerate(runs):
             path = export_run(run.path, Path(folder) / f"{i}.safetensors", state=args.state)
             same = identical(run.model(args.state), load_exported(path), batches)
-            accuracy = run.evals().get(args.state, {}).get("accuracy")
-            rows.append(row(label(run), str(run.path), size_report(path), same, sum(len(y) for _, y in batches),
-                            None if accuracy is None else float(accuracy)))
+            evaluated = run.evals().get(args.state, {})
+            accuracy = {k: float(evaluated[k]) if k == "accuracy" else int(evaluated[k])
+                        for k in ("accuracy", "n") if k in evaluated}
+            report = size_report(path)
+            rows.append(row(label(run), str(run.path), report, same, sum(len(y) for _, y in batches), accuracy))
             print(f"{rows[-1]['method']}: export {rows[-1]['export_bytes']:,} B", file=sys.stderr, flush=True)
         if args.ptq:
             from landscape.compress.ptq import quantize_model
@@ -139,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                                     provenance={"checkpoint": str(args.checkpoint), "ptq": method, "bits": bits})
                 loaded = load_exported(path)
                 same = identical(q.model.eval(), loaded, batches)
-                accuracy = evaluate(loaded, batches)["accuracy"]
-                rows.append(row(f"ptq {method} {bits} bits", str(args.checkpoint), size_report(path), same,
+                accuracy = evaluate(loaded, batches)
+                report = size_report(path)
+                rows.append(row(f"ptq {method} {bits} bits", str(args.checkpoint), report, same,
                                 sum(len(y) for _, y in batches), accuracy))
                 print(f"{rows[-1]['method']}: export {rows[-1]['export_bytes']:,} B", file=sys.stderr, flush=True)
     if not rows:
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     common.write_csv(out[".csv"], rows)
     common.write_config(out[".config.json"], args, ptq=[f"{m}:{b}" for m, b in args.ptq], rows=len(rows),
-                        seconds=round(elapsed, 1))
+                        lzma=report["lzma"], zstd=report["zstd"], seconds=round(elapsed, 1))
     if args.json:
         cli.print_json({"csv": str(out[".csv"]), "config": str(out[".config.json"]), "rows": rows})
     else:

@@ -703,17 +703,19 @@ def _plain(value):
 
 
 def _zstd():
-    """A zstd compress(bytes) -> bytes function, or None when neither `zstandard` nor compression.zstd exists."""
+    """(compress(bytes) -> bytes at level ZSTD_LEVEL, a label naming the module), or None when neither the
+    `zstandard` package nor Python 3.14's compression.zstd is there."""
     try:
         import zstandard
 
-        return lambda data: zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+        return (lambda data: zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data),
+                f"level {ZSTD_LEVEL} (zstandard {getattr(zstandard, '__version__', '?')})")
     except ImportError:
         pass
     try:
         from compression import zstd  # Python ≥ 3.14
 
-        return lambda data: zstd.compress(data, level=ZSTD_LEVEL)
+        return lambda data: zstd.compress(data, level=ZSTD_LEVEL), f"level {ZSTD_LEVEL} (compression.zstd)"
     except ImportError:
         return None
 
@@ -736,7 +738,7 @@ def size_report(path: str | os.PathLike) -> dict:
     exported = read_export(path)
     data = path.read_bytes()
     xz = len(lzma.compress(data, format=lzma.FORMAT_XZ, preset=LZMA_PRESET))
-    zstd = _zstd()
+    zstd, zstd_label = _zstd() or (None, "not installed")
     float32 = float32_checkpoint_bytes(exported.state)
     rows = []
     for key, layer in exported.layers.items():
@@ -784,4 +786,4 @@ def size_report(path: str | os.PathLike) -> dict:
             "mean_entropy_bits_per_weight": mean("entropy_bits_per_weight"),
             "mean_bits_per_weight_with_codebook": mean("bits_per_weight_with_codebook"),
             "bytes": sizes, "ratio_vs_float32": ratios, "layers": rows,
-            "lzma": "xz preset 9|extreme", "zstd": f"level {ZSTD_LEVEL}" if zstd else "not installed"}
+            "lzma": "xz preset 9|extreme", "zstd": zstd_label}

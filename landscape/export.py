@@ -8,9 +8,9 @@ provenance. The format (safetensors container, "landscape-export" version 1) is 
 landscape/codec.py; `landscape.codec.load_exported(MODEL)` rebuilds the module, bit-identical to the run's.
 
 Prints per layer K, log2 K, the storage bits b = ceil(log2 K), the Shannon entropy H of the index histogram
-(bits per index) and the packed and entropy-ideal bytes; then the bytes on disk of the float32 checkpoint
-(torch.save of the state dict), of the export, of the export compressed by lzma (xz -9e; and zstd -19 where
-installed), and the entropy-ideal size, with their ratios to float32.
+(bits per index), the stored bytes (packed indices + codebook) and the entropy-ideal bytes; then the bytes on
+disk of the float32 checkpoint (torch.save of the state dict), of the export, of the export compressed by lzma
+(xz -9e; and zstd -19 where installed), and the entropy-ideal size, with their ratios to float32.
 
 --state compressed (the fine-tuned weights before clamping) has ~all values distinct: such layers are stored
 as is, and said so. Input-bitwise runs compress the inputs, not the weights: their export is the float network

@@ -398,14 +398,14 @@ def test_table_export_script(tiny_run, tiny_checkpoint, tmp_path, capsys):
 
     with open(out / "export_table.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["method"] for r in rows][:1] == ["weight-coupling h=0.5 w=0.5"] and len(rows) == 2
+    assert [r["method"] for r in rows][:1] == ["weight-coupling h=0.5 w=0.5, 2 epochs"] and len(rows) == 2
     assert rows[1]["method"] == "ptq kmeans 2 bits"
     for row in rows:
         assert int(row["export_bytes"]) < int(row["float32_bytes"]) and row["outputs_identical"] == "True"
         assert float(row["mean_entropy_bits"]) <= float(row["mean_log2_k"]) + 1e-9
     config = json.loads((out / "export_table.config.json").read_text())
     assert config["run"] == [str(tiny_run)] and config["ptq"] == ["kmeans:2"] and config["rows"] == 2
-    assert "| weight-coupling h=0.5 w=0.5 |" in printed and "float32" in printed
+    assert "| weight-coupling h=0.5 w=0.5, 2 epochs |" in printed and "float32" in printed
 
 
 def test_zstd_column_when_a_zstd_module_is_there(exported, monkeypatch):
