@@ -39,10 +39,14 @@ aligned):
 
     A layer decodes to codebook[indices] (scalar), or codebook[indices].flatten()[:numel] (vector: n =
     ceil(numel/d) sub-vectors of d consecutive weights in flattened order, the last one padded), reshaped to
-    "shape". "spec" rebuilds the module: `landscape.models.build_model(arch)` (kwargs must be empty in version 1;
-    an "arch" of the form "module:factory" is reserved for a later version, as importing a module named in a
-    file would run code from it), then, for runs whose states are of a compressor's wrapper module
-    (input-bitwise), `make_compressor(method, config).prepare(model)`.
+    "shape". "spec" is the run's architecture as the run file names it (store.Run.arch, .arch_kwargs) and
+    rebuilds the module: `landscape.models.build_model(arch, kwargs)` for a CIFAR ResNet name ("resnet20",
+    "tiny", ...) or, only when the caller trusts the file (`trust_spec=True`, CLI --trust-spec), for a
+    "package.module:factory" (building it imports a module the file names and calls it with the file's
+    arguments: code the file chooses, which a model file should not get to run by default); an arch "<module.Class>"
+    (a model given to landscape.compress as a Python object) is rebuilt only from a `template` model. Then, for
+    runs whose states are of a compressor's wrapper module (input-bitwise),
+    `make_compressor(method, config).prepare(model)`.
 
 Choices, and why
 ----------------
@@ -579,40 +583,63 @@ def _layer_from(key: str, m, tensors: dict[str, Tensor], bad) -> Layer:
 # ------------------------------------------------------------------------------------------ model and runs
 
 
-def build_from_spec(spec: dict) -> nn.Module:
-    """The (untrained) module an export's spec describes."""
+def build_from_spec(spec: dict, *, template: nn.Module | None = None, trust_spec: bool = False) -> nn.Module:
+    """The (untrained) module an export's spec describes: a copy of `template` when given (a model of the same
+    architecture), else the spec's arch (module docstring), then the spec's wrapper."""
+    import copy
+
     from .models import ARCHS, build_model
 
     arch, kwargs = spec.get("arch"), spec.get("kwargs") or {}
-    if not isinstance(arch, str) or arch not in ARCHS:
-        if isinstance(arch, str) and ":" in arch:
-            raise ExportError(f"architecture {arch!r}: module:factory specs are not read by format version "
-                              f"{FORMAT_VERSION}")
-        raise ExportError(f"unknown architecture {arch!r} in the spec; this landscape builds {', '.join(ARCHS)}")
-    if kwargs:
-        raise ExportError(f"architecture {arch}: arguments {sorted(kwargs)} are not supported by "
-                          f"landscape.models.build_model")
-    model = build_model(arch)
+    if not isinstance(arch, str) or not isinstance(kwargs, dict):
+        raise ExportError(f"corrupt spec {spec!r}")
+    if template is not None:
+        model = copy.deepcopy(template)
+    elif arch in ARCHS:
+        try:
+            model = build_model(arch, kwargs)
+        except LandscapeError as e:
+            raise ExportError(str(e)) from None
+    elif arch.startswith("<"):
+        raise ExportError(f"the model {arch} was given as a Python object, not an importable factory: pass a model "
+                          "of that architecture as template")
+    elif ":" in arch:
+        if not trust_spec:
+            raise ExportError(f"the spec names the factory {arch}: building it imports that module and calls it with "
+                              f"the file's arguments; pass trust_spec=True (CLI: --trust-spec) if you trust this "
+                              f"file, or a model of that architecture as template")
+        try:
+            model = build_model(arch, kwargs)
+        except LandscapeError as e:
+            raise ExportError(str(e)) from None
+    else:
+        raise ExportError(f"unknown architecture {arch!r} in the spec; this landscape builds {', '.join(ARCHS)} "
+                          "and package.module:factory")
     wrapper = spec.get("wrapper")
     if wrapper:
         from .compress import make_compressor
 
         try:
             model = make_compressor(wrapper["method"], wrapper.get("config") or {}).prepare(model)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ExportError(f"the spec's wrapper {wrapper!r} cannot be built ({e})") from None
     return model
 
 
-def load_exported(path: str | os.PathLike) -> nn.Module:
+def load_exported(path: str | os.PathLike, *, template: nn.Module | None = None,
+                  trust_spec: bool = False) -> nn.Module:
     """The module of an export file (`python -m landscape.export`), in eval mode, its state dict decoded bit for
-    bit. Errors (missing, truncated or corrupt file, another format or version, a state that does not fit the
-    spec's architecture) are `ExportError`s (a LandscapeError) with a one-line message."""
+    bit. The architecture comes from the file's spec: a CIFAR ResNet name is built directly; a
+    `package.module:factory` spec only with `trust_spec=True` (building it imports a module the file names and
+    calls it with the file's arguments: code the file chooses); or pass `template`, a model of the same
+    architecture (copied, never modified; needed for runs of a model given as a Python object). Errors (missing,
+    truncated or corrupt file, another format or version, a state that does not fit the architecture) are
+    `ExportError`s (a LandscapeError) with a one-line message."""
     from .models import load_state
 
     exported = read_export(path)
     try:
-        model = build_from_spec(exported.spec)
+        model = build_from_spec(exported.spec, template=template, trust_spec=trust_spec)
     except ExportError as e:
         raise ExportError(f"{path}: {e}") from None
     try:
@@ -624,7 +651,7 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
 
 def run_spec(run) -> dict:
     """The architecture spec of a run (`store.Run`): the arch, and the compressor's wrapper for prepared runs."""
-    spec = {"arch": run.arch, "kwargs": {}, "wrapper": None}
+    spec = {"arch": run.arch, "kwargs": dict(run.arch_kwargs), "wrapper": None}
     if run.attrs.get("prepared", 0):
         spec["wrapper"] = {"method": run.method, "config": run.config.get("compressor", {})}
     return spec
@@ -644,7 +671,11 @@ def compressors(run, state: Mapping[str, Tensor]) -> tuple[list[str], dict[str, 
         return keys, {k: len(clusters[k][0]) for k in keys}
     from .params import select_params
 
-    model = run.model("pretrained")
+    try:
+        model = run.model("pretrained")
+    except LandscapeError as e:
+        raise ExportError(f"{run.path} has no /final/clusters and its model cannot be rebuilt to select the "
+                          f"compressed parameters ({e})") from None
     which = run.config.get("compressor", {}).get("params", "weights")
     return [k for k in select_params(model, which) if k in state], {}
 
@@ -662,14 +693,17 @@ def _now() -> str:
 
 
 def export_state(path: str | os.PathLike, state: Mapping[str, Tensor], *, arch: str, compressed: Iterable[str],
-                 state_name: str, provenance: dict | None = None, vector_dim: int | None = None) -> Path:
-    """Export a state dict of `landscape.models.build_model(arch)` (e.g. a PTQ-quantized copy of a checkpoint)."""
+                 state_name: str, arch_kwargs: dict | None = None, provenance: dict | None = None,
+                 vector_dim: int | None = None) -> Path:
+    """Export a state dict of `landscape.models.build_model(arch, arch_kwargs)` (e.g. a PTQ-quantized copy of a
+    checkpoint); `compressed`: the keys to encode with codebooks."""
     from . import __version__
     from .store import git_commit
 
     prov = {**(provenance or {}), "exporter_version": __version__, "exporter_git_commit": git_commit(),
             "exported": _now()}
-    return write_export(path, state, spec={"arch": arch, "kwargs": {}, "wrapper": None}, compressed=compressed,
+    return write_export(path, state, spec={"arch": arch, "kwargs": dict(arch_kwargs or {}), "wrapper": None},
+                        compressed=compressed,
                         state_name=state_name, provenance=prov, vector_dim=vector_dim)
 
 

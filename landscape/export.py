@@ -47,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the export file to write (e.g. MODEL.safetensors)")
     p.add_argument("--check", metavar="MODEL", help="instead of exporting: load an existing export (as "
                    "landscape.codec.load_exported does) and print its size report")
+    p.add_argument("--trust-spec", action="store_true", help="--check: build a package.module:factory architecture "
+                   "named in the file (imports and calls it: only for files you trust)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", action="store_true", help="print the size report as one JSON object")
     return p
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if args.run or args.out:
             p.error("--check MODEL takes no run file and no --out")
-        load_exported(args.check)  # every check the loader makes, the architecture included
+        load_exported(args.check, trust_spec=args.trust_spec)  # every check the loader makes, architecture included
         return _print(size_report(args.check), args.json)
     if not args.run or not args.out:
         p.error("give a run file and --out MODEL (or --check MODEL)")

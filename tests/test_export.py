@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+import torch.nn as nn
 from conftest import REPO, SHARED, assert_one_line_error
 
 from landscape import codec
@@ -247,6 +248,35 @@ def test_input_bitwise_run_exports_float_weights_and_its_quantizer(run_cli, tmp_
     assert torch.equal(_logits(model, images), _logits(Run(run).model("clamped"), images))
 
 
+def test_runs_of_any_model(tmp_path, run_cli):
+    """A model given as a Python object loads from a template; a package.module:factory spec only when trusted."""
+    import landscape as ls
+
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 12, generator=g), torch.randint(0, 4, (16,), generator=g)) for _ in range(3)]
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4))
+    linear = nn.Linear(12, 4)
+    x = torch.randn(64, 12, generator=g)
+    for net, arch, kwargs in [(mlp, None, None), (linear, "torch.nn:Linear", {"in_features": 12, "out_features": 4})]:
+        name = "object" if arch is None else "factory"
+        run = ls.compress_model(net, batches, batches[:1], out=tmp_path / f"{name}.h5", method="ptq", bits=2,
+                                epochs=1, progress=False, arch=arch, arch_kwargs=kwargs)
+        out = codec.export_run(run.path, tmp_path / f"{name}.safetensors")
+        clamped = run.model("clamped", template=net)
+        with pytest.raises(ExportError, match="template" if arch is None else "trust_spec=True"):
+            load_exported(out)
+        loaded = load_exported(out, template=net) if arch is None else load_exported(out, trust_spec=True)
+        with torch.no_grad():
+            assert torch.equal(loaded(x), clamped(x))
+        assert all(r["k"] <= 4 for r in codec.size_report(out)["layers"])
+    assert_one_line_error(run_cli("export", "--check", out), "trust")
+    r = run_cli("export", "--check", out, "--trust-spec", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["spec"] == {"arch": "torch.nn:Linear", "kwargs": {"in_features": 12, "out_features": 4},
+                                         "wrapper": None}
+
+
 # -------------------------------------------------------------------------------------------- bad input
 
 
@@ -350,9 +380,11 @@ def _bad_copies(path, tmp_path):
         "unknown arch": (lambda p: _rewrite(path, p, manifest=lambda m: m["spec"].update(arch="vgg")),
                          ["unknown architecture 'vgg'"]),
         "factory": (lambda p: _rewrite(path, p, manifest=lambda m: m["spec"].update(arch="os:system")),
-                    ["module:factory"]),
-        "kwargs": (lambda p: _rewrite(path, p, manifest=lambda m: m["spec"].update(kwargs={"width": 8})),
-                   ["arguments"]),
+                    ["names the factory os:system", "trust_spec"]),
+        "object": (lambda p: _rewrite(path, p, manifest=lambda m: m["spec"].update(arch="<my.Net>")),
+                   ["Python object", "template"]),
+        "kwargs": (lambda p: _rewrite(path, p, manifest=lambda m: m["spec"].update(kwargs={"depth": 8})),
+                   ["with kwargs", "depth"]),
     }
     for name, (make, needles) in cases.items():
         target = tmp_path / f"{name.replace(' ', '_')}.safetensors"
@@ -374,7 +406,7 @@ def test_bad_exports_one_line_errors(exported, tmp_path, run_cli):
         assert_one_line_error(run_cli("export", "--check", target, "--json"), *needles)
         assert _snapshot(tmp_path) == before
         seen += 1
-    assert seen == 14
+    assert seen == 15
     assert_one_line_error(run_cli("export", "--check", tmp_path / "none.safetensors"), "does not exist")
 
 
