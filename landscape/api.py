@@ -269,8 +269,11 @@ def export_model(run: Run | str | os.PathLike, out: str | os.PathLike, *, state:
     return export_run(open_run(run).path, out, state=state)
 
 
-def load_exported(path: str | os.PathLike) -> nn.Module:
-    """The model of an export (`export`, `python -m landscape.export`), rebuilt bit for bit, in eval mode."""
+def load_exported(path: str | os.PathLike, *, template: nn.Module | None = None, trust_spec: bool = False
+                  ) -> nn.Module:
+    """The model of an export (`export_model`, `python -m landscape.export`), rebuilt bit for bit, in eval mode.
+    A model given as a Python object needs `template` (a model of the same architecture); a `package.module:factory`
+    spec is imported and called only with `trust_spec=True` (it runs code the file names)."""
     from .codec import load_exported as load
 
-    return load(path)
+    return load(path, template=template, trust_spec=trust_spec)
