@@ -37,9 +37,8 @@ from .analysis.hessian import GROUP, HessianConfig, HessianResult, analyze, chec
 from .analysis.states import load_state_spec, spec_label
 from .analysis.storage import check_name, check_writable, png_path
 from .analysis.sweep import open_journal
-from .data import Batches, load_cifar10
+from .data import Batches
 from .errors import LandscapeError
-from .params import SELECTIONS
 from .store import Run
 
 DEFAULT_STATES = ("clamped",)
@@ -75,8 +74,9 @@ def parser():
     p.add_argument("--points", type=cli.positive_int, default=HessianConfig.points,
                    help=f"--path: points per segment, both ends included, ≥ 2 (default: {HessianConfig.points})")
     p.add_argument("--no-clamp-cost", action="store_true", help="skip the clamp-cost prediction")
-    p.add_argument("--params", default="weights", choices=SELECTIONS,
-                   help="differentiate with respect to the conv/linear weights (default) or all parameters")
+    p.add_argument("--params", default="weights",
+                   help="the parameters differentiated: weights (conv/linear, default), all, or either edited by "
+                        "name patterns, e.g. weights,-linear.weight (landscape/params.py)")
     p.add_argument("--seed", type=int, default=0, help="seed of the start and Rademacher vectors (default: 0)")
     p.add_argument("--split", default="test", choices=["test", "train"], help="data (default: test)")
     p.add_argument("--limit", type=cli.positive_int, default=1000,
@@ -130,7 +130,7 @@ def _hessian(args, dev, world: distributed.World) -> int:
     inputs = list(states.values()) + list(path or ()) + list(clamp or ())
     journal = open_journal(run.path, "hessian", name, {**attrs, "device": dev.type}, inputs, world,
                            discard_other=args.force, unit="quantities")
-    train, test = load_cifar10(args.data, download=args.download)
+    train, test = cli.load_data(args, run)
     split = (test if args.split == "test" else train).subset(args.limit)
     batches = list(Batches(split, args.batch_size, train=False, device=dev))
 

@@ -31,7 +31,7 @@ from landscape.analysis.sweep import Journal
 from landscape.errors import LandscapeError
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny models: one thread (two threads on two busy cores made each product ~30× slower here)."""
     threads = torch.get_num_threads()
@@ -90,7 +90,7 @@ def _dense(model, x, y, names, state=None):
                                                               strict=True)), strict=True))
         return F.cross_entropy(functional_call(model, {**state, **parts}, (x,)), y)
 
-    return torch.autograd.functional.jacobian(f, flat), torch.autograd.functional.hessian(f, flat)
+    return torch.autograd.functional.jacobian(f, flat), torch.autograd.functional.hessian(f, flat, vectorize=True)
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +299,7 @@ def test_journal_resume_gives_the_same_numbers(tmp_path):
 
 @pytest.mark.parametrize("bad,match", [({"top_k": 0}, "--top-k"), ({"samples": 1}, "--samples"),
                                        ({"points": 1}, "--points"), ({"tol": 0.0}, "--tol"),
-                                       ({"params": "some"}, "params"), ({"sigma": -1.0}, "--sigma")])
+                                       ({"params": "some"}, "parameter selection"), ({"sigma": -1.0}, "--sigma")])
 def test_config_rejects(bad, match):
     with pytest.raises(ValueError, match=match):
         HessianConfig(**bad)
@@ -391,3 +391,19 @@ def test_cli_refuses_to_replace_without_force(run_cli, run):
     assert read_hessian(run, "clamped")[0].clamp_cost is not None
     with h5py.File(run, "r") as f:
         assert list(f["analysis/hessian"]) == ["clamped"]
+
+
+def test_figure_script_help():
+    import importlib
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "analyses"))
+    try:
+        script = importlib.import_module("fig_hessian")
+    finally:
+        sys.path.remove(str(REPO / "analyses"))
+    with pytest.raises(SystemExit) as e:
+        script.main(["--help"])
+    assert e.value.code == 0

@@ -9,14 +9,8 @@ into batches (in train mode each batch's own statistics would enter and the Hess
 H·v = Σ_b (n_b/N)·H_b·v accordingly.
 
 Choices (and why):
-- Hessian-vector products by forward-over-reverse differentiation, `torch.func.jvp(torch.func.grad(L_b), θ, v)`
-  through `functional_call` on a deep copy of the model (never the caller's, which is never touched): no
-  `backward(create_graph=True)`, so no graph can outlive a product and nothing accumulates in `.grad`; the primal
-  output of the jvp is the gradient, so g and H·δ come from one pass (the clamp-cost prediction). curvlinops'
-  HessianLinearOperator computes exactly this (`jvp(jacrev(...))`; measured bit-identical on ResNet-20) at the
-  same speed, so it is not a dependency: it would add six packages for ~20 lines, and our operator also moves to
-  another state (`at`) or block (`block`) without copying the model. Products run in the model's dtype; vectors
-  enter and leave as float64.
+- Hessian-vector products by reverse-over-reverse differentiation in torch.func on a deep copy of the model
+  (analysis/hvp.py says why, with the alternatives measured).
 - Which parameters: by default the compressed weights (`params.select_params(model, "weights")`, conv/linear
   weights: what compression moves and clamping changes); params="all" for every parameter. A layer's Hessian is
   the diagonal block of one parameter tensor: derivatives with respect to that tensor alone, all else held fixed.
@@ -55,28 +49,27 @@ and traces in nats per (unit of weight)², products = Hessian-vector products us
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call, grad, grad_and_value, vjp
 
 from ..checks import check_int
 from ..distributed import World
 from ..errors import LandscapeError
-from ..params import SELECTIONS, select_params
+from ..metrics import LossFn
+from ..params import check_selection, select_params
 from ..store import fresh_group
 from . import lanczos
 from .evaluator import check_states
+from .hvp import HessianOperator, lerp_state
 from .paths import path_positions
 from .storage import check_name, open_for_update, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
@@ -84,121 +77,6 @@ from .sweep import Journal, run_sweep
 GROUP = "analysis/hessian"
 RESERVED = ("path", "clamp_cost")  # sweep-key prefixes that are not state labels
 JSON_ATTRS = ("other_changed", "states", "layers")  # lists stored as JSON attributes, not datasets
-
-
-class HessianOperator:
-    """H·v of the batch-weighted mean loss (module docstring) at `state` (default: the model's own), with respect to
-    the parameters `names` (default: `params.select_params(model, params)`), flattened in that order. Call it on a
-    flat vector [dim] (any float dtype); returns float64 on the model's device. `products` counts the calls.
-
-    keep_graph=True keeps each batch's gradient graph (torch.func's vjp closure) between products instead of
-    rebuilding it: each product then costs one backward pass over the backward graph (≈ 30% less), at the price of
-    holding that graph for every batch at once (≈ 5 MB per image for ResNet-20 in float32). It is dropped with the
-    operator; `at` and `block` start without it."""
-
-    def __init__(self, model: nn.Module, batches: Iterable, names: Sequence[str] | None = None, *,
-                 params: str = "weights", state: Mapping[str, Tensor] | None = None,
-                 loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, keep_graph: bool = False):
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.batches = [(x, y) for x, y in batches]
-        if not self.batches:
-            raise ValueError("no data for the Hessian (empty batches)")
-        self.n_data = sum(len(y) for _, y in self.batches)
-        self.loss_fn, self.keep_graph = loss_fn, keep_graph
-        self.state = {k: v.detach() for k, v in self.model.state_dict(keep_vars=True).items()}
-        if state is not None:
-            self.state = self._moved(state)
-        parameters = dict(self.model.named_parameters())
-        names = list(select_params(self.model, params)) if names is None else list(names)
-        unknown = [n for n in names if n not in parameters]
-        if unknown or not names:
-            raise LandscapeError(f"no parameter {unknown[0]!r} in the model" if unknown else "no parameters selected")
-        self._set_names(names)
-
-    def _moved(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        check_states(self.state, [state], ["the state"])
-        return {k: state[k].detach().to(v.device, v.dtype) for k, v in self.state.items()}
-
-    def _set_names(self, names: list[str]) -> None:
-        self.names = names
-        self.shapes = [self.state[n].shape for n in names]
-        self.sizes = [self.state[n].numel() for n in names]
-        self.dim = sum(self.sizes)
-        self.products = 0
-        self._graphs: list | None = None  # keep_graph: (gradient, vjp closure) per batch
-
-    def at(self, state: Mapping[str, Tensor]) -> HessianOperator:
-        """The same operator at another full state (shares the model copy and the batches)."""
-        other = copy.copy(self)
-        other.state = self._moved(state)
-        other._set_names(self.names)
-        return other
-
-    def block(self, names: Sequence[str]) -> HessianOperator:
-        """The diagonal block of `names` (derivatives with respect to those alone, the rest held fixed)."""
-        other = copy.copy(self)
-        other._set_names([n for n in names])
-        return other
-
-    @property
-    def device(self) -> torch.device:
-        return self.state[self.names[0]].device
-
-    def flat(self, tensors: Mapping[str, Tensor]) -> Tensor:
-        return torch.cat([tensors[n].reshape(-1).to(self.device, torch.float64) for n in self.names])
-
-    def unflat(self, v: Tensor) -> dict[str, Tensor]:
-        dtype = self.state[self.names[0]].dtype
-        parts = v.to(self.device, dtype).split(self.sizes)
-        return {n: p.view(s) for n, p, s in zip(self.names, parts, self.shapes, strict=True)}
-
-    def _batch_loss(self, x: Tensor, y: Tensor) -> Callable[[dict], Tensor]:
-        return lambda active: self.loss_fn(functional_call(self.model, {**self.state, **active}, (x,)), y)
-
-    def _active(self) -> dict[str, Tensor]:
-        return {n: self.state[n] for n in self.names}
-
-    def loss(self) -> float:
-        with torch.no_grad():
-            return sum(float(self._batch_loss(x, y)({})) * len(y) for x, y in self.batches) / self.n_data
-
-    def loss_and_gradient(self) -> tuple[float, Tensor]:
-        total, g = 0.0, torch.zeros(self.dim, dtype=torch.float64, device=self.device)
-        for x, y in self.batches:
-            gb, lb = grad_and_value(self._batch_loss(x, y))(self._active())
-            total += float(lb) * len(y)
-            g += self.flat(gb) * (len(y) / self.n_data)
-        return total / self.n_data, g
-
-    def gradient_and_product(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """(∇L, H·v), flat float64, from one reverse-over-reverse pass per batch (H is symmetric: vᵀH = (Hv)ᵀ)."""
-        self.products += 1
-        tangent = self.unflat(v)
-        g = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
-        hv = torch.zeros_like(g)
-        graphs = self._graphs or (vjp(grad(self._batch_loss(x, y)), self._active()) for x, y in self.batches)
-        kept = []
-        for (_, y), (gb, vjp_fn) in zip(self.batches, graphs, strict=True):
-            hb = vjp_fn(tangent)[0]
-            if self.keep_graph:
-                kept.append((gb, vjp_fn))
-            g += self.flat(gb) * (len(y) / self.n_data)
-            hv += self.flat(hb) * (len(y) / self.n_data)
-        if self.keep_graph:
-            self._graphs = kept
-        return g, hv
-
-    def __call__(self, v: Tensor) -> Tensor:
-        return self.gradient_and_product(v)[1]
-
-
-def lerp_state(start: Mapping[str, Tensor], end: Mapping[str, Tensor], weight: float) -> dict[str, Tensor]:
-    """start + weight·(end − start) for every floating entry, integer entries from the nearer end; weight 0 and 1
-    are the endpoints exactly (as `StateEvaluator.lerp_`)."""
-    if weight in (0.0, 1.0):
-        return dict(start if weight == 0.0 else end)
-    return {k: torch.lerp(a, end[k].to(a.dtype), weight) if a.is_floating_point() else (a if weight < 0.5
-            else end[k]) for k, a in start.items()}
 
 
 # ------------------------------------------------------------------------------------------------- analysis
@@ -218,7 +96,7 @@ class HessianConfig:
     per_layer: bool = False  # the same for the diagonal block of every layer
     layers: tuple[str, ...] = ()  # only these layers (parameter names); () = every selected parameter
     points: int = 3  # path: points per segment, both ends included
-    params: str = "weights"  # the parameters differentiated: "weights" (conv/linear) | "all"
+    params: str = "weights"  # the parameters differentiated: "weights" (conv/linear) | "all" | ±patterns (params.py)
     seed: int = 0  # start vector of ARPACK, Rademacher vectors of Hutchinson and SLQ
 
     def __post_init__(self):
@@ -231,8 +109,7 @@ class HessianConfig:
             raise ValueError(f"--tol must be in (0, 1), got {self.tol}")
         if self.sigma is not None and not self.sigma > 0:
             raise ValueError(f"--sigma must be > 0, got {self.sigma}")
-        if self.params not in SELECTIONS:
-            raise ValueError(f"params must be one of {', '.join(SELECTIONS)}, got {self.params!r}")
+        check_selection(self.params)
 
     def quantities(self) -> list[str]:
         return ["top"] + ["bottom"] * self.smallest + ["trace"] * self.trace + ["density"] * self.density
@@ -317,7 +194,7 @@ def analyze(model: nn.Module, batches: Iterable, states: Mapping[str, Mapping[st
             config: HessianConfig = HessianConfig(), *, path: Sequence[Mapping[str, Tensor]] | None = None,
             path_labels: Sequence[str] = ("pretrained", "compressed", "clamped"),
             clamp: tuple[Mapping[str, Tensor], Mapping[str, Tensor]] | None = None,
-            loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, progress: bool = False,
+            loss_fn: LossFn | None = None, progress: bool = False,
             world: World = World(), journal: Journal | None = None) -> HessianResult | None:
     """The Hessian spectra of `model`'s architecture at each of `states` (label → full state dict) on `batches`
     (a list of unaugmented (x, y) on the model's device), per `config`; with `path` (≥ 2 full states) λ_max and
