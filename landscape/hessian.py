@@ -77,6 +77,9 @@ def parser():
     p.add_argument("--params", default="weights",
                    help="the parameters differentiated: weights (conv/linear, default), all, or either edited by "
                         "name patterns, e.g. weights,-linear.weight (landscape/params.py)")
+    p.add_argument("--keep-graph", action="store_true", help="keep each batch's gradient graph between the "
+                   "products of one quantity: each product ≈30%% cheaper, but holds the graph of every batch at once "
+                   "(≈5 MB per image for ResNet-20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the start and Rademacher vectors (default: 0)")
     p.add_argument("--split", default="test", choices=["test", "train"], help="data (default: test)")
     p.add_argument("--limit", type=cli.positive_int, default=1000,
@@ -134,8 +137,8 @@ def _hessian(args, dev, world: distributed.World) -> int:
     split = (test if args.split == "test" else train).subset(args.limit)
     batches = list(Batches(split, args.batch_size, train=False, device=dev))
 
-    result = analyze(model, batches, states, config, path=path, clamp=clamp, progress=not args.json, world=world,
-                     journal=journal)
+    result = analyze(model, batches, states, config, path=path, clamp=clamp, keep_graph=args.keep_graph,
+                     progress=not args.json, world=world, journal=journal)
     if not world.is_main:
         return 0
     attrs = {**attrs, "run": str(run.path), "world_size": world.size}

@@ -270,6 +270,18 @@ def test_analyze_leaves_inputs_alone_and_leaks_no_graph(tmp_path):
     assert _tensors() <= start
 
 
+def test_kept_graphs_give_the_same_spectra():
+    model, (x, y) = _net(), _data()
+    config = HessianConfig(top_k=2, trace=True, samples=6, per_layer=True, layers=("conv1.weight",))
+    states = {"a": model.state_dict(), "b": _net(1).state_dict()}
+    fresh = analyze(model, _batches(x, y), states, config, clamp=(states["a"], states["b"]))
+    kept = analyze(model, _batches(x, y), states, config, clamp=(states["a"], states["b"]), keep_graph=True)
+    for label in states:
+        assert kept.states[label]["top"] == pytest.approx(fresh.states[label]["top"], rel=1e-12)
+        assert kept.states[label]["trace_samples"] == pytest.approx(fresh.states[label]["trace_samples"], rel=1e-12)
+    assert kept.clamp_cost["predicted"] == pytest.approx(fresh.clamp_cost["predicted"], rel=1e-12)
+
+
 def test_path_interpolates_like_the_evaluator():
     a, b = _net(0), _net(1)
     evaluator = StateEvaluator(a, fast=False)
@@ -359,7 +371,7 @@ def test_cli_stores_prints_and_draws(run_cli, run):
     png = run.parent / "run.hessian-compressed-clamped.png"
     assert png.is_file() and png.stat().st_size > 5000 and out["png"] == str(png)
     assert not list(run.parent.glob(".*journal*"))
-    r = run_cli("hessian", run, "--no-clamp-cost", *DATA)  # the table
+    r = run_cli("hessian", run, "--no-clamp-cost", "--keep-graph", *DATA)  # the table
     assert r.code == 0, r.err
     assert "clamped: loss" in r.out and "whole model" in r.out and "wrote" in r.out
 

@@ -194,16 +194,18 @@ def analyze(model: nn.Module, batches: Iterable, states: Mapping[str, Mapping[st
             config: HessianConfig = HessianConfig(), *, path: Sequence[Mapping[str, Tensor]] | None = None,
             path_labels: Sequence[str] = ("pretrained", "compressed", "clamped"),
             clamp: tuple[Mapping[str, Tensor], Mapping[str, Tensor]] | None = None,
-            loss_fn: LossFn | None = None, progress: bool = False,
+            loss_fn: LossFn | None = None, keep_graph: bool = False, progress: bool = False,
             world: World = World(), journal: Journal | None = None) -> HessianResult | None:
     """The Hessian spectra of `model`'s architecture at each of `states` (label → full state dict) on `batches`
     (a list of unaugmented (x, y) on the model's device), per `config`; with `path` (≥ 2 full states) λ_max and
     trace along it, with `clamp` = (compressed, clamped) the clamp-cost prediction. `model` is never modified.
-    Every quantity is a sweep key (`sweep_keys`): shared over torchrun ranks and journaled; returned on rank 0 only."""
+    Every quantity is a sweep key (`sweep_keys`): shared over torchrun ranks and journaled; returned on rank 0 only.
+    keep_graph: the operators keep their gradient graphs between the products of one key (hvp.HessianOperator;
+    faster, memory ∝ images), released after every key."""
     for label in states:
         if "/" in label or label in RESERVED or not label:
             raise LandscapeError(f"state label {label!r} is not usable (no '/', not {' or '.join(RESERVED)})")
-    base = HessianOperator(model, batches, params=config.params, loss_fn=loss_fn)
+    base = HessianOperator(model, batches, params=config.params, loss_fn=loss_fn, keep_graph=keep_graph)
     layers = check_layers(base.model, config)
     ops = {label: base.at(state) for label, state in states.items()}
     on_device = [{k: v.to(base.state[k].device, base.state[k].dtype) for k, v in s.items()} for s in path or ()]
@@ -218,6 +220,13 @@ def analyze(model: nn.Module, batches: Iterable, states: Mapping[str, Mapping[st
     cache = {}
 
     def evaluate(key: str):
+        try:
+            return evaluate_key(key)
+        finally:  # kept graphs live for one key at most
+            for op in [*ops.values(), *([compressed] if clamp is not None else [])]:
+                op.release()
+
+    def evaluate_key(key: str):
         parts = key.split("/")
         if parts[0] == "path":
             k, j = steps[int(parts[1])]

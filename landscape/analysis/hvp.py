@@ -135,6 +135,10 @@ class HessianOperator:
             self._graphs = kept
         return g, hv
 
+    def release(self) -> None:
+        """Drop the kept gradient graphs (keep_graph): the next product rebuilds them."""
+        self._graphs = None
+
     def __call__(self, v: Tensor) -> Tensor:
         return self.gradient_and_product(v)[1]
 
