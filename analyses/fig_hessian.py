@@ -20,7 +20,7 @@ Cost: about (products for λ_max ≈ 10–20, + --samples) Hessian-vector produc
 three evaluation passes over --limit images (reverse-over-reverse); on the 2-core machine of the README a
 full-budget run (3 states × 21 blocks, 1,000 images, 16 samples) takes hours — run it on a free machine.
 
-  python analyses/fig_hessian.py --run runs/headline-histogram.h5 [--limit 1000] [--samples 16]
+  python analyses/fig_hessian.py --run runs/headline-histogram.h5 [--limit 1000] [--samples 16] [--keep-graph]
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tol", type=float, default=HessianConfig.tol,
                    help=f"relative tolerance of λ_max (default: {HessianConfig.tol})")
     p.add_argument("--seed", type=int, default=0, help="seed of the start and Rademacher vectors (default: 0)")
+    p.add_argument("--keep-graph", action="store_true", help="keep the gradient graphs between the products of one "
+                   "quantity (≈30%% faster, ≈5 MB per image for ResNet-20)")
     args = p.parse_args(argv)
     config = HessianConfig(top_k=1, trace=True, samples=args.samples, tol=args.tol, per_layer=True, seed=args.seed)
     out = common.outputs(args.out_dir, STEM, [".png", ".csv", "_clamp.csv", ".config.json"], args.force)
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"Hessian spectra of {run.path} at {', '.join(STATES)} on {args.limit} test images …", file=sys.stderr)
     result = analyze(model, list(batches), states, config, clamp=(states["compressed"], states["clamped"]),
-                     progress=not args.json, journal=journal)
+                     keep_graph=args.keep_graph, progress=not args.json, journal=journal)
 
     rows = []
     for state, entry in result.states.items():

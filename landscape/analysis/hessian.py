@@ -179,7 +179,7 @@ def clamp_cost(op: HessianOperator, clamped: Mapping[str, Tensor], names: Sequen
 @dataclass
 class HessianResult:
     states: dict[str, dict]  # label → {loss, grad_norm, dim, top, top_products, …, layers: {param: {…}}}
-    layers: list[str]
+    layers: list[str]  # the per-layer blocks analysed (parameter names; [] without per_layer)
     n: int  # images
     path: dict | None = None  # alpha, segment, lambda_max, products, trace, trace_se, loss: lists [T]; states
     clamp_cost: dict | None = None  # {…whole model…, other_changed, layers: {param: {…}}}
@@ -259,7 +259,7 @@ def analyze(model: nn.Module, batches: Iterable, states: Mapping[str, Mapping[st
     for entry in out.values():
         if not entry["layers"]:
             del entry["layers"]
-    result = HessianResult(out, layers, base.n_data)
+    result = HessianResult(out, layers if config.per_layer else [], base.n_data)
     if path:
         rows = [values[f"path/{i}"] for i in range(len(steps))]
         result.path = {"alpha": [float(a) for a in alpha], "segment": [int(s) for s in segment],
