@@ -16,9 +16,12 @@ figures/hessian.png, hessian.csv (state, layer — "model" for the whole model �
 trace_se), hessian_clamp.csv (layer, measured, predicted, linear, quadratic, delta_norm) and hessian.config.json.
 Every quantity is journaled beside the outputs (.hessian.journal.json): rerun the same command after a crash.
 
-Cost: about (products for λ_max ≈ 10–20, + --samples) Hessian-vector products per state and layer, each about
-three evaluation passes over --limit images (reverse-over-reverse); on the 2-core machine of the README a
-full-budget run (3 states × 21 blocks, 1,000 images, 16 samples) takes hours — run it on a free machine.
+Cost: per state ≈ 10 Hessian-vector products for λ_max + --samples for the trace, the same per layer and state,
++ 21 for the clamp cost: ≈ 1,700 products for ResNet-20 (20 weight tensors) at --samples 16, each ≈ 4 gradient
+passes over --limit images (≈ 3 with --keep-graph, which holds ≈ 5 GB for 1,000 images): an estimated 2–4 hours on
+the README's 2 idle cores. --layer-trace split takes the layers' traces from the whole model's vectors instead
+(z_lᵀ(Hz)_l, unbiased for the block's trace, no products of its own, ≈ 900 products in all) at the price of much
+larger standard errors for small layers (on the tiny test model some came out negative, ± more than their value).
 
   python analyses/fig_hessian.py --run runs/headline-histogram.h5 [--limit 1000] [--samples 16] [--keep-graph]
 """
@@ -44,19 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     p = common.parser("analyses/fig_hessian.py", __doc__)
     p.add_argument("--samples", type=cli.positive_int, default=16,
                    help="Rademacher vectors per trace (default: 16)")
+    p.add_argument("--layer-trace", default="block", choices=["block", "split"],
+                   help="layers' traces by Hutchinson on each block (block, default) or from the whole model's "
+                        "vectors (split: cheaper, noisier)")
     p.add_argument("--tol", type=float, default=HessianConfig.tol,
                    help=f"relative tolerance of λ_max (default: {HessianConfig.tol})")
     p.add_argument("--seed", type=int, default=0, help="seed of the start and Rademacher vectors (default: 0)")
     p.add_argument("--keep-graph", action="store_true", help="keep the gradient graphs between the products of one "
                    "quantity (≈30%% faster, ≈5 MB per image for ResNet-20)")
     args = p.parse_args(argv)
-    config = HessianConfig(top_k=1, trace=True, samples=args.samples, tol=args.tol, per_layer=True, seed=args.seed)
+    config = HessianConfig(top_k=1, trace=True, samples=args.samples, tol=args.tol, per_layer=True, seed=args.seed,
+                           layer_trace=args.layer_trace)
     out = common.outputs(args.out_dir, STEM, [".png", ".csv", "_clamp.csv", ".config.json"], args.force)
     run = Run(common.resolve_runs(args)[0])
     states = {s: load_state_spec(run, s) for s in STATES}  # all input errors before any evaluation
     batches, dev = common.test_batches(args)
     model = run.model("pretrained").to(dev)
     fingerprint = {"script": STEM, "limit": args.limit, "batch_size": args.batch_size, "samples": args.samples,
+                   "layer_trace": args.layer_trace,
                    "tol": args.tol, "seed": args.seed, "device": dev.type,
                    "state_sha256": [state_digest(s) for s in states.values()]}
     journal = Journal.open(Path(args.out_dir) / f".{STEM}.journal.json", fingerprint, discard_other=args.force)

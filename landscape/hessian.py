@@ -70,6 +70,9 @@ def parser():
     p.add_argument("--layers", nargs="+", default=None, metavar="PARAM",
                    help="only these layers' blocks (parameter names, e.g. layer1.0.conv1.weight); implies "
                         "--per-layer")
+    p.add_argument("--layer-trace", default="block", choices=["block", "split"],
+                   help="per-layer traces by Hutchinson on each block (block, default) or from the whole model's "
+                        "vectors split by layer (split: no extra products, more variance)")
     p.add_argument("--path", action="store_true", help="λ_max and trace along pretrained → compressed → clamped")
     p.add_argument("--points", type=cli.positive_int, default=HessianConfig.points,
                    help=f"--path: points per segment, both ends included, ≥ 2 (default: {HessianConfig.points})")
@@ -102,7 +105,8 @@ def _hessian(args, dev, world: distributed.World) -> int:
     config = HessianConfig(top_k=args.top_k, smallest=args.smallest, tol=args.tol, trace=args.trace,
                            samples=args.samples, density=args.density, steps=args.steps, vectors=args.vectors,
                            sigma=args.sigma, per_layer=args.per_layer or bool(args.layers),
-                           layers=tuple(args.layers or ()), points=args.points, params=args.params, seed=args.seed)
+                           layers=tuple(args.layers or ()), points=args.points, params=args.params, seed=args.seed,
+                           layer_trace=args.layer_trace)
     run = Run(args.run)
     specs = list(args.state or DEFAULT_STATES)
     labels = [spec_label(s) for s in specs]
@@ -127,8 +131,9 @@ def _hessian(args, dev, world: distributed.World) -> int:
     attrs = {"states": specs, "labels": labels, "params": args.params, "top_k": args.top_k,
              "smallest": args.smallest, "tol": args.tol, "trace": args.trace, "samples": args.samples,
              "density": args.density, "steps": args.steps, "vectors": args.vectors, "sigma": args.sigma,
-             "per_layer": config.per_layer, "path": args.path, "points": args.points, "clamp_cost": clamp is not None,
-             "seed": args.seed, "split": args.split, "limit": args.limit, "batch_size": args.batch_size,
+             "per_layer": config.per_layer, "layer_trace": args.layer_trace, "path": args.path,
+             "points": args.points, "clamp_cost": clamp is not None, "seed": args.seed, "split": args.split,
+             "limit": args.limit, "batch_size": args.batch_size,
              "layers_asked": list(config.layers)}
     inputs = list(states.values()) + list(path or ()) + list(clamp or ())
     journal = open_journal(run.path, "hessian", name, {**attrs, "device": dev.type}, inputs, world,

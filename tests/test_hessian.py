@@ -25,6 +25,7 @@ from landscape.analysis.hessian import (
     clamp_cost,
     lerp_state,
     read_hessian,
+    sweep_keys,
     write_hessian,
 )
 from landscape.analysis.sweep import Journal
@@ -156,6 +157,13 @@ def test_hutchinson_trace_within_three_standard_errors(dense):
     assert abs(t.mean - exact) <= 3 * t.se
     few = lanczos.hutchinson(op, op.dim, 20, seed=3)
     assert few.samples == t.samples[:20]  # prefix stable
+    split = lanczos.hutchinson(op, op.dim, 200, seed=3, split=op.sizes)  # block traces from the same products
+    assert split.samples == t.samples and len(split.parts) == 3
+    np.testing.assert_allclose(np.sum([p.samples for p in split.parts], axis=0), t.samples, rtol=1e-12)
+    start = 0
+    for part, n in zip(split.parts, op.sizes, strict=True):
+        assert abs(part.mean - float(torch.trace(h[start:start + n, start:start + n]))) <= 3 * part.se
+        start += n
     small = lanczos.hutchinson(op.block(["linear.weight"]), 12, 20)  # n ≤ samples: exact
     assert small.exact and small.se == 0 and small.mean == pytest.approx(float(torch.trace(h[-12:, -12:])))
 
@@ -311,7 +319,8 @@ def test_journal_resume_gives_the_same_numbers(tmp_path):
 
 @pytest.mark.parametrize("bad,match", [({"top_k": 0}, "--top-k"), ({"samples": 1}, "--samples"),
                                        ({"points": 1}, "--points"), ({"tol": 0.0}, "--tol"),
-                                       ({"params": "some"}, "parameter selection"), ({"sigma": -1.0}, "--sigma")])
+                                       ({"params": "some"}, "parameter selection"),
+                                       ({"layer_trace": "x"}, "--layer-trace"), ({"sigma": -1.0}, "--sigma")])
 def test_config_rejects(bad, match):
     with pytest.raises(ValueError, match=match):
         HessianConfig(**bad)
@@ -331,11 +340,16 @@ def test_bad_library_inputs():
 
 def test_write_read_round_trip(tmp_path):
     model, (x, y) = _net(), _data()
-    config = HessianConfig(trace=True, samples=4, density=True, steps=4, vectors=2, per_layer=True, points=2)
+    config = HessianConfig(trace=True, samples=4, density=True, steps=4, vectors=2, per_layer=True, points=2,
+                           layer_trace="split")
+    assert not any(k.endswith("/trace") and "/layer/" in k for k in sweep_keys(["s"], ["conv1.weight"], config))
     result = analyze(model, _batches(x, y), {"s": model.state_dict()}, config,
                      path=[model.state_dict(), _net(1).state_dict()], clamp=(model.state_dict(), _net(1).state_dict()))
     path = tmp_path / "r.h5"
     write_hessian(path, "s", result, {"states": ["s"], "limit": None})
+    layers = result.states["s"]["layers"]
+    assert sum(layers[n]["trace_samples"][0] for n in result.layers) == pytest.approx(
+        result.states["s"]["trace_samples"][0], rel=1e-12)  # the whole model's products, split by layer
     back, attrs = read_hessian(path, "s")
     assert back.to_dict() == json.loads(json.dumps(result.to_dict()))
     assert json.loads(attrs["states"]) == ["s"] and "limit" not in attrs and attrs["n"] == 10

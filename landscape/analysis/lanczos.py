@@ -13,7 +13,8 @@ landscape/analysis/hessian.py): extreme eigenvalues, trace, spectral density. No
                    Dimensions ≤ DENSE_MAX (and k ≥ n − 1, which ARPACK refuses) are solved exactly from the dense
                    matrix (n products, `torch.linalg.eigvalsh`).
   hutchinson       tr(A) ≈ mean of zᵀAz over m Rademacher vectors z (seeded), with its standard error
-                   std(ddof=1)/√m; exact (n products with unit vectors, SE 0) when n ≤ m, which costs no more.
+                   std(ddof=1)/√m; exact (n products with unit vectors, SE 0) when n ≤ m, which costs no more;
+                   optionally the traces of diagonal blocks from the same products (`split`).
   lanczos          m steps of Lanczos with full reorthogonalization (Gram–Schmidt twice against every earlier
                    vector, so the Ritz values do not repeat); stops early at an invariant subspace.
   slq              stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017; Ghorbani et al. 2019): for each of n_v
@@ -30,6 +31,7 @@ device, and the first m Hutchinson vectors do not depend on how many are drawn.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,6 +72,7 @@ class Trace:
     se: float  # its standard error, std(ddof=1)/√m (0 when exact)
     samples: list[float]  # zᵀAz per Rademacher vector (or the diagonal entries when exact)
     exact: bool
+    parts: list[Trace] | None = None  # with `split`: the same for each diagonal block, from the same products
 
 
 def dense(matvec: MatVec, n: int, device: torch.device | str = "cpu") -> Tensor:
@@ -113,21 +116,37 @@ def rademacher(n: int, generator: torch.Generator) -> Tensor:
     return torch.randint(0, 2, (n,), generator=generator, dtype=torch.int8).to(torch.float64).mul_(2).sub_(1)
 
 
-def hutchinson(matvec: MatVec, n: int, samples: int, *, seed: int = 0,
-               device: torch.device | str = "cpu") -> Trace:
-    """tr(A) by Hutchinson's estimator with Rademacher vectors, or exactly when n ≤ samples."""
+def hutchinson(matvec: MatVec, n: int, samples: int, *, seed: int = 0, device: torch.device | str = "cpu",
+               split: list[int] | None = None) -> Trace:
+    """tr(A) by Hutchinson's estimator with Rademacher vectors, or exactly when n ≤ samples. `split` (sizes summing
+    to n) also estimates the trace of each diagonal block A_ll from the same products: z_lᵀ(Az)_l is unbiased for
+    tr A_ll (the cross terms z_lᵀA_lm z_m have mean 0), at a larger variance than z_lᵀA_ll z_l would have."""
     check_int("the number of trace samples", samples, 2)
     if n <= samples:
         eye = torch.eye(n, dtype=torch.float64, device=device)
-        diag = [float(matvec(eye[i])[i]) for i in range(n)]
-        return Trace(float(sum(diag)), 0.0, diag, True)
-    g = torch.Generator().manual_seed(seed)
-    values = []
-    for _ in range(samples):
-        z = rademacher(n, g).to(device)
-        values.append(float(torch.dot(z, matvec(z))))
-    x = np.asarray(values)
-    return Trace(float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))), values, False)
+        rows = [[float(matvec(eye[i])[i])] for i in range(n)]
+        exact = True
+    else:
+        g = torch.Generator().manual_seed(seed)
+        rows = []
+        for _ in range(samples):
+            z = rademacher(n, g).to(device)
+            terms = z * matvec(z)
+            rows.append([float(t.sum()) for t in (terms.split(split) if split else [])] + [float(terms.sum())])
+        exact = False
+
+    def trace(values: list[float]) -> Trace:
+        x = np.asarray(values)
+        if exact:
+            return Trace(float(x.sum()), 0.0, values, True)
+        return Trace(float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))), values, False)
+
+    if exact:
+        diag, bounds = [r[0] for r in rows], np.cumsum([0, *(split or [])])
+        parts = [trace(diag[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)] if split else None
+        return dataclasses.replace(trace(diag), parts=parts)
+    parts = [trace([r[i] for r in rows]) for i in range(len(split))] if split else None
+    return dataclasses.replace(trace([r[-1] for r in rows]), parts=parts)
 
 
 def lanczos(matvec: MatVec, v0: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
