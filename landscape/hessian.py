@@ -3,14 +3,15 @@ Hessian eigenvalues, the trace, the spectral density, per compressed layer and f
 along pretrained → compressed → clamped; and what a second-order model predicts clamping costs.
 
 The Hessian is that of the mean cross-entropy over the first --limit images of --split (class-balanced prefix,
-unaugmented, default 1,000 test images: each Hessian-vector product costs about three evaluation passes) with the
+unaugmented, default 1,000 test images: each Hessian-vector product costs about four gradient passes) with the
 model in eval mode, with respect to the conv/linear weights (--params all: every parameter). A layer's Hessian is
 the diagonal block of its weight tensor. Top eigenvalues by ARPACK Lanczos (--top-k, relative --tol), the trace by
 Hutchinson (--samples Rademacher vectors, ± standard error), the density by stochastic Lanczos quadrature (--steps,
 --vectors, Gaussian broadening --sigma); landscape/analysis/hessian.py and lanczos.py say how and why.
 
-States (--state, several allowed; default clamped): pretrained, compressed, clamped, step:N (or N), ptq:METHOD:BITS
-or a checkpoint file of the run's architecture.
+States (--state, several allowed; default clamped, the model that is deployed: each further state costs as much
+again): pretrained, compressed, clamped, step:N (or N), ptq:METHOD:BITS or a checkpoint file of the run's
+architecture.
 --path        λ_max and trace at --points positions per segment of pretrained → compressed → clamped (every entry
               interpolated, BN statistics included).
 clamp cost    (unless --no-clamp-cost) at the compressed state, g = ∇L and δ = clamped − compressed: predicted
