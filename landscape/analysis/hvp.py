@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, grad_and_value, vjp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import LandscapeError
 from ..metrics import LossFn
@@ -100,7 +101,12 @@ class HessianOperator:
         return {n: p.view(s) for n, p, s in zip(self.names, parts, self.shapes, strict=True)}
 
     def _batch_loss(self, x: Tensor, y: Tensor) -> Callable[[dict], Tensor]:
-        return lambda active: self.loss_fn(functional_call(self.model, {**self.state, **active}, (x,)), y)
+        def loss(active: dict) -> Tensor:
+            # attention through the math kernel: the fused scaled-dot-product kernels have no second derivative
+            with sdpa_kernel(SDPBackend.MATH):
+                return self.loss_fn(functional_call(self.model, {**self.state, **active}, (x,)), y)
+
+        return loss
 
     def _active(self) -> dict[str, Tensor]:
         return {n: self.state[n] for n in self.names}
