@@ -23,6 +23,6 @@ def test_notebook_executes_on_the_tiny_run(tiny_run, tmp_path, monkeypatch):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 5  # loss curves, histograms, bits, path, perturbation
+    assert len(images) >= 7  # loss curves, histograms, bits, path, perturbation, surfaces, Hessian
     text = "".join(o.get("text", "") for o in outputs)
     assert str(run) in text and "distinct values" in text
