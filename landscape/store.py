@@ -31,6 +31,8 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
   /analysis/surfaces/<name>   written by `python -m landscape.surface` (analysis/surface.py): x [Rx], y [Ry], loss
                               [Rx, Ry] (nats), accuracy [Rx, Ry], anchor_coords/_loss/_accuracy; attrs: plane, states,
                               units, axis_norms, cosine, norm, ignore, bn, resolution, range, split, limit, n, …
+  /analysis/hessian/<name>    written by `python -m landscape.hessian` (analysis/hessian.py): states/<label>/ (top,
+                              bottom, trace, density, layers/<param>/), path/, clamp_cost/; schema there
 
   /resume                     attrs: step; dataset `trainer`: the trainer's full state (model, optimizer, scheduler,
                               compressor, RNG) as a torch.save blob, replaced at every checkpoint (for --resume)
