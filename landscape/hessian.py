@@ -31,12 +31,10 @@ Example:
 
 from __future__ import annotations
 
-import os
-
 from . import cli, distributed
 from .analysis.hessian import GROUP, HessianConfig, HessianResult, analyze, check_layers, write_hessian
 from .analysis.states import load_state_spec, spec_label
-from .analysis.storage import check_name, check_writable, png_path
+from .analysis.storage import check_name, check_writable, png_path, write_with_png
 from .analysis.sweep import open_journal
 from .data import Batches
 from .errors import LandscapeError
@@ -149,14 +147,7 @@ def _hessian(args, dev, world: distributed.World) -> int:
         return 0
     attrs = {**attrs, "run": str(run.path), "world_size": world.size}
     fig = draw(result, f"{run.path.name}: hessian {name}  (n = {result.n} {args.split} images)")
-    tmp_png = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp_png, dpi=130)
-    try:
-        key = write_hessian(run.path, name, result, attrs, force=args.force)
-    except BaseException:
-        tmp_png.unlink(missing_ok=True)
-        raise
-    os.replace(tmp_png, png)
+    key = write_with_png(fig, png, lambda: write_hessian(run.path, name, result, attrs, force=args.force))
     journal.remove()
     if args.json:
         cli.print_json({"file": str(run.path), "group": f"/{key}", "png": str(png), **attrs, **result.to_dict()})

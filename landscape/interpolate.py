@@ -31,7 +31,7 @@ import numpy as np
 from . import cli, distributed
 from .analysis.paths import GROUP, PathConfig, PathResult, evaluate_path, stored_paths, write_path
 from .analysis.states import load_state_spec, spec_label
-from .analysis.storage import check_name, png_path
+from .analysis.storage import check_name, png_path, write_with_png
 from .analysis.sweep import open_journal
 from .bn import recalibration_batches
 from .data import Batches
@@ -124,14 +124,7 @@ def _interpolate(args, dev, world: distributed.World) -> int:
 
     attrs = {**attrs, "run": str(run.path), "world_size": world.size}
     fig = draw(result, [spec_label(s) for s in specs], f"{run.path.name}: {name}")
-    tmp_png = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp_png, dpi=130)
-    try:
-        key = write_path(target, name, result, attrs, force=args.force)
-    except BaseException:
-        tmp_png.unlink(missing_ok=True)
-        raise
-    os.replace(tmp_png, png)
+    key = write_with_png(fig, png, lambda: write_path(target, name, result, attrs, force=args.force))
     journal.remove()
 
     if args.json:

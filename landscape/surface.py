@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 
 import numpy as np
 
 from . import cli, distributed
 from .analysis import directions as dirs
 from .analysis.states import load_state_spec, spec_label
-from .analysis.storage import check_name, check_writable, png_path
+from .analysis.storage import check_name, check_writable, png_path, write_with_png
 from .analysis.surface import (
     GROUP,
     PLANES,
@@ -176,14 +175,7 @@ def _surface(args, dev, world: distributed.World) -> int:
              "cosine": plane.info.get("cosine"), "run": str(run.path), "world_size": world.size,
              "git_commit": git_commit()}
     fig = draw(result, plane.kind, plane.units, f"{run.path.name}: {name}  (n = {result.n} {args.split} images)")
-    tmp_png = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp_png, dpi=130)
-    try:
-        key = write_surface(run.path, name, result, attrs, force=args.force)
-    except BaseException:
-        tmp_png.unlink(missing_ok=True)
-        raise
-    os.replace(tmp_png, png)
+    key = write_with_png(fig, png, lambda: write_surface(run.path, name, result, attrs, force=args.force))
     journal.remove()
     if args.json:
         cli.print_json({"file": str(run.path), "group": f"/{key}", "png": str(png), **attrs, **result.to_dict()})

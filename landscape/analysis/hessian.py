@@ -69,12 +69,11 @@ from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..params import check_selection, select_params
-from ..store import fresh_group
 from . import lanczos
 from .evaluator import check_states
 from .hvp import HessianOperator, lerp_state
 from .paths import path_positions
-from .storage import check_name, open_for_update, open_result, set_attrs, stored
+from .storage import new_result, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
 
 GROUP = "analysis/hessian"
@@ -333,10 +332,7 @@ def _read_tree(group: h5py.Group) -> dict:
 def write_hessian(path: str | os.PathLike, name: str, result: HessianResult, attrs: Mapping, *,
                   force: bool = False) -> str:
     """Store under /analysis/hessian/<name>, all at once or not at all. Returns the group key."""
-    check_name(name)
-    key = f"{GROUP}/{name}"
-    with open_for_update(path) as f:
-        g = fresh_group(f, key, force=force, where=path)
+    with new_result(path, GROUP, name, force=force) as (g, key):
         _write_tree(g, {k: v for k, v in result.to_dict().items() if k not in ("n", "layers")})
         set_attrs(g, {**attrs, "n": result.n, "layers": result.layers})
     return key

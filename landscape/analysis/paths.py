@@ -49,9 +49,8 @@ from ..bn import check_bn_mode
 from ..checks import check_int
 from ..distributed import World
 from ..metrics import LossFn
-from ..store import fresh_group
 from .evaluator import StateEvaluator, check_states
-from .storage import check_name, open_for_update, open_result, set_attrs, stored
+from .storage import new_result, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
 
 GROUP = "analysis/paths"
@@ -140,10 +139,7 @@ def write_path(path: str | os.PathLike, name: str, result: PathResult, attrs: Ma
                force: bool = False) -> str:
     """Store `result` under /analysis/paths/<name> of the HDF5 file `path` (created if missing), all at once
     or not at all (`open_for_update`). Returns the group key."""
-    check_name(name)
-    key = f"{GROUP}/{name}"
-    with open_for_update(path) as f:
-        g = fresh_group(f, key, force=force, where=path)
+    with new_result(path, GROUP, name, force=force) as (g, key):
         g.create_dataset("alpha", data=result.alpha)
         g.create_dataset("segment", data=result.segment)
         for split, m in result.metrics.items():

@@ -58,10 +58,9 @@ from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..params import check_selection, select_params
-from ..store import fresh_group
 from .directions import NORMS, Directions, displacement, global_norm, tensor_norm
 from .evaluator import StateEvaluator, check_states
-from .storage import check_name, open_for_update, open_result, set_attrs, stored
+from .storage import new_result, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
 
 GROUP = "analysis/perturb"
@@ -227,10 +226,7 @@ def write_perturb(path: str | os.PathLike, name: str, result: PerturbResult, att
                   force: bool = False) -> str:
     """Store under /analysis/perturb/<name> of a run file, all at once or not at all (paths.open_for_update).
     Returns the group key."""
-    check_name(name)
-    key = f"{GROUP}/{name}"
-    with open_for_update(path) as f:
-        g = fresh_group(f, key, force=force, where=path)
+    with new_result(path, GROUP, name, force=force) as (g, key):
         g.create_dataset("random_delta_loss", data=result.random_delta_loss)
         g.create_dataset("random_slope", data=result.random_slope)
         g.create_dataset("random_accuracy", data=result.random_accuracy)

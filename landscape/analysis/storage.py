@@ -43,6 +43,19 @@ def check_name(name: str) -> str:
 
 
 
+@contextlib.contextmanager
+def new_result(path: str | os.PathLike, group: str, name: str, *, force: bool = False
+               ) -> Iterator[tuple[h5py.Group, str]]:
+    """(the fresh group /<group>/<name>, its key) in `path`, for a writer to fill: it lands all at once when the
+    block ends, or not at all (`open_for_update`); an existing result of that name needs `force`."""
+    from ..store import fresh_group
+
+    check_name(name)
+    key = f"{group}/{name}"
+    with open_for_update(path) as f:
+        yield fresh_group(f, key, force=force, where=path), key
+
+
 def set_attrs(group: h5py.Group, attrs: Mapping) -> None:
     """Settings as attributes (lists, tuples and dicts as JSON; None left out) and a `created` time stamp."""
     group.attrs.update({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
@@ -77,3 +90,18 @@ def png_path(file: str | os.PathLike, kind: str, name: str) -> Path:
     """Where a CLI puts the PNG of a stored result: beside the file, <stem>.<kind>-<name>.png."""
     file = Path(file)
     return file.with_name(f"{file.stem}.{kind}-{name}.png")
+
+
+def write_with_png(fig, png: Path, write) -> str:
+    """Store a result and the PNG drawn from it together: the figure is saved under a temporary name, `write()`
+    stores the result (returning its group key), then the PNG is renamed into place; if the write fails the PNG is
+    removed, so neither lands without the other."""
+    tmp = png.with_name(f".{png.name}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=130)
+    try:
+        key = write()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, png)
+    return key

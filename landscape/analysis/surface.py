@@ -54,10 +54,9 @@ from ..bn import check_bn_mode
 from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
-from ..store import fresh_group
 from . import directions as dirs
 from .evaluator import StateEvaluator, check_states
-from .storage import check_name, open_for_update, open_result, set_attrs, stored
+from .storage import new_result, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
 
 GROUP = "analysis/surfaces"
@@ -284,10 +283,7 @@ def evaluate_surface(model: nn.Module, plane: Plane, batches: Iterable, config: 
 def write_surface(path: str | os.PathLike, name: str, result: SurfaceResult, attrs: Mapping, *,
                   force: bool = False) -> str:
     """Store under /analysis/surfaces/<name> (module docstring), all at once or not at all. Returns the key."""
-    check_name(name)
-    key = f"{GROUP}/{name}"
-    with open_for_update(path) as f:
-        g = fresh_group(f, key, force=force, where=path)
+    with new_result(path, GROUP, name, force=force) as (g, key):
         for axis, c in zip("xy", result.coords, strict=False):
             g.create_dataset(axis, data=c)
         g.create_dataset("loss", data=result.loss)
