@@ -39,8 +39,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python analyses/demo.py --device $(DEVICE)
 
+# Every benchmark, with the peer packages they compare against (the [bench] extra); each prints its table.
+# Long (about 45 min on 2 idle cores); run one alone with `python bench/<name>.py [--quick] [--json]`.
 bench: $(STAMP)
-	$(BIN)/python bench/coupling.py
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	for b in coupling analysis train sharding geometry; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -26,7 +26,7 @@ same N test images):
 on 2 CPU cores; the full run (N = 1000 in batches of 500, 11 points, M 2 → 10, best of 3) about 10 minutes.
 Timings on a shared machine are noisy: every row is the best of interleaved repeats, so background load makes
 the ratios noisier, not systematically better.
-loss-landscapes is installed only for this benchmark (`.venv/bin/pip install loss-landscapes`); without it
+loss-landscapes is installed only for the benchmarks (`pip install -e '.[bench]'`); without it
 that row is skipped with a message and its JSON value is null.
 """
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             f"loss-landscapes {points / best['ll']:.2f} pts/s, same batches and forward passes")
     else:
         row("path_vs_loss_landscapes", None, "≥ 1.5", "loss-landscapes not installed: "
-            "`.venv/bin/pip install loss-landscapes` to run this row")
+            "`pip install -e '.[bench]'` to run this row")
     row("max_abs_loss_diff", max_diff, "≤ 1e-5", "vs fresh model + interpolated state dict per point")
     recal = ("not measured with --quick" if per_direction_recal is None else
              f"{per_direction_recal:.3f} s = {per_direction_recal / best['eval']:.2f}× a pass")
