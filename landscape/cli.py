@@ -60,6 +60,14 @@ def add_model_args(p: argparse.ArgumentParser, *, checkpoint_required: bool = Tr
                    help="checkpoint path, or an arch name (resnet20, resnet56, …) for the public weights")
 
 
+def add_result_args(p: argparse.ArgumentParser, group: str, default: str) -> None:
+    """--name, --force and --json of an analysis CLI that stores its result under /<group>/<name> of a run file."""
+    p.add_argument("--name", default=None, help=f"result name under /{group} (default: {default})")
+    p.add_argument("--force", action="store_true", help="replace an existing result of the same name (and its PNG), "
+                   "and discard a journal left by a different command")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
 def json_object(text: str) -> dict:
     try:
         value = json.loads(text)

@@ -86,11 +86,7 @@ def parser():
     p.add_argument("--split", default="test", choices=["test", "train"], help="data (default: test)")
     p.add_argument("--limit", type=cli.positive_int, default=1000,
                    help="first N images of the split (class-balanced prefix; default: 1000)")
-    p.add_argument("--name", default=None, help="result name under /analysis/hessian (default: the state labels "
-                   "joined by '-')")
-    p.add_argument("--force", action="store_true", help="replace an existing result of the same name (and its "
-                   "PNG), and discard a journal left by a different command")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    cli.add_result_args(p, "analysis/hessian", "the state labels joined by '-'")
     cli.add_data_args(p)
     return p
 

@@ -111,11 +111,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-batches", type=cli.positive_int, default=4,
                    help="--bn recalibrate: training batches of --batch-size images per point (default: 4)")
     p.add_argument("--no-fast", action="store_true", help="evaluate the model as is (no BN folding)")
-    p.add_argument("--name", default=None, help="result name under /analysis/surfaces (default: the plane and its "
-                   "states, e.g. states_pretrained-compressed-clamped or random_clamped)")
-    p.add_argument("--force", action="store_true", help="replace an existing result of the same name, and discard "
-                   "a journal left by a different command")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    cli.add_result_args(p, "analysis/surfaces", "the plane and its states, e.g. states_pretrained-compressed-clamped "
+                        "or random_clamped")
     cli.add_data_args(p)
     return p
 
