@@ -176,7 +176,10 @@ def figure(rows: list[dict], full: float, args, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.Parser("analyses/table_methods.py", __doc__)
-    p.add_argument("--arch", default="resnet20")
+    p.add_argument("--arch", default="resnet20", help="architecture of --checkpoint (default: resnet20; or "
+                   "package.module:factory)")
+    p.add_argument("--arch-kwargs", type=cli.json_object, default=None, metavar="JSON",
+                   help="keyword arguments of the arch's factory")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="pretrained model (default: the "
                    "adapted ResNet-20, ../shared/models/resnet20-cifar10jpeg.pt)")
     p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4],

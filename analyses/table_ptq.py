@@ -36,7 +36,10 @@ DEFAULT_CHECKPOINT = REPO.parent / "shared" / "models" / "resnet20-cifar10jpeg.p
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.Parser("analyses/table_ptq.py", __doc__)
-    p.add_argument("--arch", default="resnet20")
+    p.add_argument("--arch", default="resnet20", help="architecture of --checkpoint (default: resnet20; or "
+                   "package.module:factory)")
+    p.add_argument("--arch-kwargs", type=cli.json_object, default=None, metavar="JSON",
+                   help="keyword arguments of the arch's factory")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model to quantize (default: the adapted "
                    "ResNet-20, ../shared/models/resnet20-cifar10jpeg.pt)")
     p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 8], help="bit-widths (default: 2 3 4 8)")

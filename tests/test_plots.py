@@ -115,3 +115,15 @@ def test_figure_scripts_write_png_csv_and_config(scripts, tiny_run, tmp_path, ca
     # outputs exist now: a second run refuses without --force, before doing any work
     with pytest.raises(Exception, match="--force"):
         scripts("fig_paths").main(["--run", str(tiny_run), "--out-dir", str(out)] + COMMON)
+
+
+def test_table_scripts_run_on_the_tiny_model(scripts, tiny_checkpoint, tmp_path, capsys):
+    """table_ptq and table_methods end to end on the tiny checkpoint (a regression test: both once broke on an
+    option they did not define)."""
+    common = ["--arch", "tiny", "--checkpoint", str(tiny_checkpoint), "--data", str(SHARED / "data"), "--limit", "60",
+              "--batch-size", "30", "--out-dir", str(tmp_path)]
+    assert scripts("table_ptq").main(common + ["--bits", "2", "--methods", "kmeans"]) == 0
+    assert scripts("table_methods").main(common + ["--bits", "2", "--methods", "kmeans", "centroid",
+                                                   "--train-limit", "128"]) == 0
+    capsys.readouterr()
+    assert len(_read_csv(tmp_path / "ptq_table.csv")) >= 1 and len(_read_csv(tmp_path / "methods_table.csv")) >= 2
