@@ -47,6 +47,16 @@ def check_states(reference: Mapping[str, Tensor], states: Sequence[Mapping[str, 
 
 
 
+def lerp_entry(a: Tensor, b: Tensor, weight: float, out: Tensor | None = None) -> Tensor:
+    """One state-dict entry between two states: a + weight·(b − a) for floating entries, the nearer end's value for
+    integer ones (BN's num_batches_tracked); written into `out` when given. The one interpolation rule of paths,
+    surfaces and the Hessian along a path."""
+    if a.is_floating_point():
+        return torch.lerp(a, b.to(a.dtype), weight, out=out)
+    nearer = a if weight < 0.5 else b
+    return nearer if out is None else out.copy_(nearer)
+
+
 class _Folded:
     """An fx copy of a model in which every eval-mode Conv2d → BatchNorm2d pair is one conv with a bias; it
     shares all other modules with the model and is refreshed from the model's current tensors by
@@ -177,11 +187,7 @@ class StateEvaluator:
             self.load_(start if weight == 0.0 else end)
             return
         for name, target in self.live.items():
-            a, b = start[name], end[name]
-            if target.is_floating_point():
-                torch.lerp(a, b, weight, out=target)
-            else:
-                target.copy_(a if weight < 0.5 else b)
+            lerp_entry(start[name], end[name], weight, out=target)
         self._stale = True
 
     @torch.no_grad()

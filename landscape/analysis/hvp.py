@@ -31,7 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..params import select_params
-from .evaluator import check_states
+from .evaluator import check_states, lerp_entry
 
 
 class HessianOperator:
@@ -154,5 +154,4 @@ def lerp_state(start: Mapping[str, Tensor], end: Mapping[str, Tensor], weight: f
     are the endpoints exactly (as `StateEvaluator.lerp_`)."""
     if weight in (0.0, 1.0):
         return dict(start if weight == 0.0 else end)
-    return {k: torch.lerp(a, end[k].to(a.dtype), weight) if a.is_floating_point() else (a if weight < 0.5
-            else end[k]) for k, a in start.items()}
+    return {k: lerp_entry(a, end[k], weight) for k, a in start.items()}
