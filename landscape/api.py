@@ -172,10 +172,12 @@ def perturbation_test(model: ModelOrRun, target: StateLike, data: Iterable, *, d
                       norm: str = "global", seed: int = 0, bn: str = "recalibrate", bn_data: Iterable | None = None,
                       alphas: Sequence[float] = (), params: str = "weights", fast: bool = True,
                       loss_fn: LossFn | None = None, template: nn.Module | None = None, save: str | None = None,
-                      progress: bool = False):
+                      split: str = "test", progress: bool = False):
     """The displacement pretrained → `target` against `directions` random ones of the same norm
     (analysis/perturbation.py). For a run, `model`'s pretrained state is the start. BN "recalibrate" needs
-    `bn_data` (training batches). Returns a PerturbResult (.percentile, .zscore, .summary())."""
+    `bn_data` (training batches). `split` only labels `data` ("test", "train", …) in the result `save` stores
+    (analyses/fig3_protocols.py groups results by it). Returns a PerturbResult (.percentile, .zscore,
+    .summary())."""
     from .analysis.perturbation import PerturbConfig, write_perturb
     from .analysis.perturbation import perturbation_test as run_test
 
@@ -187,7 +189,8 @@ def perturbation_test(model: ModelOrRun, target: StateLike, data: Iterable, *, d
                                progress=progress, loss_fn=loss_fn)
     if save:
         write_perturb(_run_path(run, save), save, result, {"target": str(target) if isinstance(target, str) else None,
-                                                           "norm": norm, "directions": directions, "bn": bn})
+                                                           "norm": norm, "directions": directions, "bn": bn,
+                                                           "seed": seed, "split": split})
     return result
 
 

@@ -10,6 +10,15 @@ biases stay pretrained (landscape/analysis/perturbation.py says why). The target
 Prints ΔL = L(θ_pre + δ) − L(θ_pre), ΔL/‖Δθ‖, and the real displacement's percentile and z-score among the
 random ones; --alphas adds a 1-D scan along Δθ and along random direction 0.
 
+Data (--split). ΔL is measured on the first --limit test images (test, default) or unaugmented training images
+(train; class-balanced prefixes, as in landscape.interpolate). The loss soft quantization lowers is the training
+loss, so --split train is the one the paper's Fig. 3 wording speaks about. A train-split result gets the default
+name TARGET_NORM_train, so it never replaces a test-split one. With --split train and --bn recalibrate the
+recalibration batches (the first --bn-batches × --batch-size training images) are also among the evaluated
+images. That is acceptable: both are unaugmented training images, recalibration uses no labels (the BN
+statistics are per-channel activation moments, a property of the state, not a fit to the labels), and every
+state — pretrained, real and random — gets the same batches, so the comparison stays even.
+
 Results are stored in the run file, group /analysis/perturb/<name> (see landscape/analysis/perturbation.py).
 
 Long jobs. Finished evaluations are journaled in a hidden file beside the result,
@@ -19,6 +28,7 @@ writes the result: torchrun --nproc-per-node 4 -m landscape.perturb ... (landsca
 
 Example:
   python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000
+  python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000 --split train
   python -m landscape.perturb runs/wc.h5 --directions 20 --target ptq:heq:4 --norm per-layer \\
       --alphas -1 -0.5 0 0.5 1
 """
@@ -35,6 +45,8 @@ from .analysis.sweep import open_journal
 from .bn import recalibration_batches
 from .data import Batches
 from .store import Run
+
+SPLITS = ("test", "train")
 
 
 def directions_arg(text: str) -> int:
@@ -67,17 +79,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", type=float, nargs="+", default=None, metavar="A",
                    help="1-D scan along Δθ and along random direction 0 at these multiples of the step")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default: 0)")
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="evaluate on test images (default) or on unaugmented training images (train: the loss "
+                        "the compressor lowers; default --name gets a _train suffix; with --bn recalibrate the "
+                        "recalibration batches are among the evaluated images, see above)")
     p.add_argument("--limit", type=cli.positive_int, default=None,
-                   help="evaluate on the first N test images (class-balanced prefix; default: all)")
+                   help="evaluate on the first N images of --split (class-balanced prefix; default: all)")
     p.add_argument("--bn", default="recalibrate", choices=["keep", "recalibrate"],
                    help="BN statistics of every perturbed state: re-estimate them on --bn-batches training "
                         "batches (recalibrate, default) or keep the pretrained ones (keep)")
     p.add_argument("--bn-batches", type=cli.positive_int, default=4,
                    help="--bn recalibrate: training batches of --batch-size images per state (default: 4)")
     p.add_argument("--no-fast", action="store_true", help="evaluate the model as is (no BN folding)")
-    cli.add_result_args(p, "analysis/perturb", "TARGET_NORM")
+    cli.add_result_args(p, "analysis/perturb", "TARGET_NORM, TARGET_NORM_train for --split train")
     cli.add_data_args(p)
     return p
+
+
+def default_name(target: str, norm: str, split: str = "test") -> str:
+    """TARGET_NORM (test split, the name results had before --split existed), TARGET_NORM_train (train)."""
+    return f"{target.replace(':', '-')}_{norm}" + ("" if split == "test" else f"_{split}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +110,7 @@ def _perturb(args, dev, world: distributed.World) -> int:
     config = PerturbConfig(directions=args.directions, norm=args.norm, seed=args.seed,
                            alphas=tuple(args.alphas or ()), bn=args.bn, fast=not args.no_fast)
     run = Run(args.run)
-    name = args.name or f"{args.target.replace(':', '-')}_{args.norm}"
+    name = args.name or default_name(args.target, args.norm, args.split)
     check_name(name)
 
     # Everything that can fail on the user's input fails here, before any evaluation or write.
@@ -98,11 +119,12 @@ def _perturb(args, dev, world: distributed.World) -> int:
     model = run.model("pretrained").to(dev)
     attrs = {"target": args.target, "norm": args.norm, "directions": args.directions, "seed": args.seed,
              "params": config.params, "alphas": list(config.alphas), "bn": args.bn, "bn_batches": args.bn_batches,
-             "fast": config.fast, "limit": args.limit, "batch_size": args.batch_size}
+             "fast": config.fast, "split": args.split, "limit": args.limit, "batch_size": args.batch_size}
     journal = open_journal(run.path, "perturb", name, {**attrs, "device": dev.type}, [model.state_dict(), target],
                            world, discard_other=args.force)
     train, test = cli.load_data(args, run)
-    batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
+    batches = Batches((train if args.split == "train" else test).subset(args.limit), args.batch_size, train=False,
+                      device=dev)
     bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \
         else None
 
@@ -119,7 +141,7 @@ def _perturb(args, dev, world: distributed.World) -> int:
     else:
         print(f"target {args.target}: ‖Δθ‖ = {result.displacement_norm:.4f} over {len(result.layer_norms)} "
               f"layers; "
-              f"base loss {result.base['loss']:.4f} on {result.base['n']} test images")
+              f"base loss {result.base['loss']:.4f} on {result.base['n']} {args.split} images")
         print(f"  real displacement   ΔL = {result.real['delta_loss']:+.4f}  "
               f"ΔL/‖Δθ‖ = {result.real['slope']:+.5f}  accuracy {100 * result.real['accuracy']:.2f}%  "
               f"(target's full state: loss {result.target['loss']:.4f}, "

@@ -177,3 +177,36 @@ def test_write_read_round_trip(tmp_path, batches):
     assert attrs["target"] == "clamped" and attrs["percentile"] == r.percentile
     with pytest.raises(LandscapeError, match="--force"):
         write_perturb(path, "clamped_global", r, {})
+
+
+def test_cli_split_train_is_stored_apart_from_test(run_cli, tiny_run, tmp_path, cifar):
+    """python -m landscape.perturb --split train: evaluated on the unaugmented training prefix, recorded in the
+    stored attrs, the JSON and the text, under a default name that cannot replace the test-split result."""
+    import json
+    import shutil
+
+    from conftest import SHARED
+
+    from landscape.store import Run
+
+    run = shutil.copy(tiny_run, tmp_path / "run.h5")
+    common = ["--directions", 2, "--target", "compressed", "--limit", 40, "--bn", "keep", "--data", SHARED / "data",
+              "--batch-size", 20]
+    r = run_cli("perturb", run, *common, "--split", "train", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["group"] == "/analysis/perturb/compressed_global_train" and out["split"] == "train"
+    r = run_cli("perturb", run, *common)  # default split: test, the name results had before --split
+    assert r.code == 0, r.err
+    assert "on 40 test images" in r.out and "compressed_global\n" in r.out
+    train_data, train_attrs = read_perturb(run, "compressed_global_train")
+    _, test_attrs = read_perturb(run, "compressed_global")
+    assert train_attrs["split"] == "train" and test_attrs["split"] == "test" and train_attrs["n"] == 40
+    assert train_attrs["base_loss"] != test_attrs["base_loss"]
+    # the stored base loss is the pretrained model's on the first 40 unaugmented training images
+    tiny = Run(run)
+    base = evaluate(tiny.model("pretrained"), Batches(cifar[0].subset(40), 20, train=False))
+    assert train_attrs["base_loss"] == pytest.approx(base["loss"], rel=1e-5)
+    r = run_cli("perturb", run, *common, "--split", "train", "--name", "mine")
+    assert r.code == 0, r.err
+    assert "on 40 train images" in r.out

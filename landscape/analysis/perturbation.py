@@ -34,9 +34,12 @@ on every device, and direction i does not depend on M. Directions are regenerate
 Stored results (`write_perturb` / `read_perturb`), group /analysis/perturb/<name> of a run file:
   random_delta_loss [M], random_slope [M], random_accuracy [M], layer_norms [L] (‖Δθ_l‖), and, when a scan was
   asked for, scan_alpha [A], scan_real_loss [A], scan_random_loss [A] (direction 0), scan_real_accuracy,
-  scan_random_accuracy; attrs: target, norm, directions, seed, params, bn, limit, n, layers (JSON),
-  displacement_norm, base_loss, base_accuracy, real_delta_loss, real_slope, real_accuracy, target_loss,
-  target_accuracy, percentile, zscore, created.
+  scan_random_accuracy; attrs: target, norm, directions, seed, params, bn, split (the data evaluated on,
+  "train" | "test", or the caller's label; results written before the attribute existed are test), limit, n,
+  layers (JSON), displacement_norm, base_loss, base_accuracy, real_delta_loss, real_slope, real_accuracy,
+  target_loss, target_accuracy, percentile, zscore, created. base_loss is θ_pre's loss with its own BN statistics
+  (bn="keep") or with statistics re-estimated on bn_data (bn="recalibrate"); target_loss likewise for the
+  target's full state.
 """
 
 from __future__ import annotations
