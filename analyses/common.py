@@ -64,6 +64,22 @@ def test_batches(args: argparse.Namespace):
     return Batches(test.subset(args.limit), args.batch_size, train=False, device=dev), dev
 
 
+SPLITS = ("test", "train", "both")  # --split of the scripts that evaluate on either, as landscape.interpolate
+
+
+def eval_batches(args: argparse.Namespace, split: str = "test") -> tuple[dict, object]:
+    """({"test": …, "train": …} unaugmented Batches of the first --limit images of each split asked for (test,
+    train, or both; class-balanced prefixes, as `python -m landscape.interpolate --split`), the training split
+    (for BN recalibration batches))."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    dev = cli.device(args.device)
+    train, test = cli.load_data(args)
+    names = ["test", "train"] if split == "both" else [split]
+    return {s: Batches((test if s == "test" else train).subset(args.limit), args.batch_size, train=False,
+                       device=dev) for s in names}, train
+
+
 def bn_batches(args: argparse.Namespace, n_batches: int) -> list:
     """The first n_batches unaugmented training batches of --batch-size images (for BN recalibration), as a
     list so that every recalibration sees exactly the same tensors."""

@@ -4,15 +4,20 @@
 Claim reproduced: in a successful compression the fine-tuning segment (pretrained → compressed) climbs the
 loss a little and the clamping segment (compressed → clamped) costs almost nothing — the optimizer has reached
 a clampable configuration; in a failed one (coupling too weak, e.g. h = 0.001) the compressed model stays
-close to the pretrained loss and the degradation happens in the clamping segment. Backed by one run (one seed)
-per curve; give one --run per compression setting to compare them.
+close to the pretrained loss and the degradation happens in the clamping segment. One curve per run (one seed);
+give runs of several settings to compare them, several seeds of a setting under one --label to see the spread.
 
 One curve per run on two panels (loss, accuracy), --points per segment with both endpoints included, on the
-first --limit test images; BN statistics interpolated (--bn keep) or re-estimated per point (--bn
-recalibrate). Writes figures/paths.png, paths.csv (run, label, alpha, segment, loss, accuracy) and
-paths.config.json.
+first --limit images (class-balanced prefix) of the test split, the training split (unaugmented), or both
+(--split, as `python -m landscape.interpolate`; both: train dashed, test solid); BN statistics interpolated
+(--bn keep) or re-estimated per point (--bn recalibrate). Each curve's legend label is the given --label, the
+run's seed, and its mean effective bits and clamped test accuracy as the run file records them (its own test
+evaluation, which may count more images than --limit), e.g. "h=0.05 (seed 0): 3.90 bits, 85.75%". Writes
+figures/STEM.png, STEM.csv (run, label, seed, bits, accuracy_clamped, split, alpha, segment, loss, accuracy) and
+STEM.config.json, STEM = --stem (default: paths), so one can write several variants side by side.
 
-  python analyses/fig_paths.py --run runs/good.h5 runs/failed.h5 --labels "h=0.05" "h=0.001" [--points 11]
+  python analyses/fig_paths.py --run runs/good.h5 runs/failed.h5 --labels "h=0.05" "h=0.001" [--points 11] \
+      [--split both] [--stem paths-both]
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from landscape import cli, plots
 from landscape.analysis.paths import PathConfig, evaluate_path
 from landscape.analysis.states import load_state_spec
 from landscape.bn import recalibration_batches
-from landscape.data import Batches, load_cifar10
 from landscape.store import Run
 
 STEM = "paths"
 STATES = ["pretrained", "compressed", "clamped"]
+STYLES = {"test": "-", "train": "--"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,69 +49,80 @@ def main(argv: list[str] | None = None) -> int:
                    help="BN statistics: interpolate (keep, default) or re-estimate per point (recalibrate)")
     p.add_argument("--bn-batches", type=cli.positive_int, default=PathConfig.bn_batches,
                    help=f"--bn recalibrate: training batches per point (default: {PathConfig.bn_batches})")
+    p.add_argument("--split", default="test", choices=common.SPLITS,
+                   help="images to evaluate on, the first --limit of each: test (default), train (unaugmented) "
+                        "or both")
+    p.add_argument("--stem", default=STEM, help=f"output file names STEM.png/.csv/.config.json (default: {STEM})")
     args = p.parse_args(argv)
     config = PathConfig(points=args.points, bn=args.bn, bn_batches=args.bn_batches)
-    out = common.outputs(args.out_dir, STEM, [".png", ".csv", ".config.json"], args.force)
+    out = common.outputs(args.out_dir, args.stem, [".png", ".csv", ".config.json"], args.force)
     runs = [Run(r) for r in common.resolve_runs(args)]
     labels = args.labels or [f"{common.run_label(r)} ({r.path.stem})" for r in runs]
     if len(labels) != len(runs):
         raise ValueError(f"{len(labels)} --labels for {len(runs)} runs")
-    if len(set(labels)) != len(labels):
-        raise ValueError("two runs have the same label; give distinct --labels")
-    states = {label: [load_state_spec(r, s) for s in STATES] for label, r in zip(labels, runs, strict=True)}
+    # a curve is a run: its label (repeated for the seeds of one setting), seed, bits and clamped accuracy
+    facts = {f"{label} (seed {r.seed})": {"run": str(r.path), "label": label, "seed": r.seed,
+                                          "bits": r.bits()["mean_effective"],
+                                          "accuracy_clamped": float(r.evals()["clamped"]["accuracy"])}
+             for label, r in zip(labels, runs, strict=True)}
+    if len(facts) != len(runs):
+        raise ValueError("two runs have the same label and seed; give distinct --labels")
+    shown = {k: f"{k}: {f['bits']:.2f} bits, {100 * f['accuracy_clamped']:.2f}%" for k, f in facts.items()}
 
     dev = cli.device(args.device)
-    train, test = load_cifar10(args.data, download=args.download)
-    data = {"test": Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)}
+    data, train = common.eval_batches(args, args.split)
     bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \
         else None
 
     results, rows = {}, []
-    for (label, st), run in zip(states.items(), runs, strict=True):
+    for key, run in zip(facts, runs, strict=True):
         if not args.json:
-            print(f"{label}: {2 * args.points - 1} points …", file=sys.stderr)
-        r = evaluate_path(run.model("pretrained").to(dev), st, data, config, bn_data=bn_data, labels=STATES,
-                          progress=not args.json)
-        results[label] = r
-        rows += [{"run": str(run.path), "label": label, "alpha": float(a), "segment": int(s),
-                  "loss": float(lo), "accuracy": float(ac)}
-                 for a, s, lo, ac in zip(r.alpha, r.segment, r.metrics["test"]["loss"],
-                                         r.metrics["test"]["accuracy"],
-                                         strict=True)]
+            print(f"{key}: {2 * args.points - 1} points …", file=sys.stderr)
+        r = results[key] = evaluate_path(run.model("pretrained").to(dev), [load_state_spec(run, s) for s in STATES],
+                                         data, config, bn_data=bn_data, labels=STATES, progress=not args.json)
+        rows += [{**facts[key], "split": split, "alpha": float(a), "segment": int(s), "loss": float(lo),
+                  "accuracy": float(ac)}
+                 for split in data for a, s, lo, ac in zip(r.alpha, r.segment, r.metrics[split]["loss"],
+                                                           r.metrics[split]["accuracy"], strict=True)]
 
     alpha = next(iter(results.values())).alpha
     fig, axes = plots.figure(1, 2, width=5.8, height=4.0)
-    plots.path_curves(axes[0, 0], alpha, {k: r.metrics["test"]["loss"] for k, r in results.items()},
-                      knots=STATES,
-                      ylabel="test loss (cross-entropy, nats)", title="task loss along the path")
-    plots.path_curves(axes[0, 1], alpha, {k: r.metrics["test"]["accuracy"] for k, r in results.items()},
-                      knots=STATES, ylabel="test accuracy (%)", title="accuracy along the path", percent=True)
-    if len(results) == 1:
-        axes[0, 0].legend(list(results), fontsize="x-small")
-    n = next(iter(results.values())).n["test"]
+    where = {"test": "test", "train": "training", "both": "test (solid), train (dashed)"}[args.split]
+    colors = plots.palette(list(shown.values()))
+    for ax, metric, title in ((axes[0, 0], "loss", "task loss"), (axes[0, 1], "accuracy", "accuracy")):
+        first, *more = list(data)
+        plots.path_curves(ax, alpha, {shown[k]: r.metrics[first][metric] for k, r in results.items()}, knots=STATES,
+                          ylabel=f"{where} {'accuracy (%)' if metric == 'accuracy' else 'loss (cross-entropy, nats)'}",
+                          title=f"{title} along the path", percent=metric == "accuracy")
+        for split in more:  # path_curves drew the first split solid; the other in the same colours, dashed
+            for k, r in results.items():
+                ax.plot(alpha, np.asarray(r.metrics[split][metric]) * (100 if metric == "accuracy" else 1),
+                        linestyle=STYLES[split], marker="o", markersize=2, linewidth=1.2, color=colors[shown[k]])
+    axes[0, 0].legend(list(shown.values()), fontsize="x-small")
+    n = ", ".join(f"{next(iter(results.values())).n[s]} {s}" for s in data)
     fig.suptitle(f"Linear paths pretrained → compressed → clamped ({args.points} points per segment, "
-                 f"BN {args.bn}, "
-                 f"n = {n} test images)", fontsize="medium")
+                 f"BN {args.bn}, n = {n} images)", fontsize="medium")
     plots.save(fig, out[".png"])
     common.write_csv(out[".csv"], rows)
-    summary = {label: {"loss": {s: float(r.metrics["test"]["loss"][i]) for s, i in
-                                zip(STATES, [0, args.points - 1, len(alpha) - 1], strict=True)},
-                       "max_loss": float(np.max(r.metrics["test"]["loss"])),
-                       "accuracy": {s: float(r.metrics["test"]["accuracy"][i]) for s, i in
-                                    zip(STATES, [0, args.points - 1, len(alpha) - 1], strict=True)}}
-               for label, r in results.items()}
-    common.write_config(out[".config.json"], args, runs=[str(r.path) for r in runs], labels=labels, seeds=1,
-                        summary=summary)
+    knots = [0, args.points - 1, len(alpha) - 1]
+    summary = {k: {**facts[k], **{split: {
+        "loss": {s: float(r.metrics[split]["loss"][i]) for s, i in zip(STATES, knots, strict=True)},
+        "max_loss": float(np.max(r.metrics[split]["loss"])),
+        "accuracy": {s: float(r.metrics[split]["accuracy"][i]) for s, i in zip(STATES, knots, strict=True)}}
+        for split in data}} for k, r in results.items()}
+    common.write_config(out[".config.json"], args, runs=[str(r.path) for r in runs], labels=labels,
+                        seeds=len({r.seed for r in runs}), summary=summary)
     if args.json:
         cli.print_json({"png": str(out[".png"]), "csv": str(out[".csv"]), "summary": summary})
     else:
-        for label, s in summary.items():
-            acc = s["accuracy"]
-            print(f"{label}: accuracy {100 * acc['pretrained']:.2f}% → {100 * acc['compressed']:.2f}% → "
-                  f"{100 * acc['clamped']:.2f}%  (max loss on the path {s['max_loss']:.3f})")
+        for k, s in summary.items():
+            for split in data:
+                acc = s[split]["accuracy"]
+                print(f"{shown[k]} | {split}: accuracy {100 * acc['pretrained']:.2f}% → "
+                      f"{100 * acc['compressed']:.2f}% → {100 * acc['clamped']:.2f}%  (max loss on the path "
+                      f"{s[split]['max_loss']:.3f})")
         print(f"wrote {out['.png']}, {out['.csv']}, {out['.config.json']}")
     return 0
-
 
 if __name__ == "__main__":
     cli.run(main, "fig_paths")

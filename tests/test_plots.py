@@ -104,7 +104,8 @@ def test_figure_scripts_write_png_csv_and_config(scripts, tiny_run, tmp_path, ca
     assert sum(r["kind"] == "random" for r in pert) == 6 and {r["target"] for r in pert} == {"clamped",
                                                                                              "ptq:heq:2"}
     paths = _read_csv(out / "paths.csv")
-    assert len(paths) == 2 * 5 and {r["label"] for r in paths} == {"a", "b"}
+    assert len(paths) == 2 * 5 and {r["label"] for r in paths} == {"a", "b"} and {r["split"] for r in paths} == {"test"}
+    assert float(paths[0]["bits"]) > 0 and 0 <= float(paths[0]["accuracy_clamped"]) <= 1 and paths[0]["seed"] == "0"
     surface = _read_csv(out / "surface.csv")
     assert len(surface) == 2 * 9 and not list(out.glob(".*journal*"))
     anchors = {(r["plane"], r["state"]) for r in _read_csv(out / "surface_anchors.csv")}
@@ -115,6 +116,31 @@ def test_figure_scripts_write_png_csv_and_config(scripts, tiny_run, tmp_path, ca
     # outputs exist now: a second run refuses without --force, before doing any work
     with pytest.raises(Exception, match="--force"):
         scripts("fig_paths").main(["--run", str(tiny_run), "--out-dir", str(out)] + COMMON)
+
+
+def test_fig_paths_on_both_splits_under_another_stem(scripts, tiny_run, tmp_path, capsys):
+    """--split both: a test and a train curve per run (train images unaugmented, first --limit); --stem names the
+    files; the legend carries the run's seed, mean bits and clamped accuracy; one label may cover several seeds
+    but not the same run twice."""
+    from landscape.store import Run
+
+    out = tmp_path / "fig"
+    assert scripts("fig_paths").main(["--run", str(tiny_run), "--labels", "h=1", "--out-dir", str(out), "--points",
+                                      "2", "--split", "both", "--stem", "paths_both"] + COMMON) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    rows = _read_csv(out / "paths_both.csv")
+    assert [r["split"] for r in rows] == ["test"] * 3 + ["train"] * 3 and not (out / "paths.csv").exists()
+    run = Run(tiny_run)
+    bits, acc = run.bits()["mean_effective"], run.evals()["clamped"]["accuracy"]
+    assert {r["label"] for r in rows} == {"h=1"} and float(rows[0]["bits"]) == pytest.approx(bits)
+    assert float(rows[0]["accuracy_clamped"]) == pytest.approx(acc)
+    (key,) = summary
+    assert key == "h=1 (seed 0)" and set(summary[key]) >= {"test", "train", "bits", "accuracy_clamped"}
+    assert summary[key]["train"]["loss"]["pretrained"] != summary[key]["test"]["loss"]["pretrained"]
+    _check_png(out / "paths_both.png")
+    with pytest.raises(ValueError, match="same label and seed"):
+        scripts("fig_paths").main(["--run", str(tiny_run), str(tiny_run), "--labels", "x", "x", "--out-dir",
+                                   str(tmp_path / "other")] + COMMON)
 
 
 def test_table_scripts_run_on_the_tiny_model(scripts, tiny_checkpoint, tmp_path, capsys):
