@@ -12,7 +12,7 @@ all 20 coupled layers per estimator, batched (`energy_*_multi`, what `WeightCoup
 per-layer loop ("resnet20_layers"), and one soft-quant SGD step vs one plain step, batch 128 (interleaved,
 medians). "step_overhead" is the ratio for the default estimator; "step_overhead_by_estimator" has both.
 
-    python bench/coupling.py [--quick] [--json] [--threads T] [--step-threads T]
+    python bench/coupling.py [--quick] [--json] [--out FILE.json] [--threads T] [--step-threads T]
 """
 
 from __future__ import annotations
@@ -314,6 +314,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, fewer repeats (< 60 s)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    ap.add_argument("--out", default=None, help="also write the JSON object to this file")
     ap.add_argument(
         "--threads",
         type=int,
@@ -344,6 +345,9 @@ def main(argv=None):
     result["step_overhead"] = step["ratio"][step["default_estimator"]]  # the issue's schema: one number
     result["resnet20_layers"] = step.pop("resnet20_layers")
     result["step_overhead_by_estimator"] = step
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result))
         return

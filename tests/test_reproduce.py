@@ -1,0 +1,126 @@
+"""analyses/reproduce.py: a step runs once and is skipped after (its command recorded in the ledger); a changed
+command reruns it and makes the rows that read it stale; a failed step leaves its rows uncomputed; the report
+lists every row with its verdict; and the headline rows run end to end on the tiny model, their numbers
+recomputable from the run files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "analyses"))
+
+import repro_claims as claims  # noqa: E402
+import repro_report  # noqa: E402
+import reproduce  # noqa: E402
+
+from landscape.store import Run  # noqa: E402
+
+
+def quiet(*_args) -> None:
+    pass
+
+
+def engine(tmp_path: Path, steps: list[claims.Step]) -> reproduce.Engine:
+    ctx = claims.Context.for_budget(claims.Budget("toy"), REPO, tmp_path)
+    eng = reproduce.Engine(ctx, log=quiet)
+    eng.steps = {s.name: s for s in steps}
+    return eng
+
+
+def counting_step(tmp_path: Path, text: str, *, code: int = 0) -> claims.Step:
+    """A step whose command counts its runs in tmp/count and writes `text` to tmp/out.txt (or fails)."""
+    counter, out = tmp_path / "count", tmp_path / "out.txt"
+    script = (f"import pathlib, sys; c = pathlib.Path({str(counter)!r}); "
+              f"c.write_text(str(int(c.read_text()) + 1 if c.exists() else 1)); "
+              f"pathlib.Path({str(out)!r}).write_text({text!r}); sys.exit({code})")
+    return claims.Step("toy:a", lambda ctx: [[sys.executable, "-c", script]], lambda ctx: [out])
+
+
+def toy_row(tmp_path: Path) -> claims.Row:
+    return claims.Row("toy-row", "paper", "§1", "a claim", lambda ctx: ["toy:a"],
+                      lambda ctx: {"result": (tmp_path / "out.txt").read_text(), "verdict": "reproduced",
+                                   "seeds": "0", "budget": "toy", "numbers": {}})
+
+
+def test_a_step_runs_once_and_a_changed_command_reruns_it_and_makes_its_rows_stale(tmp_path):
+    row = toy_row(tmp_path)
+    first = engine(tmp_path, [counting_step(tmp_path, "one")])
+    assert first.stale(row) == "not computed"
+    assert first.run_rows([row]) == 0
+    assert (tmp_path / "count").read_text() == "1"
+    assert first.stale(row) is None
+    assert json.loads(first.row_path(row).read_text())["result"] == "one"
+
+    again = engine(tmp_path, [counting_step(tmp_path, "one")])  # a new process: the ledger says done
+    assert again.run_rows([row]) == 0
+    assert (tmp_path / "count").read_text() == "1"
+
+    changed = engine(tmp_path, [counting_step(tmp_path, "two")])
+    assert not changed.done("toy:a")
+    assert changed.run_rows([row]) == 0
+    assert (tmp_path / "count").read_text() == "2"
+    assert json.loads(changed.row_path(row).read_text())["result"] == "two"
+
+    (tmp_path / "out.txt").unlink()  # an output gone (e.g. a fresh clone): the step is not done any more
+    assert not changed.done("toy:a")
+
+
+def test_a_failed_step_leaves_its_row_uncomputed_and_the_run_fails(tmp_path):
+    row = toy_row(tmp_path)
+    eng = engine(tmp_path, [counting_step(tmp_path, "x", code=3)])
+    assert eng.run_rows([row]) == 1
+    assert not eng.row_path(row).exists()
+    assert "toy:a" not in eng.ledger.steps
+    assert eng.stale(row) == "not computed"
+
+
+def test_report_lists_every_row_with_its_verdict_or_why_not(tmp_path):
+    rows = tmp_path / "reproduction" / "full" / "rows"
+    rows.mkdir(parents=True)
+    (rows / "sq-bits.json").write_text(json.dumps({
+        "id": "sq-bits", "budget": "full", "computed": "2026-12-01T00:00:00+00:00", "commit": "abc",
+        "steps": {}, "result": "3.85 ± 0.02 bits", "verdict": "reproduced", "seeds": "0,1,2",
+        "budget_text": "", "numbers": {}} | {"budget": "4 epochs"}))
+    out = repro_report.write_report(tmp_path / "R.md", tmp_path)
+    text = out.read_text()
+    every = claims.rows()
+    for row in every:
+        assert f"### {row.id}" in text
+    assert "| **reproduced** | full |" in text and "3.85 ± 0.02 bits" in text
+    untestable = [r for r in every if not r.testable]
+    assert untestable and all(r.reason in text for r in untestable)
+    assert text.count("not run yet") >= len([r for r in every if r.testable]) - 1
+
+
+def test_unknown_row_is_a_one_line_error():
+    with pytest.raises(Exception, match="unknown row"):
+        claims.select(["no-such-row"])
+
+
+def test_headline_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpoint, cifar):
+    budget = claims.budget_for_tests(str(tiny_checkpoint), seeds=(0, 1))
+    ctx = claims.Context.for_budget(budget, REPO, tmp_path)
+    eng = reproduce.Engine(ctx, log=quiet)
+    rows = claims.select(["sq-bits", "sq-failure", "sq-mixed", "bl-seeds"])
+    assert eng.run_rows(rows) == 0
+    for row in rows:
+        stored = json.loads(eng.row_path(row).read_text())
+        assert stored["verdict"] in {"reproduced", "partly", "not reproduced"}
+        assert stored["result"] and stored["seeds"] == "0,1"
+        assert eng.stale(row) is None
+    # the row's number is the mean over the seeds' run files
+    runs = ctx.runs("sq", h=0.05, w=0.3)
+    assert sorted(runs) == [0, 1]
+    bits = [Run(p).bits()["mean_effective"] for p in runs.values()]
+    stored = json.loads(eng.row_path(rows[0]).read_text())
+    assert stored["numbers"]["bits"][0] == pytest.approx(np.mean(bits))
+    assert stored["numbers"]["bits"][1] == pytest.approx(np.std(bits, ddof=1))
+    # a second pass trains nothing and keeps the results current
+    again = reproduce.Engine(ctx, log=quiet)
+    assert all(again.done(n) for row in rows for n in row.steps(ctx))
