@@ -14,8 +14,6 @@ storage_bits) and mixed_precision.config.json.
 
 from __future__ import annotations
 
-import sys
-
 import common
 import numpy as np
 

@@ -375,7 +375,8 @@ def rows() -> list[Row]:
         Row("vq-nas", VQ, "abstract", "differentiable NAS chooses per-layer VQ/linear settings",
             reason="NAS is not implemented in the toolkit"),
         Row("bw-input", BW, "abstract", "trainable bitwise input quantization outperforms standard (untrained "
-            "uniform) input quantization and stays close to full precision", _fixed("table:methods", "study:sq", "report:sq"), r.bw_input,
+            "uniform) input quantization and stays close to full precision",
+            _fixed("table:methods", "study:sq", "report:sq"), r.bw_input,
             figure="methods_accuracy_vs_bits", csv="methods_table"),
     ]
 

@@ -244,7 +244,8 @@ def sq_nbins(ctx) -> dict:
             and abs(float(a["mean_bits"]) - float(b["mean_bits"])) <= 0.1)
     cheaper = float(a[key_t]) < float(b[key_t])
     text = "; ".join(f"2^{int(math.log2(n))}: {100 * float(r['accuracy_clamped']):.2f}%, "
-                     f"{float(r['mean_bits']):.2f} bits, {1000 * float(r[key_t]):.1f} ms" for n, r in sorted(rows.items()))
+                     f"{float(r['mean_bits']):.2f} bits, {1000 * float(r[key_t]):.1f} ms"
+                     for n, r in sorted(rows.items()))
     return {"result": text + f" ({key_t.replace('_s', '')} time)",
             "verdict": REPRODUCED if same and cheaper else PARTLY if same or cheaper else NOT,
             "seeds": str(ctx.budget.sweep_seeds[0]), "budget": train_budget(ctx, ctx.budget.sweep_epochs),
@@ -318,7 +319,7 @@ def path_steps(ctx) -> dict:
     for r in rows:
         curves[(r["label"], r["run"], r.get("split", "test"))].append(r)
     out = defaultdict(list)
-    for (label, run, split), rs in curves.items():
+    for (label, _run, split), rs in curves.items():
         rs.sort(key=lambda r: (int(r["segment"]), float(r["alpha"])))
         seg0 = [r for r in rs if int(r["segment"]) == 0]
         pre, comp, clamp = float(rs[0]["loss"]), float(seg0[-1]["loss"]), float(rs[-1]["loss"])
@@ -377,7 +378,7 @@ def bl_barrier(ctx) -> dict:
             if k not in best or m["clamp"] < best[k]["clamp"]:
                 best[k] = {**m, "lam": lam}
         climbs = [best[k]["climb"] for k in sorted(best)]
-        mono.append(all(a > b for a, b in zip(climbs, climbs[1:])))
+        mono.append(all(a > b for a, b in zip(climbs, climbs[1:], strict=False)))
         lines.append(f"{split}: " + ", ".join(f"K={k} climb {best[k]['climb']:+.3f} (λ={best[k]['lam']:g})"
                                                for k in sorted(best)))
     n = sum(mono)
@@ -464,8 +465,9 @@ def vq_cosine(ctx) -> dict:
     rows = _methods(ctx)
     lines, more_used, as_good = [], 0, 0
     for b in ("2", "3", "4"):
-        cos = next(r for r in rows if r["method"].startswith("vq") and "cosine" in r["method"] and r["target_bits"] == b)
-        euc = next(r for r in rows if r["method"].startswith("vq") and "euclid" in r["method"] and r["target_bits"] == b)
+        vq = [r for r in rows if r["method"].startswith("vq") and r["target_bits"] == b]
+        cos = next(r for r in vq if "cosine" in r["method"])
+        euc = next(r for r in vq if "euclid" in r["method"])
         uc, ue = (json.loads(r["stats"])["used_entries"] for r in (cos, euc))
         ac, ae = float(cos["accuracy_clamped"]), float(euc["accuracy_clamped"])
         more_used += uc > ue
