@@ -6,8 +6,8 @@ into a number, a verdict and a sentence (analyses/repro_rows.py). analyses/repro
 
 Budgets (`BUDGETS`; units beside each field). `quick` is what fits in about an hour on the 2-core CPU this
 project develops on — enough to exercise every row, not enough to settle most claims; `full` is the budget the
-claims are judged at (the headline's 4 epochs and 3 seeds, 100 random directions, 2,000 images per
-evaluation). The soft-quantization Fig. 2 sweep is the studies issue's `fig2` study (one epoch per run, two
+claims are judged at (the headline's 4 epochs and 3 seeds, 100 random directions, 1,000 images per
+evaluation, BN statistics re-estimated on 500 training images). The soft-quantization Fig. 2 sweep is the studies issue's `fig2` study (one epoch per run, two
 seeds) at both budgets: it already exists and a longer sweep does not fit here.
 
 Decisions the papers leave open, and why:
@@ -46,8 +46,8 @@ class Budget:
     cwc_epochs: int = 3  # epochs of the centroid–weight coupling runs (Table 1 used 10 on WRN-16, 3 on ResNet-50)
     recalibrate_bn: int = 20  # BN-recalibration batches stored with every run (train --recalibrate-bn)
     directions: int = 100  # random directions per perturbation test
-    images: int = 2000  # images per evaluation of perturbation tests and paths (class-balanced prefix)
-    bn_batches: int = 4  # BN-recalibration batches of 500 images per perturbed state
+    images: int = 1000  # images per evaluation of perturbation tests and paths (class-balanced prefix)
+    bn_batches: int = 1  # BN-recalibration batches of 500 images per perturbed state
     points: int = 11  # points per path segment
     fig2: tuple[str, str] = ("studies", "fig2")  # (dir, name) of the Fig. 2 sweep study
     train_extra: tuple[str, ...] = ()  # more train options for every run (tests: --limit-test)
@@ -179,14 +179,15 @@ PROTOCOLS = [(split, norm, bn) for split in ("train", "test") for norm in ("glob
              for bn in ("recalibrate", "keep")]
 
 
-def displacements(ctx: Context) -> list[tuple[str, int, float, str]] | None:
-    """(label, seed, h, target) of every Fig. 3 displacement: the headline setting's compressed and clamped
-    states for every seed, the failure setting's for the first seed, HEQ-4 and k-means-4 PTQ of the pretrained
-    model (on the first seed's run file, which holds it)."""
+def displacements(ctx: Context, *, compare: bool = True) -> list[tuple[str, int, float, str]]:
+    """(label, seed, h, target) of the Fig. 3 displacements: the headline setting's compressed and clamped states
+    for every seed; with `compare`, also the failure setting's for the first seed and HEQ-4 and k-means-4 PTQ of
+    the pretrained model (on the first seed's run file, which holds it)."""
     first = ctx.budget.seeds[0]
     out = [("h=0.05", s, 0.05, t) for s in ctx.budget.seeds for t in ("compressed", "clamped")]
-    out += [("h=0.001", first, 0.001, t) for t in ("compressed", "clamped")]
-    out += [("HEQ-4", first, 0.05, "ptq:heq:4"), ("k-means-4", first, 0.05, "ptq:kmeans:4")]
+    if compare:
+        out += [("h=0.001", first, 0.001, t) for t in ("compressed", "clamped")]
+        out += [("HEQ-4", first, 0.05, "ptq:heq:4"), ("k-means-4", first, 0.05, "ptq:kmeans:4")]
     return out
 
 
@@ -227,12 +228,22 @@ def _labelled(ctx: Context, name: str, label: Callable[[dict], str], **point) ->
     return [r["run"] for r in rows], [label(r) for r in rows]
 
 
-def fig3_args(ctx: Context) -> list[str] | None:
+def fig3_args(ctx: Context, *, compare: bool = False) -> list[str] | None:
+    """The headline seeds' run files (and with `compare` the failure setting's); the PTQ displacements are stored
+    in the first seed's file, so only `compare` shows them."""
     runs = [ctx.runs("sq", h=0.05, w=0.3).get(s) for s in ctx.budget.seeds]
-    failed = ctx.runs("sq", h=0.001, w=0.3).get(ctx.budget.seeds[0])
-    if None in runs or failed is None:
+    if None in runs:
         return None
-    return ["--run", *runs, failed, "--labels", *["h=0.05"] * len(runs), "h=0.001"]
+    names = [perturb_name(t, *p) for t in ("compressed", "clamped") for p in PROTOCOLS]
+    if not compare:
+        return ["--run", *runs, "--labels", *["h=0.05"] * len(runs), "--names", *names, "--stem",
+                "fig3_protocols"]
+    failed = ctx.runs("sq", h=0.001, w=0.3).get(ctx.budget.seeds[0])
+    if failed is None:
+        return None
+    names += [perturb_name(t, *p) for t in ("ptq:heq:4", "ptq:kmeans:4") for p in PROTOCOLS]
+    return ["--run", *runs, failed, "--labels", *["h=0.05"] * len(runs), "h=0.001", "--names", *names,
+            "--stem", "fig3_compare"]
 
 
 def paths_args(ctx: Context) -> list[str] | None:
@@ -260,6 +271,8 @@ def steps(ctx: Context) -> list[Step]:
     out += [report_step(n) for n in ("sq", "fig2", "cwc", "dsmm")]
     out += [perturb_step(*d, p) for d in displacements(ctx) for p in PROTOCOLS]
     out += [script_step("fig:fig3", "fig3_protocols.py", fig3_args, "fig3_protocols", "_summary.csv"),
+            script_step("fig:fig3-compare", "fig3_protocols.py", lambda c: fig3_args(c, compare=True),
+                        "fig3_compare", "_summary.csv"),
             script_step("fig:paths", "fig_paths.py", paths_args, "paths_cwc"),
             script_step("fig:mixed", "fig_mixed_precision.py", mixed_args, "mixed_precision"),
             script_step("fig:alpha", "fig_alpha.py", alpha_args, "alpha_fit"),
@@ -308,7 +321,13 @@ def _fixed(*names: str) -> Callable[[Context], list[str]]:
 
 
 def _fig3_steps(ctx: Context) -> list[str]:
-    return ["study:sq", *[perturb_step(*d, p).name for d in displacements(ctx) for p in PROTOCOLS], "fig:fig3"]
+    return ["study:sq", *[perturb_step(*d, p).name for d in displacements(ctx, compare=False) for p in PROTOCOLS],
+            "fig:fig3"]
+
+
+def _fig3_compare_steps(ctx: Context) -> list[str]:
+    return ["study:sq", *[perturb_step(*d, p).name for d in displacements(ctx) for p in PROTOCOLS],
+            "fig:fig3-compare"]
 
 
 def rows() -> list[Row]:
@@ -324,8 +343,8 @@ def rows() -> list[Row]:
             "distribution of equal-norm random perturbations", _fig3_steps, r.sq_fig3, figure="fig3_protocols",
             csv="fig3_protocols_summary"),
         Row("sq-fig3-ptq", SQ, "Fig. 3, abstract", "soft quantization's displacement costs less task loss per "
-            "unit distance than standard quantization's (HEQ-4, k-means-4)", _fig3_steps, r.sq_fig3_ptq,
-            figure="fig3_protocols", csv="fig3_protocols_summary"),
+            "unit distance than standard quantization's (HEQ-4, k-means-4)", _fig3_compare_steps, r.sq_fig3_ptq,
+            figure="fig3_compare", csv="fig3_compare_summary"),
         Row("sq-failure", SQ, "Failure signatures", "h = 0.001 fails at the clustering refinement step (coupling "
             "too weak to form clusters)", _fixed("study:sq", "report:sq"), r.sq_failure, figure="study-sq",
             csv="study-sq"),

@@ -110,8 +110,8 @@ def sq_fig2(ctx) -> dict:
             "points (the studies issue's fig2 sweep)", "numbers": {"points": len(points)}}
 
 
-def _fig3(ctx) -> list[dict]:
-    return read_csv(ctx.figure("fig3_protocols", ".csv"))
+def _fig3(ctx, stem: str = "fig3_protocols") -> list[dict]:
+    return read_csv(ctx.figure(stem, ".csv"))
 
 
 def _protocol(r: dict) -> str:
@@ -148,7 +148,7 @@ def sq_fig3(ctx) -> dict:
 def sq_fig3_ptq(ctx) -> dict:
     """Reproduced when the soft-quantized clamped displacement's z-score (mean over seeds) is below both PTQ
     displacements' under every protocol; partly when under some."""
-    rows = _fig3(ctx)
+    rows = _fig3(ctx, "fig3_compare")
     lines, wins, total = [], 0, 0
     for proto in sorted({_protocol(r) for r in rows}):
         at = [r for r in rows if _protocol(r) == proto]
