@@ -7,8 +7,9 @@ into a number, a verdict and a sentence (analyses/repro_rows.py). analyses/repro
 Budgets (`BUDGETS`; units beside each field). `quick` is what fits in about an hour on the 2-core CPU this
 project develops on — enough to exercise every row, not enough to settle most claims; `full` is the budget the
 claims are judged at (the headline's 4 epochs and 3 seeds, 100 random directions, 1,000 images per
-evaluation, BN statistics re-estimated on 500 training images). The soft-quantization Fig. 2 sweep is the studies issue's `fig2` study (one epoch per run, two
-seeds) at both budgets: it already exists and a longer sweep does not fit here.
+evaluation, BN statistics re-estimated on 500 training images). The soft-quantization Fig. 2 sweep is the
+studies issue's `fig2` study (one epoch per run, two seeds) at both budgets: it already exists and a longer sweep
+does not fit here.
 
 Decisions the papers leave open, and why:
 - "Failed" vs "successful" runs at matched bits (§4.2 of the workshop paper): centroid–weight coupling fixes the
