@@ -112,7 +112,8 @@ class Engine:
         log_path = self.ctx.work / "logs" / f"{name.replace(':', '_').replace('/', '_')}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        self.log(f"  {name}: running ({len(cmds)} command{'s' * (len(cmds) > 1)}; log {os.path.relpath(log_path)})")
+        self.log(f"  {name}: running {len(cmds)} command{'s' * (len(cmds) > 1)} (progress: tail -f "
+                 f"{os.path.relpath(log_path)})")
         with open(log_path, "a") as log:
             for c in cmds:
                 log.write(f"\n$ {shown(c)}   # {now()}\n")
