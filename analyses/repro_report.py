@@ -23,7 +23,8 @@ until it passed. Numbers are means ± sample std over the training seeds listed;
 Budgets (`analyses/repro_claims.py`, `Budget`): **full** — the headline and failure settings trained 4 epochs
 × 50,000 images for 3 seeds; Fig. 3 with 100 equal-norm random directions on 2,000 images per evaluation; CWC 3
 epochs, the other sweeps 1 epoch, 2 seeds. **quick** — 1 epoch × 10,000 images, 2 seeds of the headline, 20
-directions on 500 images, 1 seed of the sweeps: it exercises every row in about an hour here and settles little.
+directions on 500 images, 1 seed of the sweeps (2 for CWC): it exercises every row in about an hour here and
+settles little.
 A row shows the full-budget result when there is one, else the quick one (marked).
 
 Rerun: `python analyses/reproduce.py --budget full` (resumable; `--status` lists done steps and stale rows). On

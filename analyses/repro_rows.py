@@ -358,7 +358,7 @@ def bl_paths(ctx) -> dict:
     n = sum(holds)
     return {"result": f"holds at {n} of {len(holds)} (K, split); " + "; ".join(lines),
             "verdict": REPRODUCED if holds and n == len(holds) else PARTLY if n else NOT,
-            "seeds": ",".join(map(str, ctx.budget.sweep_seeds)),
+            "seeds": ",".join(map(str, ctx.budget.cwc_seeds)),
             "budget": f"{train_budget(ctx, ctx.budget.cwc_epochs)}; {ctx.budget.images:,} images per split, "
                       f"{ctx.budget.points} points per segment", "numbers": {"holds": n, "cases": len(holds)}}
 
@@ -383,7 +383,7 @@ def bl_barrier(ctx) -> dict:
                                                for k in sorted(best)))
     n = sum(mono)
     return {"result": "; ".join(lines), "verdict": REPRODUCED if n == 2 else PARTLY if n else NOT,
-            "seeds": ",".join(map(str, ctx.budget.sweep_seeds)),
+            "seeds": ",".join(map(str, ctx.budget.cwc_seeds)),
             "budget": train_budget(ctx, ctx.budget.cwc_epochs), "numbers": {"monotone_splits": n}}
 
 
