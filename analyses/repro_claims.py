@@ -24,10 +24,9 @@ Decisions the papers leave open, and why:
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PY = sys.executable
