@@ -74,8 +74,8 @@ def test_estimator_errors_do_not_grow_with_n_bins(table_nbins):
     errs = [table_nbins.estimator_errors(thetas, ws, hs, 2**b) for b in (10, 12, 14, 16)]
     for key in ("force_rel_err", "force_rel_err_max_layer"):
         values = [e[key] for e in errs]
-        assert all(b < a for a, b in zip(values, values[1:])), (key, values)
+        assert all(b < a for a, b in zip(values, values[1:], strict=False)), (key, values)
     for key in ("energy_rel_err", "energy_rel_err_max_layer"):  # O(dx^2) until float32 rounding (~1e-7)
         values = [e[key] for e in errs]
-        assert all(b <= a + 1e-7 for a, b in zip(values, values[1:])), (key, values)
+        assert all(b <= a + 1e-7 for a, b in zip(values, values[1:], strict=False)), (key, values)
         assert values[-1] < 1e-6
