@@ -197,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="first N test images (default: all 10,000)")
     p.add_argument("--out-dir", default=str(REPO / "figures"),
                    help="where the CSV/PNG/config go (default: figures/)")
+    p.add_argument("--force", action="store_true", help="overwrite this script's existing outputs")
     cli.add_data_args(p)
     args = p.parse_args(argv)
+    for name in ("methods_table.csv", "methods_accuracy_vs_bits.png", "methods_table.config.json"):
+        cli.check_out(Path(args.out_dir) / name, args.force)  # refuse before any work, not after
     if any(not 1 <= b <= 8 for b in args.bits + args.input_bits):
         raise ValueError(f"bits must be in 1..8, got {args.bits} and input bits {args.input_bits}")
     out_dir = Path(args.out_dir)
