@@ -124,3 +124,76 @@ def test_headline_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpoin
     # a second pass trains nothing and keeps the results current
     again = reproduce.Engine(ctx, log=quiet)
     assert all(again.done(n) for row in rows for n in row.steps(ctx))
+
+
+# -- the verdict rules, on synthetic outputs --------------------------------------------------------------------
+import csv  # noqa: E402
+
+import repro_rows as rules  # noqa: E402
+
+
+class FakeContext:
+    def __init__(self, folder: Path, budget: claims.Budget | None = None):
+        self.folder, self.budget = folder, budget or claims.Budget("toy")
+
+    def figure(self, stem: str, suffix: str) -> Path:
+        return self.folder / f"{stem}{suffix}"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def fig3_rows(percentile_train_global: float, seeds=(0, 1, 2)) -> list[dict]:
+    rows = []
+    for seed in seeds:
+        for target in ("compressed", "clamped"):
+            for split, norm, bn in claims.PROTOCOLS:
+                pct = percentile_train_global if (split, norm) == ("train", "global") else 40.0
+                rows.append({"label": "h=0.05", "run": f"r{seed}.h5", "seed": seed, "target": target,
+                             "split": split, "norm": norm, "bn": bn, "directions": 100, "real_z": -3.0 if pct == 0
+                             else -0.3, "real_percentile": pct, "actual_z": -1.0, "actual_percentile": 10.0})
+    return rows
+
+
+def test_fig3_rule_outside_means_below_every_random_direction_in_every_seed(tmp_path):
+    ctx = FakeContext(tmp_path)
+    write_csv(tmp_path / "fig3_protocols.csv", fig3_rows(0.0))
+    assert rules.sq_fig3(ctx)["verdict"] == "reproduced"
+    rows = fig3_rows(0.0)
+    rows[0]["real_percentile"] = 1.0  # one seed, one protocol of the paper's wording: one direction below it
+    write_csv(tmp_path / "fig3_protocols.csv", rows)
+    assert rules.sq_fig3(ctx)["verdict"] == "partly"
+    write_csv(tmp_path / "fig3_protocols.csv", fig3_rows(5.0))
+    assert rules.sq_fig3(ctx)["verdict"] == "not reproduced"
+
+
+def path_rows(climb: dict, clamp: dict, acc: dict) -> list[dict]:
+    """Paths CSV rows: per (K, λ) and split, pretrained loss 1.0 → compressed 1 + climb → clamped + clamp."""
+    rows = []
+    for (k, lam), c in climb.items():
+        label = f"K={k}, λ={lam:g}"
+        for split in ("train", "test"):
+            for seg, alpha, loss in ((0, 0.0, 1.0), (0, 1.0, 1.0 + c), (1, 0.0, 1.0 + c),
+                                     (1, 1.0, 1.0 + c + clamp[k, lam])):
+                rows.append({"run": f"{label}.h5", "label": label, "seed": 0, "split": split, "alpha": alpha,
+                             "segment": seg, "loss": loss, "accuracy": acc[k, lam] if (seg, alpha) == (1, 1.0)
+                             else 0.9})
+    return rows
+
+
+def test_paths_rule_compares_the_two_pulls_at_matched_bits(tmp_path):
+    ctx = FakeContext(tmp_path)
+    keys = [(k, lam) for k in (4, 8, 16) for lam in (0.1, 1.0)]
+    climb = {(k, lam): (0.3 / k if lam == 1.0 else 0.01) for k, lam in keys}  # the strong pull climbs more …
+    clamp = {(k, lam): (0.02 if lam == 1.0 else 0.5) for k, lam in keys}  # … and clamps cheaply
+    acc = {(k, lam): (0.85 if lam == 1.0 else 0.5) for k, lam in keys}
+    write_csv(tmp_path / "paths_cwc.csv", path_rows(climb, clamp, acc))
+    assert rules.bl_paths(ctx)["verdict"] == "reproduced"
+    assert rules.bl_barrier(ctx)["verdict"] == "reproduced"  # the strong pull's climb falls with K
+    clamp[(8, 1.0)] = 0.9  # at K = 8 the climber loses more at the clamp: the description fails there
+    write_csv(tmp_path / "paths_cwc.csv", path_rows(climb, clamp, acc))
+    assert rules.bl_paths(ctx)["verdict"] == "partly"
