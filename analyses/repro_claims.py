@@ -395,7 +395,7 @@ def rows() -> list[Row]:
             reason="NAS is not implemented in the toolkit"),
         Row("bw-input", BW, "abstract", "trainable bitwise input quantization outperforms standard (untrained "
             "uniform) input quantization and stays close to full precision",
-            _fixed("table:methods", "study:sq", "report:sq"), r.bw_input,
+            _fixed("table:methods"), r.bw_input,
             figure="methods_accuracy_vs_bits", csv="methods_table"),
     ]
 

@@ -484,7 +484,7 @@ def bw_input(ctx) -> dict:
     """Reproduced when trained bitwise input quantization beats untrained uniform input quantization at every bit
     width (1–4) and is within 1 point of full precision at 4 bits; partly when one holds."""
     rows = _methods(ctx)
-    fp = _fp(report(ctx, "sq"))
+    fp = json.loads(ctx.figure("methods_table", ".config.json").read_text())["accuracy_full_precision"]
     lines, wins, close = [], 0, False
     for b in ("1", "2", "3", "4"):
         t = next(r for r in rows if r["method"] == "input-bitwise" and r["target_bits"] == b)
