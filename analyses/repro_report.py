@@ -73,9 +73,12 @@ def commands(row: claims.Row, ledger: dict, ctx: claims.Context) -> list[str]:
     return out
 
 
-def write_report(path: Path, repo: Path, budgets: dict[str, claims.Budget] | None = None) -> Path:
+def write_report(path: Path, repo: Path, budgets: dict[str, claims.Budget] | None = None,
+                 stale: dict[tuple[str, str], str] | None = None) -> Path:
     """The report at `path` from the results under `repo` (reproduction/, figures/reproduction/) of `budgets`
-    (default: full, then quick; the first with a result is a row's headline)."""
+    (default: full, then quick; the first with a result is a row's headline); `stale` maps (budget, row id) to
+    why a stored result is out of date (reproduce.Engine.stale), shown beside it."""
+    stale = stale or {}
     budgets = budgets or {b: claims.BUDGETS[b] for b in ORDER}
     order = list(budgets)
     results = {b: load_rows(repo, b) for b in order}
@@ -108,7 +111,8 @@ def write_report(path: Path, repo: Path, budgets: dict[str, claims.Budget] | Non
                 ctx = claims.Context.for_budget(budgets[b], claims.REPO, repo)
                 files = [x for x in (link(repo, b, row.figure, ".png"), link(repo, b, row.csv, ".csv"),
                                      link(repo, b, row.csv, ".json")) if x]
-                lines += [f"- **{b} budget: {res['verdict']}** — {res['result']}",
+                why = stale.get((b, row.id))
+                lines += [f"- **{b} budget: {res['verdict']}**{f' (STALE: {why})' if why else ''} — {res['result']}",
                           f"  - budget: {res['budget']}; seeds: {res['seeds']}; computed {res['computed'][:10]} at "
                           f"commit {res['commit']}" + (f"; files: {', '.join(files)}" if files else "")]
                 cmds = commands(row, ledgers[b], ctx)

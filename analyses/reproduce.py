@@ -236,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         code = engine.run_rows(rows, dry_run=args.dry_run, keep_going=not args.stop_on_failure)
         if args.dry_run:
             return code
-    path = write_report(Path(args.out), REPO)
+    stale = {}
+    for name in ("full", "quick"):  # the report marks stored results whose steps changed or reran since
+        eng = Engine(claims.Context.for_budget(claims.BUDGETS[name], REPO), log=print)
+        stale |= {(name, row.id): why for row in claims.rows() if row.testable and eng.row_path(row).is_file()
+                  and (why := eng.stale(row))}
+    path = write_report(Path(args.out), REPO, stale=stale)
     print(f"wrote {os.path.relpath(path)}")
     return code
 
