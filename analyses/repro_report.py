@@ -93,7 +93,7 @@ def write_report(path: Path, repo: Path, budgets: dict[str, claims.Budget] | Non
     lines += ["", "## Summary", "", "| row | paper | where | claim | verdict | budget |", "|---|---|---|---|---|---|"]
     for row in every:
         res, budget = best(results, order, row.id)
-        verdict = "not testable here" if not row.testable else res["verdict"] if res else "not run yet"
+        verdict = row.untested if not row.testable else res["verdict"] if res else "not run yet"
         lines.append(f"| [{row.id}](#{row.id}) | {row.paper.split(' (')[0]} | {row.where} | {row.claim} | "
                      f"**{verdict}** | {budget or '–'} |")
     for paper in dict.fromkeys(r.paper for r in every):
@@ -101,7 +101,7 @@ def write_report(path: Path, repo: Path, budgets: dict[str, claims.Budget] | Non
         for row in (r for r in every if r.paper == paper):
             lines += ["", f"### {row.id}", "", f"*{row.where}* — {row.claim}", ""]
             if not row.testable:
-                lines.append(f"**Not testable here:** {row.reason}")
+                lines.append(f"**{row.untested[0].upper()}{row.untested[1:]}:** {row.reason}")
                 continue
             for b in order:
                 res = results[b].get(row.id)
