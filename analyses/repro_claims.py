@@ -381,9 +381,10 @@ def rows() -> list[Row]:
             "4 bits)", _fixed("study:cwc", "fig:paths"), r.bl_barrier, figure="paths_cwc", csv="paths_cwc"),
         Row("bl-estimators", BL, "§3.1, App. A.1", "subsampling the pairwise interactions reaches the same "
             "compression as the exact pair sum", _fixed("study:est-subsampled", "study:est-sorted",
-                                                        "study:est-histogram"), r.bl_estimators),
+                                                        "study:est-histogram"), r.bl_estimators,
+            csv="estimators"),
         Row("bl-seeds", BL, "§4.1, Fig. 1B", "different seeds reach different clustering configurations from the "
-            "same pretrained model", _fixed("study:sq"), r.bl_seeds),
+            "same pretrained model", _fixed("study:sq"), r.bl_seeds, csv="seeds_clusters"),
         Row("bl-imagenet", BL, "Table 1, §4.1", "WRN-16 (CIFAR-10) and ResNet-50 (ImageNet) numbers; CWC vs PARQ "
             "and BinaryRelax", reason="no WRN-16 checkpoint, no ImageNet copy, and no PARQ/BinaryRelax "
             "implementation here; the ResNet-20 rows above test the same comparisons"),

@@ -387,12 +387,24 @@ def bl_barrier(ctx) -> dict:
             "budget": train_budget(ctx, ctx.budget.cwc_epochs), "numbers": {"monotone_splits": n}}
 
 
+def write_rows(ctx, stem: str, rows: list[dict]) -> None:
+    """A row's own CSV in the budget's figures folder (rows whose numbers come straight from run files)."""
+    from landscape.outputs import write_csv
+
+    ctx.figure(stem, ".csv").parent.mkdir(parents=True, exist_ok=True)
+    write_csv(ctx.figure(stem, ".csv"), rows)
+
+
 def bl_estimators(ctx) -> dict:
     """Reproduced when subsampled and exact (sorted) pair sums end within 0.2 bits and 1 point of accuracy."""
-    res = {}
+    res, table = {}, []
     for est in ("subsampled", "sorted", "histogram"):
         rs = ctx.study_rows(f"est-{est}")
         res[est] = ([r["mean_bits"] for r in rs], [r["accuracy_clamped"] for r in rs])
+        table += [{"estimator": est, "seed": r["seed"], "mean_bits": r["mean_bits"], "accuracy_clamped":
+                   r["accuracy_clamped"], "accuracy_compressed": r["accuracy_compressed"],
+                   "seconds": r.get("seconds"), "run": r["run"]} for r in rs]
+    write_rows(ctx, "estimators", table)
     db = abs(ms(res["subsampled"][0])[0] - ms(res["sorted"][0])[0])
     da = abs(ms(res["subsampled"][1])[0] - ms(res["sorted"][1])[0])
     return {"result": "; ".join(f"{e}: {pm(b)} bits, {pm(a, pct=True)}" for e, (b, a) in res.items()),
@@ -418,7 +430,7 @@ def bl_seeds(ctx) -> dict:
         if not widths:
             pre = run.state("pretrained")
             widths = {k: 0.3 * float(pre[k].double().std()) for k in centres[seed]}
-    fractions = []
+    fractions, table = [], []
     seeds = sorted(runs)
     for i, a in enumerate(seeds):
         for b in seeds[i + 1:]:
@@ -428,7 +440,10 @@ def bl_seeds(ctx) -> dict:
                 d = np.abs(ca[:, None] - cb[None, :])
                 hausdorff = max(d.min(axis=1).max(), d.min(axis=0).max())
                 differ.append(len(ca) != len(cb) or hausdorff > widths[layer] / 2)
+                table.append({"seed_a": a, "seed_b": b, "layer": layer, "clusters_a": len(ca), "clusters_b": len(cb),
+                              "hausdorff": float(hausdorff), "w_l": widths[layer], "differ": differ[-1]})
             fractions.append(float(np.mean(differ)))
+    write_rows(ctx, "seeds_clusters", table)
     return {"result": f"fraction of layers whose clustering differs between two seeds: {pm(fractions)} "
                       f"({len(fractions)} seed pair{'s' * (len(fractions) > 1)})",
             "verdict": REPRODUCED if min(fractions) > 0.5 else NOT, "seeds": ",".join(map(str, seeds)),
