@@ -63,6 +63,12 @@ def _fp(rep: dict) -> float:
     return next(p["accuracy_clamped"] for p in rep["ptq_baselines"] if p["method"] == "full precision")
 
 
+def ptq_table(ctx) -> dict[tuple[str, int], float]:
+    """(method, bits) → test accuracy of PTQ of the pretrained model (analyses/table_ptq.py); ("full precision",
+    32) too."""
+    return {(r["method"], int(r["bits"])): float(r["accuracy"]) for r in read_csv(ctx.figure("ptq_table", ".csv"))}
+
+
 # -- soft quantization -----------------------------------------------------------------------------------------
 def sq_bits(ctx) -> dict:
     """Reproduced when the mean bits are within 3.8 ± 0.3 AND the clamped accuracy beats HEQ-4's; partly when
@@ -285,11 +291,11 @@ def _cwc_line(p: dict) -> str:
 
 def bl_cwc_ptq(ctx) -> dict:
     """Reproduced when CWC beats uniform PTQ at 3 and 4 bits; partly at one."""
-    rep = report(ctx, "cwc")
+    rep, ptq = report(ctx, "cwc"), ptq_table(ctx)
     best = _cwc_best(rep)
     lines, wins = [], 0
     for b in (2, 3, 4):
-        u, h, k = (_ptq(rep, m, b)["accuracy_clamped"] for m in ("uniform", "heq", "kmeans"))
+        u, h, k = (ptq[m, b] for m in ("uniform", "heq", "kmeans"))
         wins += b in (3, 4) and best[b]["accuracy_clamped"] > u
         lines.append(f"{b} bits: CWC {_cwc_line(best[b])} vs uniform {100 * u:.2f}% (HEQ {100 * h:.2f}%, "
                      f"k-means {100 * k:.2f}%)")
@@ -301,7 +307,7 @@ def bl_cwc_ptq(ctx) -> dict:
 def bl_cwc_fp(ctx) -> dict:
     """Reproduced when the best CWC setting is within 2 points of full precision at 3 and at 4 bits."""
     rep = report(ctx, "cwc")
-    best, fp = _cwc_best(rep), _fp(rep)
+    best, fp = _cwc_best(rep), ptq_table(ctx)["full precision", 32]
     gaps = {b: 100 * (best[b]["accuracy_clamped"] - fp) for b in (3, 4)}
     n = sum(g >= -2 for g in gaps.values())
     return {"result": f"full precision {100 * fp:.2f}%; " + "; ".join(f"{b} bits {_cwc_line(best[b])}, "
@@ -459,7 +465,7 @@ def dsmm_ptq(ctx) -> dict:
     lines, wins = [], 0
     for b in (2, 3, 4):
         d, z = pts[(b, 0.01)], pts[(b, 0.0)]
-        u = _ptq(rep, "uniform", b)["accuracy_clamped"]
+        u = ptq_table(ctx)["uniform", b]
         margin = max(d["accuracy_clamped_std"], z["accuracy_clamped_std"])
         better = d["accuracy_clamped"] - z["accuracy_clamped"] > margin
         wins += better and b in (2, 3)

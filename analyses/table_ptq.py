@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=list(QUANTIZERS), choices=list(QUANTIZERS))
     p.add_argument("--limit", type=cli.positive_int, default=None, help="first N test images (default: all 10,000)")
     p.add_argument("--out-dir", default=str(REPO / "figures"), help="where the CSV/PNG/config go (default: figures/)")
+    p.add_argument("--force", action="store_true", help="overwrite this script's existing outputs")
     cli.add_data_args(p)
     args = p.parse_args(argv)
+    for name in ("ptq_table.csv", "ptq_accuracy_vs_bits.png", "ptq_table.config.json"):
+        cli.check_out(Path(args.out_dir) / name, args.force)  # refuse before any work, not after
     if any(not 1 <= b <= 16 for b in args.bits):
         raise ValueError(f"bits must be in 1..16, got {args.bits}")
     out_dir = Path(args.out_dir)
