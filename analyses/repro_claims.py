@@ -341,9 +341,9 @@ def rows() -> list[Row]:
     return [
         Row("sq-bits", SQ, "§4, experiment 1", "(h, w) = (0.05, 0.3) gives ≈ 3.8 mean bits on ResNet-20/CIFAR-10, "
             "more accurate than 4-bit HEQ", _fixed("study:sq", "report:sq"), r.sq_bits, figure="study-sq",
-            csv="study-sq"),
+            csv="study-sq-points"),
         Row("sq-fig2", SQ, "Fig. 2", "soft quantization reaches higher accuracy than HEQ PTQ at lower bits",
-            _fixed("study:fig2", "report:fig2"), r.sq_fig2, figure="study-fig2", csv="study-fig2"),
+            _fixed("study:fig2", "report:fig2"), r.sq_fig2, figure="study-fig2", csv="study-fig2-points"),
         Row("sq-fig3", SQ, "Fig. 3, Mechanism 3", "ΔL_task/‖Δθ‖ of soft quantization lies outside the "
             "distribution of equal-norm random perturbations", _fig3_steps, r.sq_fig3, figure="fig3_protocols",
             csv="fig3_protocols_summary"),
@@ -352,7 +352,7 @@ def rows() -> list[Row]:
             figure="fig3_compare", csv="fig3_compare_summary"),
         Row("sq-failure", SQ, "Failure signatures", "h = 0.001 fails at the clustering refinement step (coupling "
             "too weak to form clusters)", _fixed("study:sq", "report:sq"), r.sq_failure, figure="study-sq",
-            csv="study-sq"),
+            csv="study-sq-points"),
         Row("sq-mixed", SQ, "Mechanism 2, abstract", "layer-dependent (mixed-precision) bit widths emerge from the "
             "two global hyperparameters", _fixed("study:sq", "fig:mixed"), r.sq_mixed, figure="mixed_precision",
             csv="mixed_precision"),
@@ -374,10 +374,10 @@ def rows() -> list[Row]:
                    "is the paper's open question, not a result"),
         Row("bl-cwc-ptq", BL, "Table 1", "centroid–weight coupling (CWC) beats naive PTQ at 3 and 4 bits (WRN-16: "
             "90.93 vs 84.17, 92.41 vs 90.74; 2 bits: 72.92 vs 73.91)", _fixed("study:cwc", "report:cwc", "table:ptq"),
-            r.bl_cwc_ptq, figure="study-cwc", csv="study-cwc"),
+            r.bl_cwc_ptq, figure="study-cwc", csv="study-cwc-points"),
         Row("bl-cwc-fp", BL, "Table 1, §4.2", "CWC stays within 2 points of full precision at 3 and 4 bits "
             "(WRN-16: −1.80 and −0.32)", _fixed("study:cwc", "report:cwc", "table:ptq"), r.bl_cwc_fp,
-            figure="study-cwc", csv="study-cwc"),
+            figure="study-cwc", csv="study-cwc-points"),
         Row("bl-paths", BL, "§4.2, Fig. 2A", "successful runs climb the loss while fine-tuning and clamp cheaply; "
             "failed ones stay near the pretrained loss and lose at the clamp", _fixed("study:cwc", "fig:paths"),
             r.bl_paths, figure="paths_cwc", csv="paths_cwc"),
@@ -394,7 +394,7 @@ def rows() -> list[Row]:
             "implementation here; the ResNet-20 rows above test the same comparisons"),
         Row("dsmm-ptq", DSMM, "abstract, Fig. 1", "DSMM improves lower-bit (2–4 bit) post-training quantization "
             "accuracy", _fixed("study:dsmm", "report:dsmm", "table:ptq"), r.dsmm_ptq, figure="study-dsmm",
-            csv="study-dsmm"),
+            csv="study-dsmm-points"),
         Row("dsmm-qat", DSMM, "abstract, §4", "DSMM also helps QAT (LSQ, PACT), weight clustering (DKM) and NLP "
             "models", reason="the toolkit has no LSQ/PACT/DKM or language models; only the PTQ claim is tested"),
         Row("vq-cosine", VQ, "abstract", "cosine-similarity assignment mitigates codebook collapse and enables "

@@ -45,7 +45,9 @@ def load_ledger(repo: Path, budget: str) -> dict:
 
 
 def cpu_hours(ledger: dict) -> float:
-    return sum(e["seconds"] for e in ledger.values()) / 3600
+    """Hours of the steps: wall time here, or a study's summed run times where longer (runs trained before the
+    step, or by other workers)."""
+    return sum(max(e["seconds"], e.get("trial_seconds", 0.0)) for e in ledger.values()) / 3600
 
 
 def link(repo: Path, budget: str, stem: str, suffix: str) -> str | None:
@@ -87,8 +89,8 @@ def write_report(path: Path, repo: Path, budgets: dict[str, claims.Budget] | Non
     lines = [HEADER]
     for b in order:
         if ledgers[b]:
-            lines.append(f"- **{b}** budget: {len(ledgers[b])} steps done, {cpu_hours(ledgers[b]):.2f} hours of "
-                         f"step wall time on this 2-core machine (ledger: `reproduction/{b}/ledger.json`); "
+            lines.append(f"- **{b}** budget: {len(ledgers[b])} steps done, {cpu_hours(ledgers[b]):.2f} hours on "
+                         f"this 2-core machine, one job at a time (ledger: `reproduction/{b}/ledger.json`); "
                          f"{len(results[b])} rows computed.")
     lines += ["", "## Summary", "", "| row | paper | where | claim | verdict | budget |", "|---|---|---|---|---|---|"]
     for row in every:
@@ -110,7 +112,7 @@ def write_report(path: Path, repo: Path, budgets: dict[str, claims.Budget] | Non
                     continue
                 ctx = claims.Context.for_budget(budgets[b], claims.REPO, repo)
                 files = [x for x in (link(repo, b, row.figure, ".png"), link(repo, b, row.csv, ".csv"),
-                                     link(repo, b, row.csv, ".json")) if x]
+                                     link(repo, b, row.figure, ".json")) if x]
                 why = stale.get((b, row.id))
                 lines += [f"- **{b} budget: {res['verdict']}**{f' (STALE: {why})' if why else ''} — {res['result']}",
                           f"  - budget: {res['budget']}; seeds: {res['seeds']}; computed {res['computed'][:10]} at "

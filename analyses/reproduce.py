@@ -130,6 +130,18 @@ class Engine:
         self.log(f"  {name}: done in {time.perf_counter() - start:.0f} s")
         return True
 
+    def record_training_time(self) -> None:
+        """Store in the ledger the training time of every study step's runs (Optuna keeps each run's seconds): a
+        study resumed or shared with other workers took longer than its step's wall time here."""
+        changed = False
+        for name, entry in self.ledger.steps.items():
+            if name.startswith("study:"):
+                seconds = sum(r.get("seconds") or 0.0 for r in self.ctx.study_rows(name.split(":", 1)[1]))
+                if seconds and entry.get("trial_seconds") != round(seconds, 1):
+                    entry["trial_seconds"], changed = round(seconds, 1), True
+        if changed:
+            self.ledger.save()
+
     # -- rows --------------------------------------------------------------------------------------------------
     def row_path(self, row: claims.Row) -> Path:
         return self.ctx.work / "rows" / f"{row.id}.json"
@@ -239,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = {}
     for name in ("full", "quick"):  # the report marks stored results whose steps changed or reran since
         eng = Engine(claims.Context.for_budget(claims.BUDGETS[name], REPO), log=print)
+        eng.record_training_time()
         stale |= {(name, row.id): why for row in claims.rows() if row.testable and eng.row_path(row).is_file()
                   and (why := eng.stale(row))}
     path = write_report(Path(args.out), REPO, stale=stale)
