@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import inspect
 import json
 import os
 import shlex
@@ -160,12 +161,15 @@ class Engine:
                 return f"step {name} changed since"
             if entry["finished"] > stored["computed"]:
                 return f"step {name} rerun since"
+        if stored.get("rule") != rule_digest(row):
+            return "its evaluation (analyses/repro_rows.py) changed since"
         return None
 
     def compute(self, row: claims.Row) -> dict:
         result = row.evaluate(self.ctx)
         stored = {"id": row.id, "budget": self.ctx.budget.name, "computed": now(), "commit": git_commit(),
-                  "steps": {n: self.ledger.steps[n]["digest"] for n in row.steps(self.ctx)}, **result}
+                  "rule": rule_digest(row), "steps": {n: self.ledger.steps[n]["digest"] for n in row.steps(self.ctx)},
+                  **result}
         path = self.row_path(row)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stored, indent=1, default=float) + "\n")
@@ -212,6 +216,11 @@ class Engine:
         seconds = sum(e["seconds"] for e in self.ledger.steps.values())
         self.log(f"budget {self.ctx.budget.name}: {len(self.ledger.steps)} steps done, "
                  f"{seconds / 3600:.2f} CPU-hours (wall time of the steps on this machine)")
+
+
+def rule_digest(row: claims.Row) -> str:
+    """A digest of the source of the row's evaluation function: a changed rule makes its stored result stale."""
+    return hashlib.sha256(inspect.getsource(row.evaluate).encode()).hexdigest()[:16]
 
 
 def git_commit() -> str:
