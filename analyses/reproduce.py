@@ -42,7 +42,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts the checkout first on sys.path)
 import repro_claims as claims
-from repro_report import write_report
+from repro_report import cpu_hours, write_report
 
 from landscape import cli
 
@@ -213,9 +213,10 @@ class Engine:
             reason = self.stale(row)
             self.log(f"{row.id:<18} steps {done}/{len(names)} done; result "
                      f"{'current' if reason is None else 'STALE: ' + reason}")
-        seconds = sum(e["seconds"] for e in self.ledger.steps.values())
+        self.record_training_time()
         self.log(f"budget {self.ctx.budget.name}: {len(self.ledger.steps)} steps done, "
-                 f"{seconds / 3600:.2f} CPU-hours (wall time of the steps on this machine)")
+                 f"{cpu_hours(self.ledger.steps):.2f} hours of steps on this machine (a study counts its runs' "
+                 f"summed training time where that is longer than its step)")
 
 
 def rule_digest(row: claims.Row) -> str:
