@@ -94,10 +94,14 @@ class Context:
         study, spec = engine.open_study(str(path), name)
         return report.run_rows(study, spec)
 
+    def at(self, name: str, **point) -> list[dict]:
+        """The study's finished runs at this grid point (all of them if no point is given)."""
+        return [r for r in self.study_rows(name)
+                if all(abs(r[k] - v) <= 1e-12 * max(1.0, abs(v)) for k, v in point.items())]
+
     def runs(self, name: str, **point) -> dict[int, str]:
         """seed → run file of the study's runs at this grid point (all finished runs if no point given)."""
-        return {r["seed"]: r["run"] for r in self.study_rows(name)
-                if all(abs(r[k] - v) <= 1e-12 * max(1.0, abs(v)) for k, v in point.items())}
+        return {r["seed"]: r["run"] for r in self.at(name, **point)}
 
     def figure(self, stem: str, suffix: str) -> Path:
         return self.figures / f"{stem}{suffix}"
@@ -223,8 +227,8 @@ def script_step(name: str, script: str, args: Callable[[Context], list[str] | No
     return Step(name, build, lambda ctx: [ctx.figure(stem, suffix)])
 
 
-def _labelled(ctx: Context, name: str, label: Callable[[dict], str], **point) -> tuple[list[str], list[str]]:
-    rows = [r for r in ctx.study_rows(name) if all(abs(r[k] - v) < 1e-12 for k, v in point.items())]
+def _labelled(ctx: Context, name: str, label: Callable[[dict], str]) -> tuple[list[str], list[str]]:
+    rows = ctx.at(name)
     rows.sort(key=lambda r: (label(r), r["seed"]))
     return [r["run"] for r in rows], [label(r) for r in rows]
 

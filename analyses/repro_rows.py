@@ -51,10 +51,6 @@ def train_budget(ctx, epochs: int) -> str:
     return f"{epochs} epoch{'s' * (epochs > 1)} × {b.limit_train or 50_000:,} images"
 
 
-def _at(rows, **point):
-    return [r for r in rows if all(abs(float(r[k]) - v) < 1e-12 for k, v in point.items())]
-
-
 def _ptq(rep: dict, method: str, bits: int) -> dict | None:
     return next((p for p in rep["ptq_baselines"] if p["method"] == method and p["bits"] == bits), None)
 
@@ -73,7 +69,7 @@ def ptq_table(ctx) -> dict[tuple[str, int], float]:
 def sq_bits(ctx) -> dict:
     """Reproduced when the mean bits are within 3.8 ± 0.3 AND the clamped accuracy beats HEQ-4's; partly when
     one of the two holds."""
-    runs = _at(ctx.study_rows("sq"), h=0.05, w=0.3)
+    runs = ctx.at("sq", h=0.05, w=0.3)
     heq = _ptq(report(ctx, "sq"), "heq", 4)
     bits, acc = [r["mean_bits"] for r in runs], [r["accuracy_clamped"] for r in runs]
     near = abs(ms(bits)[0] - 3.8) <= 0.3
@@ -182,8 +178,7 @@ def sq_fig3_ptq(ctx) -> dict:
 
 def sq_failure(ctx) -> dict:
     """Reproduced when h = 0.001 ends ≥ 1 bit above h = 0.05 (the refinement finds no compression to make)."""
-    every = ctx.study_rows("sq")
-    weak, good = _at(every, h=0.001, w=0.3), _at(every, h=0.05, w=0.3)
+    weak, good = ctx.at("sq", h=0.001, w=0.3), ctx.at("sq", h=0.05, w=0.3)
     bw, bg = [r["mean_bits"] for r in weak], [r["mean_bits"] for r in good]
     return {"result": f"h=0.001: {pm(bw)} bits, clamped {pm([r['accuracy_clamped'] for r in weak], pct=True)}; "
                       f"h=0.05: {pm(bg)} bits, {pm([r['accuracy_clamped'] for r in good], pct=True)}",
