@@ -205,8 +205,10 @@ def sq_mixed(ctx) -> dict:
 
 
 def spearman(a, b) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rank correlation, ties given their average rank (many layers share a size and a bit width)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
 
 
 # Our penalty is Σ_l h·N_l^(−α)·E_l with E_l the raw pair sum; the paper's "layers contribute comparably" is
