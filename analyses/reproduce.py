@@ -37,6 +37,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,9 +220,31 @@ class Engine:
                  f"summed training time where that is longer than its step)")
 
 
+def rule_sources(fn: Callable) -> dict[str, str]:
+    """Qualified name → source of `fn` and of every function of its own module that it names, transitively
+    (a helper such as repro_rows.spearman belongs to the rule of every row that calls it). Functions of other
+    modules (the toolkit, analyses/common.py) are not followed: they are code under test, not the rule."""
+    module, found, todo = fn.__module__, {}, [fn]
+    while todo:
+        f = todo.pop()
+        if f.__qualname__ in found:
+            continue
+        found[f.__qualname__] = inspect.getsource(f)
+        names, codes = set(), [f.__code__]
+        while codes:  # names used in the function and in its nested functions, lambdas and comprehensions
+            code = codes.pop()
+            names |= set(code.co_names)
+            codes += [c for c in code.co_consts if inspect.iscode(c)]
+        todo += [g for n in sorted(names)
+                 if inspect.isfunction(g := f.__globals__.get(n)) and g.__module__ == module]
+    return found
+
+
 def rule_digest(row: claims.Row) -> str:
-    """A digest of the source of the row's evaluation function: a changed rule makes its stored result stale."""
-    return hashlib.sha256(inspect.getsource(row.evaluate).encode()).hexdigest()[:16]
+    """A digest of the source of the row's evaluation function and its helpers: a changed rule makes its stored
+    result stale."""
+    sources = rule_sources(row.evaluate)
+    return hashlib.sha256("\n".join(sources[k] for k in sorted(sources)).encode()).hexdigest()[:16]
 
 
 def git_commit() -> str:

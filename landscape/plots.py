@@ -29,17 +29,19 @@ MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 def palette(names: Sequence[str]) -> dict[str, str]:
     """Stable colours: a name containing a key of COLORS (pretrained, compressed, clamped, ptq/heq, random,
     epoch; first match in that order) gets its colour unless another name of the same plot took it; the rest
-    seaborn's 'deep' palette in turn."""
+    seaborn's 'deep' palette in turn, or, when more names need a colour than 'deep' has, evenly spaced 'husl'
+    hues (so no two series of one plot share a colour)."""
     deep = [c for c in sns.color_palette("deep").as_hex() if c not in COLORS.values()]
-    out, i = {}, 0
+    fixed, taken = {}, set()
     for name in names:
-        fixed = next((c for key, c in COLORS.items() if key in name.lower()), None)
-        if fixed is not None and fixed not in out.values():
-            out[name] = fixed
-        else:
-            out[name] = deep[i % len(deep)]
-            i += 1
-    return out
+        c = next((c for key, c in COLORS.items() if key in name.lower()), None)
+        if c is not None and c not in taken:
+            fixed[name] = c
+            taken.add(c)
+    rest = [name for name in names if name not in fixed]
+    cycle = deep if len(rest) <= len(deep) else sns.color_palette("husl", len(rest)).as_hex()
+    free = iter(cycle)
+    return {name: fixed[name] if name in fixed else next(free) for name in names}
 
 
 def figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.0, height: float = 4.0, squeeze: bool = False,

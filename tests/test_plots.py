@@ -153,3 +153,14 @@ def test_table_scripts_run_on_the_tiny_model(scripts, tiny_checkpoint, tmp_path,
                                                    "--train-limit", "128"]) == 0
     capsys.readouterr()
     assert len(_read_csv(tmp_path / "ptq_table.csv")) >= 1 and len(_read_csv(tmp_path / "methods_table.csv")) >= 2
+
+
+def test_palette_gives_every_series_its_own_colour_beyond_the_deep_palette():
+    """Twelve curves (a study's runs on one path figure) used to repeat two of 'deep''s colours; the named
+    states keep their fixed colours either way."""
+    few = plots.palette(["compressed", "a", "b"])
+    assert few["compressed"] == plots.COLORS["compressed"] and few["a"] != few["b"]
+    names = ["pretrained"] + [f"run {i}" for i in range(14)]
+    many = plots.palette(names)
+    assert many["pretrained"] == plots.COLORS["pretrained"]
+    assert len(set(many.values())) == len(names)

@@ -126,6 +126,27 @@ def test_headline_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpoin
     assert all(again.done(n) for row in rows for n in row.steps(ctx))
 
 
+def test_a_rule_covers_the_helpers_of_its_own_module_it_calls_transitively(monkeypatch):
+    """A row's stored result goes stale when a helper its rule calls changes (sq-mixed's Spearman helper
+    once changed without staling the row), not only when the rule's own function does."""
+    import repro_rows
+
+    sources = reproduce.rule_sources(repro_rows.sq_mixed)
+    assert {"sq_mixed", "spearman", "read_csv"} <= set(sources)
+    assert all(name in vars(repro_rows) for name in sources)  # the toolkit's functions are not the rule
+    row = next(r for r in claims.rows() if r.id == "sq-mixed")
+    before = reproduce.rule_digest(row)
+
+    def spearman(x, y):  # another rank correlation under the same name, as if the helper were edited
+        return 0.0
+
+    spearman.__module__ = repro_rows.__name__
+    monkeypatch.setattr(repro_rows, "spearman", spearman)
+    assert reproduce.rule_digest(row) != before
+    monkeypatch.undo()
+    assert reproduce.rule_digest(row) == before
+
+
 # -- the verdict rules, on synthetic outputs --------------------------------------------------------------------
 import csv  # noqa: E402
 
