@@ -2,7 +2,7 @@
 
 A *step* is one or more commands of the toolkit (a study, a perturbation test, a figure script) whose outputs
 rows read; a *row* is one claim of one paper with the steps it needs and the function that turns their outputs
-into a number, a verdict and a sentence (analyses/repro_rows.py). analyses/reproduce.py runs them.
+into a number, a verdict and a sentence (analyses/repro_rows.py, repro_rows_bl.py). analyses/reproduce.py runs them.
 
 Budgets (`BUDGETS`; units beside each field). `quick` is what fits in about an hour on the 2-core CPU this
 project develops on — enough to exercise every row, not enough to settle most claims; `full` is the budget the
@@ -341,6 +341,7 @@ def _fig3_compare_steps(ctx: Context) -> list[str]:
 
 def rows() -> list[Row]:
     import repro_rows as r
+    import repro_rows_bl as rb
 
     return [
         Row("sq-bits", SQ, "§4, experiment 1", "(h, w) = (0.05, 0.3) gives ≈ 3.8 mean bits on ResNet-20/CIFAR-10, "
@@ -378,37 +379,37 @@ def rows() -> list[Row]:
                    "is the paper's open question, not a result"),
         Row("bl-cwc-ptq", BL, "Table 1", "centroid–weight coupling (CWC) beats naive PTQ at 3 and 4 bits (WRN-16: "
             "90.93 vs 84.17, 92.41 vs 90.74; 2 bits: 72.92 vs 73.91)", _fixed("study:cwc", "report:cwc", "table:ptq"),
-            r.bl_cwc_ptq, figure="study-cwc", csv="study-cwc-points"),
+            rb.bl_cwc_ptq, figure="study-cwc", csv="study-cwc-points"),
         Row("bl-cwc-fp", BL, "Table 1, §4.2", "CWC stays within 2 points of full precision at 3 and 4 bits "
-            "(WRN-16: −1.80 and −0.32)", _fixed("study:cwc", "report:cwc", "table:ptq"), r.bl_cwc_fp,
+            "(WRN-16: −1.80 and −0.32)", _fixed("study:cwc", "report:cwc", "table:ptq"), rb.bl_cwc_fp,
             figure="study-cwc", csv="study-cwc-points"),
         Row("bl-paths", BL, "§4.2, Fig. 2A", "successful runs climb the loss while fine-tuning and clamp cheaply; "
             "failed ones stay near the pretrained loss and lose at the clamp", _fixed("study:cwc", "fig:paths"),
-            r.bl_paths, figure="paths_cwc", csv="paths_cwc"),
+            rb.bl_paths, figure="paths_cwc", csv="paths_cwc"),
         Row("bl-barrier", BL, "§4.2, Fig. 2B", "the barrier to climb before clamping decreases as K grows (2, 3, "
-            "4 bits)", _fixed("study:cwc", "fig:paths"), r.bl_barrier, figure="paths_cwc", csv="paths_cwc"),
+            "4 bits)", _fixed("study:cwc", "fig:paths"), rb.bl_barrier, figure="paths_cwc", csv="paths_cwc"),
         Row("bl-estimators", BL, "§3.1, App. A.1", "subsampling the pairwise interactions reaches the same "
             "compression as the exact pair sum", _fixed("study:est-subsampled", "study:est-sorted",
-                                                        "study:est-histogram"), r.bl_estimators,
+                                                        "study:est-histogram"), rb.bl_estimators,
             csv="estimators"),
         Row("bl-seeds", BL, "§4.1, Fig. 1B", "different seeds reach different clustering configurations from the "
-            "same pretrained model", _fixed("study:sq"), r.bl_seeds, csv="seeds_clusters"),
+            "same pretrained model", _fixed("study:sq"), rb.bl_seeds, csv="seeds_clusters"),
         Row("bl-imagenet", BL, "Table 1, §4.1", "WRN-16 (CIFAR-10) and ResNet-50 (ImageNet) numbers; CWC vs PARQ "
             "and BinaryRelax", reason="no WRN-16 checkpoint, no ImageNet copy, and no PARQ/BinaryRelax "
             "implementation here; the ResNet-20 rows above test the same comparisons"),
         Row("dsmm-ptq", DSMM, "abstract, Fig. 1", "DSMM improves lower-bit (2–4 bit) post-training quantization "
-            "accuracy", _fixed("study:dsmm", "report:dsmm", "table:ptq"), r.dsmm_ptq, figure="study-dsmm",
+            "accuracy", _fixed("study:dsmm", "report:dsmm", "table:ptq"), rb.dsmm_ptq, figure="study-dsmm",
             csv="study-dsmm-points"),
         Row("dsmm-qat", DSMM, "abstract, §4", "DSMM also helps QAT (LSQ, PACT), weight clustering (DKM) and NLP "
             "models", reason="the toolkit has no LSQ/PACT/DKM or language models; only the PTQ claim is tested"),
         Row("vq-cosine", VQ, "abstract", "cosine-similarity assignment mitigates codebook collapse and enables "
-            "end-to-end VQ training", _fixed("table:methods"), r.vq_cosine, figure="methods_accuracy_vs_bits",
+            "end-to-end VQ training", _fixed("table:methods"), rb.vq_cosine, figure="methods_accuracy_vs_bits",
             csv="methods_table"),
         Row("vq-nas", VQ, "abstract", "differentiable NAS chooses per-layer VQ/linear settings",
             reason="NAS is not implemented in the toolkit"),
         Row("bw-input", BW, "abstract", "trainable bitwise input quantization outperforms standard (untrained "
             "uniform) input quantization and stays close to full precision",
-            _fixed("table:methods"), r.bw_input,
+            _fixed("table:methods"), rb.bw_input,
             figure="methods_accuracy_vs_bits", csv="methods_table"),
     ]
 

@@ -163,7 +163,7 @@ class Engine:
             if entry["finished"] > stored["computed"]:
                 return f"step {name} rerun since"
         if stored.get("rule") != rule_digest(row):
-            return "its evaluation (analyses/repro_rows.py) changed since"
+            return "its evaluation (analyses/repro_rows*.py) changed since"
         return None
 
     def compute(self, row: claims.Row) -> dict:
@@ -220,11 +220,15 @@ class Engine:
                  f"summed training time where that is longer than its step)")
 
 
+RULE_MODULES = "repro_rows"  # analyses/repro_rows.py, repro_rows_bl.py: the rows' numbers and verdict rules
+
+
 def rule_sources(fn: Callable) -> dict[str, str]:
-    """Qualified name → source of `fn` and of every function of its own module that it names, transitively
-    (a helper such as repro_rows.spearman belongs to the rule of every row that calls it). Functions of other
-    modules (the toolkit, analyses/common.py) are not followed: they are code under test, not the rule."""
-    module, found, todo = fn.__module__, {}, [fn]
+    """Qualified name → source of `fn` and of every function of the rule modules (repro_rows*.py) that it names,
+    transitively (a helper such as repro_rows.spearman belongs to the rule of every row that calls it).
+    Functions of other modules (the toolkit, analyses/common.py) are not followed: they are code under test,
+    not the rule."""
+    found, todo = {}, [fn]
     while todo:
         f = todo.pop()
         if f.__qualname__ in found:
@@ -236,7 +240,7 @@ def rule_sources(fn: Callable) -> dict[str, str]:
             names |= set(code.co_names)
             codes += [c for c in code.co_consts if inspect.iscode(c)]
         todo += [g for n in sorted(names)
-                 if inspect.isfunction(g := f.__globals__.get(n)) and g.__module__ == module]
+                 if inspect.isfunction(g := f.__globals__.get(n)) and g.__module__.startswith(RULE_MODULES)]
     return found
 
 

@@ -126,7 +126,7 @@ def test_headline_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpoin
     assert all(again.done(n) for row in rows for n in row.steps(ctx))
 
 
-def test_a_rule_covers_the_helpers_of_its_own_module_it_calls_transitively(monkeypatch):
+def test_a_rule_covers_the_helpers_of_the_rule_modules_it_calls_transitively(monkeypatch):
     """A row's stored result goes stale when a helper its rule calls changes (sq-mixed's Spearman helper
     once changed without staling the row), not only when the rule's own function does."""
     import repro_rows
@@ -134,6 +134,10 @@ def test_a_rule_covers_the_helpers_of_its_own_module_it_calls_transitively(monke
     sources = reproduce.rule_sources(repro_rows.sq_mixed)
     assert {"sq_mixed", "spearman", "read_csv"} <= set(sources)
     assert all(name in vars(repro_rows) for name in sources)  # the toolkit's functions are not the rule
+    import repro_rows_bl  # its rows call the shared helpers of repro_rows: those are part of their rules
+
+    assert {"bl_cwc_ptq", "_cwc_best", "ptq_table", "report", "read_csv"} <= set(
+        reproduce.rule_sources(repro_rows_bl.bl_cwc_ptq))
     row = next(r for r in claims.rows() if r.id == "sq-mixed")
     before = reproduce.rule_digest(row)
 
@@ -151,6 +155,7 @@ def test_a_rule_covers_the_helpers_of_its_own_module_it_calls_transitively(monke
 import csv  # noqa: E402
 
 import repro_rows as rules  # noqa: E402
+import repro_rows_bl as bl_rules  # noqa: E402
 
 
 class FakeContext:
@@ -213,8 +218,8 @@ def test_paths_rule_compares_the_two_pulls_at_matched_bits(tmp_path):
     clamp = {(k, lam): (0.02 if lam == 1.0 else 0.5) for k, lam in keys}  # … and clamps cheaply
     acc = {(k, lam): (0.85 if lam == 1.0 else 0.5) for k, lam in keys}
     write_csv(tmp_path / "paths_cwc.csv", path_rows(climb, clamp, acc))
-    assert rules.bl_paths(ctx)["verdict"] == "reproduced"
-    assert rules.bl_barrier(ctx)["verdict"] == "reproduced"  # the strong pull's climb falls with K
+    assert bl_rules.bl_paths(ctx)["verdict"] == "reproduced"
+    assert bl_rules.bl_barrier(ctx)["verdict"] == "reproduced"  # the strong pull's climb falls with K
     clamp[(8, 1.0)] = 0.9  # at K = 8 the climber loses more at the clamp: the description fails there
     write_csv(tmp_path / "paths_cwc.csv", path_rows(climb, clamp, acc))
-    assert rules.bl_paths(ctx)["verdict"] == "partly"
+    assert bl_rules.bl_paths(ctx)["verdict"] == "partly"
