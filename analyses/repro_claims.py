@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PY = sys.executable
@@ -74,6 +74,8 @@ class Context:
     studies: Path  # this budget's study folder
     figures: Path  # this budget's figures
     work: Path  # ledger, row results, logs
+    # study name → ((journal mtime, size), its run rows): a journal is read once until a worker appends to it
+    _rows_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def for_budget(cls, budget: Budget, repo: Path, root: Path | None = None) -> Context:
@@ -91,8 +93,13 @@ class Context:
         path = self.study_dir(name) / name / "journal.log"
         if not path.is_file():
             return []
-        study, spec = engine.open_study(str(path), name)
-        return report.run_rows(study, spec)
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = self._rows_cache.get(name)
+        if cached is None or cached[0] != key:
+            study, spec = engine.open_study(str(path), name)
+            cached = self._rows_cache[name] = (key, report.run_rows(study, spec))
+        return [dict(r) for r in cached[1]]
 
     def at(self, name: str, **point) -> list[dict]:
         """The study's finished runs at this grid point (all of them if no point is given)."""

@@ -96,6 +96,12 @@ def test_report_lists_every_row_with_its_verdict_or_why_not(tmp_path):
     untestable = [r for r in every if not r.testable]
     assert untestable and all(r.reason in text for r in untestable)
     assert text.count("not run yet") >= len([r for r in every if r.testable]) - 1
+    # the budgets are described from their settings: a changed setting changes the text (it once said 2,000
+    # images per perturbation evaluation while the full budget used 1,000)
+    assert repro_report.budget_line(claims.BUDGETS["full"]) in text
+    from dataclasses import replace
+
+    assert "on 2,000 images per evaluation" in repro_report.budget_line(replace(claims.BUDGETS["full"], images=2000))
 
 
 def test_unknown_row_is_a_one_line_error():
