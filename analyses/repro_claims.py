@@ -150,6 +150,10 @@ STUDIES = [
              lambda b: b.sweep_seeds[:1], lambda b: b.sweep_epochs),
     StudyDef("est-subsampled", "weight-coupling", {"h": "0.05", "w": "0.3"}, lambda b: b.sweep_seeds,
              lambda b: b.sweep_epochs, ("--estimator", "subsampled")),
+    # the workshop paper's own design: all pairs among a random ⌈√N_l⌉-subset of the weights (added after the
+    # random-pair design above failed at the quick budget; the row judges both)
+    StudyDef("est-subset", "weight-coupling", {"h": "0.05", "w": "0.3"}, lambda b: b.sweep_seeds,
+             lambda b: b.sweep_epochs, ("--estimator", "subset")),
     StudyDef("est-sorted", "weight-coupling", {"h": "0.05", "w": "0.3"}, lambda b: b.sweep_seeds,
              lambda b: b.sweep_epochs, ("--estimator", "sorted")),
     StudyDef("est-histogram", "weight-coupling", {"h": "0.05", "w": "0.3"}, lambda b: b.sweep_seeds,
@@ -395,10 +399,11 @@ def rows() -> list[Row]:
             rb.bl_paths, figure="paths_cwc", csv="paths_cwc"),
         Row("bl-barrier", BL, "§4.2, Fig. 2B", "the barrier to climb before clamping decreases as K grows (2, 3, "
             "4 bits)", _fixed("study:cwc", "fig:paths"), rb.bl_barrier, figure="paths_cwc", csv="paths_cwc"),
-        Row("bl-estimators", BL, "§3.1, App. A.1", "subsampling the pairwise interactions reaches the same "
-            "compression as the exact pair sum", _fixed("study:est-subsampled", "study:est-sorted",
-                                                        "study:est-histogram"), rb.bl_estimators,
-            csv="estimators"),
+        Row("bl-estimators", BL, "§3.1, App. A.1", "subsampling the pairwise interactions (N_l of the N_l² pairs "
+            "per step) reaches the same compression as the exact pair sum (the paper adds that subsampling "
+            "regularizes against overly aggressive clustering)",
+            _fixed("study:est-subsampled", "study:est-subset", "study:est-sorted", "study:est-histogram"),
+            rb.bl_estimators, csv="estimators"),
         Row("bl-seeds", BL, "§4.1, Fig. 1B", "different seeds reach different clustering configurations from the "
             "same pretrained model", _fixed("study:sq"), rb.bl_seeds, csv="seeds_clusters"),
         Row("bl-imagenet", BL, "Table 1, §4.1", "WRN-16 (CIFAR-10) and ResNet-50 (ImageNet) numbers; CWC vs PARQ "

@@ -142,21 +142,28 @@ def write_rows(ctx, stem: str, rows: list[dict]) -> None:
 
 
 def bl_estimators(ctx) -> dict:
-    """Reproduced when subsampled and exact (sorted) pair sums end within 0.2 bits and 1 point of accuracy."""
+    """Two sampling designs, each against the exact (sorted) pair sum: random pairs (`--estimator subsampled`,
+    N_l independent ordered pairs per step) and the paper's wording (`--estimator subset`, all pairs among a
+    random ⌈√N_l⌉ of the weights). A design reaches the same result when its mean bits are within 0.2 and its
+    clamped accuracy within 1 point of the exact sum's. Reproduced when both designs do, partly when one does.
+    (The rule for the random-pair design is the one written first; the subset design was added, with this rule,
+    after the random-pair design failed at the quick budget and before any subset run.)"""
     res, table = {}, []
-    for est in ("subsampled", "sorted", "histogram"):
+    for est in ("subsampled", "subset", "sorted", "histogram"):
         rs = ctx.study_rows(f"est-{est}")
         res[est] = ([r["mean_bits"] for r in rs], [r["accuracy_clamped"] for r in rs])
         table += [{"estimator": est, "seed": r["seed"], "mean_bits": r["mean_bits"], "accuracy_clamped":
                    r["accuracy_clamped"], "accuracy_compressed": r["accuracy_compressed"],
                    "seconds": r.get("seconds"), "run": r["run"]} for r in rs]
     write_rows(ctx, "estimators", table)
-    db = abs(ms(res["subsampled"][0])[0] - ms(res["sorted"][0])[0])
-    da = abs(ms(res["subsampled"][1])[0] - ms(res["sorted"][1])[0])
+    delta = {est: (abs(ms(res[est][0])[0] - ms(res["sorted"][0])[0]), abs(ms(res[est][1])[0] - ms(res["sorted"][1])[0]))
+             for est in ("subsampled", "subset")}
+    same = [est for est, (db, da) in delta.items() if db <= 0.2 and da <= 0.01]
     return {"result": "; ".join(f"{e}: {pm(b)} bits, {pm(a, pct=True)}" for e, (b, a) in res.items()),
-            "verdict": REPRODUCED if db <= 0.2 and da <= 0.01 else NOT,
+            "verdict": REPRODUCED if len(same) == 2 else PARTLY if same else NOT,
             "seeds": ",".join(map(str, ctx.budget.sweep_seeds)), "budget": train_budget(ctx, ctx.budget.sweep_epochs),
-            "numbers": {"delta_bits": db, "delta_accuracy": da}}
+            "numbers": {f"{k}_{est}": v for est, (db, da) in delta.items()
+                        for k, v in (("delta_bits", db), ("delta_accuracy", da))}}
 
 
 def bl_seeds(ctx) -> dict:

@@ -16,7 +16,8 @@ All estimators take any-shape floating tensors (treated as flattened) and a fini
 theta); NaN/inf weights raise ValueError; N < 2 gives energy 0 (there are no pairs).
 
 Estimators (each returns E as a 0-d tensor, in weight units; backward gives dE/dtheta):
-`energy_exact` (O(N^2) reference), `energy_subsampled` (workshop paper: random pairs, unbiased),
+`energy_exact` (O(N^2) reference), `energy_subsampled` (random pairs, unbiased), `energy_subset` (the workshop
+paper's wording: all pairs among a random sqrt(N)-subset of the weights, unbiased),
 `energy_histogram` (soft-quantization paper: cloud-in-cell histogram + FFT convolution,
 O(N + n_bins log n_bins); conv="prefix" does the same convolution by prefix sums in O(N + n_bins)) and
 `energy_sorted` (beyond the papers: exact, O(N log N), sort + searchsorted + prefix sums).
@@ -136,6 +137,33 @@ def energy_subsampled(
     i = torch.randint(0, n, (n_pairs,), generator=generator, device=theta.device)
     j = (i + torch.randint(1, n, (n_pairs,), generator=generator, device=theta.device)) % n  # j != i, uniform
     return n * (n - 1) * triangular_well(theta[i] - theta[j], w).mean()
+
+
+def energy_subset(
+    theta: Tensor, w: float, *, n_weights: int | None = None, generator: torch.Generator | None = None
+) -> Tensor:
+    """Unbiased estimate of E from all ordered pairs among n_weights weights drawn without replacement (default
+    ceil(sqrt(N)), so about N pairs): the workshop paper's wording, "randomly subsampling a fraction O(sqrt(N_l))
+    of weights per layer" (S3.1) and "we subsample N_l of the N_l^2 pairwise interactions" (App. A).
+
+    Returns N(N-1) / (m(m-1)) * sum over the subset's pairs, m = n_weights (a uniform subset makes every pair
+    equally likely, with probability m(m-1) / (N(N-1))). The pair sum within the subset is exact (`energy_sorted`,
+    O(m log m)); drawing the subset costs O(N). Unlike `energy_subsampled` (independent random pairs, about two
+    per weight), only the m drawn weights feel a force, each from m - 1 partners: the same expectation, larger
+    and rarer kicks. The paper does not say whether it rescales the sum; rescaling keeps h meaning the same
+    across estimators.
+    generator: optional torch.Generator on theta's device, for reproducible draws.
+    """
+    theta, w = _check(theta, w)
+    n = theta.numel()
+    if n_weights is not None and n_weights < 2:
+        raise ValueError(f"n_weights must be >= 2 (a pair), got {n_weights}")
+    if n < 2:
+        return _zero(theta)
+    m = min(n, math.ceil(math.sqrt(n)) if n_weights is None else int(n_weights))
+    m = max(m, 2)
+    pick = torch.randperm(n, generator=generator, device=theta.device)[:m]
+    return (n * (n - 1)) / (m * (m - 1)) * energy_sorted(theta[pick], w)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -557,6 +585,7 @@ def energy_histogram_multi(
 ESTIMATORS: dict[str, Callable[..., Tensor]] = {
     "exact": energy_exact,
     "subsampled": energy_subsampled,
+    "subset": energy_subset,
     "histogram": energy_histogram,
     "sorted": energy_sorted,
 }

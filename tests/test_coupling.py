@@ -21,6 +21,7 @@ from landscape.coupling import (
     energy_sorted,
     energy_sorted_multi,
     energy_subsampled,
+    energy_subset,
     layer_scales,
     triangular_well,
 )
@@ -132,6 +133,38 @@ def test_subsampled_draws_distinct_uniform_pairs():
     assert (
         energy_subsampled(torch.tensor([0.0, 1.0], dtype=F64), 5.0, n_pairs=7).item() == 2.0
     )  # i != j always
+
+
+def test_subset_is_unbiased_and_only_the_drawn_weights_feel_a_force():
+    """All pairs among a random ceil(sqrt(N))-subset, rescaled by N(N-1)/(m(m-1)): the mean over draws is the
+    exact energy and force (within 4 standard errors), and each draw moves exactly m weights."""
+    theta, w = gaussian(400, 4), 0.3
+    exact_e, exact_f = energy_exact(theta, w).item(), energy_force(energy_exact, theta, w)[1]
+    g = torch.Generator().manual_seed(0)
+    energies, grads = [], []
+    for _ in range(600):
+        t = theta.clone().requires_grad_(True)
+        e = energy_subset(t, w, generator=g)
+        e.backward()
+        energies.append(e.detach())
+        grads.append(t.grad)
+    energies, grads = torch.stack(energies), torch.stack(grads)
+    se = energies.std().item() / math.sqrt(len(energies))
+    assert se > 0 and abs(energies.mean().item() - exact_e) < 4 * se
+    err = (grads.mean(0) - exact_f).norm().item()
+    assert err < 2 * math.sqrt(grads.var(0).sum().item() / len(grads))
+    assert ((grads != 0).sum(1) <= math.ceil(math.sqrt(400))).all()  # 20 drawn weights (fewer if forces cancel)
+
+
+def test_subset_of_everything_is_exact_and_sizes_are_checked():
+    theta = gaussian(50, 5)
+    assert energy_subset(theta, 0.5, n_weights=50).item() == pytest.approx(energy_exact(theta, 0.5).item(),
+                                                                         rel=1e-12)
+    assert energy_subset(theta, 0.5, n_weights=10_000).item() == pytest.approx(energy_exact(theta, 0.5).item(),
+                                                                             rel=1e-12)  # capped at N
+    assert energy_subset(theta[:1], 0.5).item() == 0.0  # no pairs
+    with pytest.raises(ValueError, match="n_weights"):
+        energy_subset(theta, 0.5, n_weights=1)
 
 
 # --- histogram -------------------------------------------------------------------------------------------
@@ -507,7 +540,7 @@ ALL = list(ESTIMATORS.values())
 
 
 def test_registry_and_layer_scales():
-    assert set(ESTIMATORS) == {"exact", "subsampled", "histogram", "sorted"}
+    assert set(ESTIMATORS) == {"exact", "subsampled", "subset", "histogram", "sorted"}
     h, w = layer_scales(sigma=0.02, n=36864, h=0.05, w=0.3)
     assert h == pytest.approx(0.05 * 36864**-0.66) and w == pytest.approx(0.006)
     assert layer_scales(1.0, 1, 2.0, 3.0, alpha=0.5) == (2.0, 3.0)

@@ -229,3 +229,28 @@ def test_paths_rule_compares_the_two_pulls_at_matched_bits(tmp_path):
     clamp[(8, 1.0)] = 0.9  # at K = 8 the climber loses more at the clamp: the description fails there
     write_csv(tmp_path / "paths_cwc.csv", path_rows(climb, clamp, acc))
     assert bl_rules.bl_paths(ctx)["verdict"] == "partly"
+
+
+def test_estimators_rule_judges_both_sampling_designs_against_the_exact_sum(tmp_path):
+    """Reproduced when random pairs and the paper's √N-subset both land within 0.2 bits and 1 point of the exact
+    (sorted) sum; partly when one does; not when neither."""
+    class Studies(FakeContext):
+        def __init__(self, folder, results):
+            super().__init__(folder)
+            self.results = results
+
+        def study_rows(self, name):
+            bits, acc = self.results[name.removeprefix("est-")]
+            return [{"seed": s, "mean_bits": bits + 0.01 * s, "accuracy_clamped": acc, "accuracy_compressed": acc,
+                     "seconds": 1.0, "run": f"{name}-{s}.h5"} for s in (0, 1)]
+
+    exact = {"sorted": (5.4, 0.86), "histogram": (5.4, 0.861)}
+    verdict = {}
+    for case, (pairs, subset) in {"both": ((5.5, 0.855), (5.3, 0.865)), "one": ((6.3, 0.63), (5.5, 0.855)),
+                                  "neither": ((6.3, 0.63), (5.4, 0.80))}.items():
+        out = bl_rules.bl_estimators(Studies(tmp_path, {**exact, "subsampled": pairs, "subset": subset}))
+        verdict[case] = out["verdict"]
+        assert out["numbers"]["delta_bits_subsampled"] == pytest.approx(abs(pairs[0] - 5.4))
+    assert verdict == {"both": "reproduced", "one": "partly", "neither": "not reproduced"}
+    table = list(csv.DictReader(open(tmp_path / "estimators.csv")))
+    assert {r["estimator"] for r in table} == {"subsampled", "subset", "sorted", "histogram"} and len(table) == 8

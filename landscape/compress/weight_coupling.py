@@ -34,9 +34,10 @@ class WeightCouplingConfig:
     # 2-core machine under load): histogram 15.8 ms, sorted 50.7 ms, sorted/histogram 3.2x (2.2-3.6x over
     # repeated runs; 1.8x at 2 threads, oversubscribed). Sorting and one searchsorted of every weight alone
     # cost about twice the whole histogram. Whole SGD step vs plain: histogram 1.031x, sorted 1.089x.
-    estimator: str = "histogram"  # pair-sum estimator: "histogram" | "sorted" | "subsampled" | "exact"
+    estimator: str = "histogram"  # pair-sum estimator: "histogram" | "sorted" | "subsampled" | "subset" | "exact"
     n_bins: int = 2**14  # histogram estimator: bins over the layer's range (power of two ≥ 2^6; paper: 2^14)
     n_pairs: int | None = None  # subsampled estimator: random ordered pairs per layer per step (None: N_l)
+    subset_size: int | None = None  # subset estimator: weights drawn per layer per step (None: ⌈√N_l⌉, the paper)
     cluster_bits: int = 7  # clamp: cluster-finding resolution, 2^7 equal bins over the layer's [min, max]
     n_min: int = 10  # clamp: clusters with fewer members are merged into their nearest neighbour
     params: str = "weights"  # which parameters are coupled: conv/linear weights (BN and biases never)
@@ -55,6 +56,8 @@ class WeightCouplingConfig:
             raise ValueError(f"n_bins must be a power of two ≥ 2^6 = 64, got {self.n_bins}")
         if self.n_pairs is not None and self.n_pairs < 1:
             raise ValueError(f"n_pairs must be ≥ 1 or None, got {self.n_pairs}")
+        if self.subset_size is not None and self.subset_size < 2:
+            raise ValueError(f"subset_size must be ≥ 2 or None, got {self.subset_size}")
         if not 1 <= self.cluster_bits <= 16:
             raise ValueError(f"cluster_bits must be in 1..16, got {self.cluster_bits}")
         if self.n_min < 1:
@@ -75,7 +78,7 @@ class WeightCoupling(Compressor):
     def __init__(self, config: WeightCouplingConfig = WeightCouplingConfig(), *, seed: int = 0):
         self.config, self.params = config, config.params
         self.scales: dict[str, LayerScale] = {}
-        self.generator = torch.Generator().manual_seed(seed)  # subsampled estimator's pair draws
+        self.generator = torch.Generator().manual_seed(seed)  # subsampled/subset estimators' draws
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Fix σ_l and N_l from the pretrained weights. A layer whose weights are all equal (σ_l = 0) is
@@ -98,12 +101,14 @@ class WeightCoupling(Compressor):
             return coupling.energy_histogram(theta, w_l, n_bins=cfg.n_bins)
         if cfg.estimator == "subsampled":
             return coupling.energy_subsampled(theta, w_l, n_pairs=cfg.n_pairs, generator=self.generator)
+        if cfg.estimator == "subset":
+            return coupling.energy_subset(theta, w_l, n_weights=cfg.subset_size, generator=self.generator)
         return coupling.ESTIMATORS[cfg.estimator](theta, w_l)
 
     def penalty(self, model: nn.Module) -> Tensor:
         """Σ_l h_l E_l. The histogram and sorted estimators evaluate all layers in one batched call
         (`coupling.energy_*_multi`: same numbers as `layer_energy` per layer, without ~0.4 ms of fixed cost
-        per layer); the exact and subsampled ones go layer by layer."""
+        per layer); the exact, subsampled and subset ones go layer by layer."""
         if not self.scales and self.selected(model):
             raise RuntimeError("WeightCoupling.prepare(model) must be called before penalty()")
         params = self.selected(model)
