@@ -162,6 +162,7 @@ STUDIES = [
              lambda b: b.sweep_epochs, ("--then", "uniform")),
 ]
 STUDY = {s.name: s for s in STUDIES}
+ESTIMATOR_STUDIES = ("est-subsampled", "est-subset", "est-sorted", "est-histogram")
 
 
 def study_step(d: StudyDef) -> Step:
@@ -271,7 +272,8 @@ def paths_args(ctx: Context) -> list[str] | None:
             str(b.points), "--stem", "paths_cwc", *b.eval_extra]
 
 
-def mixed_args(ctx: Context) -> list[str] | None:
+def headline_args(ctx: Context) -> list[str] | None:
+    """The headline setting's run files, one per seed (mixed precision and the seeds figure)."""
     runs = [ctx.runs("sq", h=0.05, w=0.3).get(s) for s in ctx.budget.seeds]
     return None if None in runs else ["--run", *runs]
 
@@ -290,8 +292,11 @@ def steps(ctx: Context) -> list[Step]:
             script_step("fig:fig3-compare", "fig3_protocols.py", lambda c: fig3_args(c, compare=True),
                         "fig3_compare", "_summary.csv"),
             script_step("fig:paths", "fig_paths.py", paths_args, "paths_cwc"),
-            script_step("fig:mixed", "fig_mixed_precision.py", mixed_args, "mixed_precision"),
+            script_step("fig:mixed", "fig_mixed_precision.py", headline_args, "mixed_precision"),
+            script_step("fig:seeds", "fig_seeds.py", headline_args, "seeds_clusters", ".png"),
             script_step("fig:alpha", "fig_alpha.py", alpha_args, "alpha_fit"),
+            script_step("fig:estimators", "fig_estimators.py",
+                        lambda c: ["--study", *ESTIMATOR_STUDIES, "--dir", str(c.studies)], "estimators_force"),
             script_step("fig:nbins", "table_nbins.py",
                         lambda c: ["--study", "nbins", "--dir", str(c.studies), *c.budget.eval_extra], "nbins"),
             script_step("table:ptq", "table_ptq.py",
@@ -402,10 +407,11 @@ def rows() -> list[Row]:
         Row("bl-estimators", BL, "§3.1, App. A.1", "subsampling the pairwise interactions (N_l of the N_l² pairs "
             "per step) reaches the same compression as the exact pair sum (the paper adds that subsampling "
             "regularizes against overly aggressive clustering)",
-            _fixed("study:est-subsampled", "study:est-subset", "study:est-sorted", "study:est-histogram"),
-            rb.bl_estimators, csv="estimators"),
+            _fixed(*(f"study:{n}" for n in ESTIMATOR_STUDIES), "fig:estimators"), rb.bl_estimators,
+            figure="estimators_force", csv="estimators"),
         Row("bl-seeds", BL, "§4.1, Fig. 1B", "different seeds reach different clustering configurations from the "
-            "same pretrained model", _fixed("study:sq"), rb.bl_seeds, csv="seeds_clusters"),
+            "same pretrained model", _fixed("study:sq", "fig:seeds"), rb.bl_seeds, figure="seeds_clusters",
+            csv="seeds_clusters"),
         Row("bl-imagenet", BL, "Table 1, §4.1", "WRN-16 (CIFAR-10) and ResNet-50 (ImageNet) numbers; CWC vs PARQ "
             "and BinaryRelax", reason="no WRN-16 checkpoint, no ImageNet copy, and no PARQ/BinaryRelax "
             "implementation here; the ResNet-20 rows above test the same comparisons"),

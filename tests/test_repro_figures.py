@@ -1,0 +1,87 @@
+"""The reproduction report's figure scripts for the seeds row (analyses/fig_seeds.py, Fig. 1B) and the estimators
+row (analyses/fig_estimators.py), on tiny runs: what they draw is what their CSV says (histograms count every
+weight, cluster members sum to the layer), and they refuse bad input with one line."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import math
+import sys
+
+import pytest
+from conftest import REPO, SHARED, make_tiny_run
+
+from landscape import study
+from landscape.store import Run
+
+DATA = str(SHARED / "data")
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(REPO / "analyses"))
+    yield lambda name: importlib.import_module(name)
+    sys.path.remove(str(REPO / "analyses"))
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_fig_seeds_counts_every_weight_of_every_seed(scripts, tiny_run, tiny_checkpoint, tmp_path, capsys):
+    other = make_tiny_run(tmp_path / "seed1.h5", tiny_checkpoint, "--seed", "1")
+    out = tmp_path / "fig"
+    assert scripts("fig_seeds").main(["--run", str(tiny_run), str(other), "--out-dir", str(out), "--bins", "16",
+                                      "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(printed["clusters"]) == {"0", "1"}
+    rows = _rows(out / "seeds_clusters_hist.csv")
+    config = json.loads((out / "seeds_clusters_hist.config.json").read_text())
+    assert config["seeds"] == [0, 1] and 1 <= len(config["layers"]) <= 3
+    for seed, path in (("0", tiny_run), ("1", other)):
+        state = Run(path).state("compressed")
+        for layer in config["layers"]:
+            mine = [r for r in rows if r["seed"] == seed and r["layer"] == layer]
+            bins = [r for r in mine if r["kind"] == "bin"]
+            assert len(bins) == 16 and sum(int(r["count"]) for r in bins) == state[layer].numel()
+            members = sum(int(r["count"]) for r in mine if r["kind"] == "cluster")
+            assert members == state[layer].numel()  # every weight belongs to one clamped cluster
+    assert (out / "seeds_clusters.png").stat().st_size > 5000
+    with pytest.raises(Exception, match="same seed"):  # two copies of one seed say nothing about seeds
+        scripts("fig_seeds").main(["--run", str(tiny_run), str(tiny_run), "--out-dir", str(tmp_path / "x")])
+    with pytest.raises(Exception, match="not clustered"):
+        scripts("fig_seeds").main(["--run", str(tiny_run), str(other), "--out-dir", str(tmp_path / "y"),
+                                   "--layers", "nope.weight"])
+
+
+def test_fig_estimators_shows_every_run_and_the_force_noise_of_both_designs(scripts, tiny_checkpoint, tmp_path,
+                                                                            capsys):
+    where = ["--dir", str(tmp_path / "studies")]
+    for est in ("subset", "sorted"):
+        assert study.main(["create", f"est-{est}", *where, "--grid", "h=0.5", "w=0.5", "--seeds", "0", "--arch",
+                           "tiny", "--checkpoint", str(tiny_checkpoint), "--epochs", "1", "--limit-train", "128",
+                           "--limit-test", "100", "--train-batch-size", "32", "--lr", "0.01", "--estimator", est,
+                           "--checkpoint-every", "4", "--stats-every", "2"]) == 0
+        assert study.main(["run", f"est-{est}", *where, "--worker-index", "0", "--threads", "1", "--data",
+                           DATA]) == 0
+    out = tmp_path / "fig"
+    assert scripts("fig_estimators").main(["--study", "est-subset", "est-sorted", *where, "--draws", "3",
+                                           "--out-dir", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = _rows(out / "estimators_force.csv")
+    runs = [r for r in rows if r["kind"] == "run"]
+    assert sorted(r["study"] for r in runs) == ["est-sorted", "est-subset"]
+    assert all(0 <= float(r["accuracy_clamped"]) <= 1 and float(r["mean_bits"]) >= 0 for r in runs)
+    noise = [r for r in rows if r["kind"] == "noise"]
+    layers = Run(runs[0]["run"]).clusters()
+    assert len(noise) == 2 * len(layers) and {r["estimator"] for r in noise} == {"subsampled", "subset"}
+    assert all(math.isfinite(float(r["noise"])) and float(r["noise"]) > 0 for r in noise)
+    assert set(printed["noise_geomean"]) == {"subsampled", "subset"}
+    assert (out / "estimators_force.png").stat().st_size > 5000
+    with pytest.raises(Exception, match="no finished runs"):
+        assert study.main(["create", "empty", *where, "--grid", "h=0.5", "w=0.5", "--seeds", "0", "--arch", "tiny",
+                           "--checkpoint", str(tiny_checkpoint), "--epochs", "1"]) == 0
+        scripts("fig_estimators").main(["--study", "empty", *where, "--out-dir", str(tmp_path / "z")])
