@@ -85,3 +85,23 @@ def test_fig_estimators_shows_every_run_and_the_force_noise_of_both_designs(scri
         assert study.main(["create", "empty", *where, "--grid", "h=0.5", "w=0.5", "--seeds", "0", "--arch", "tiny",
                            "--checkpoint", str(tiny_checkpoint), "--epochs", "1"]) == 0
         scripts("fig_estimators").main(["--study", "empty", *where, "--out-dir", str(tmp_path / "z")])
+
+
+def test_fig_cost_draws_the_benchmark_it_is_given(scripts, tmp_path):
+    """Nothing is timed: the CSV is the benchmark's rows plus the exact sum's own timings."""
+    rows = [{"estimator": e, "n": n, "time_s": t, "exact_time_s": x, "energy_rel_err": 1e-8, "force_rel_err": 1e-2,
+             "reference": "exact" if x else "sorted-float64"}
+            for e, n, t, x in (("histogram", 4096, 1e-3, 0.07), ("sorted", 4096, 1e-3, 0.07),
+                               ("histogram", 2**18, 3e-3, None), ("sorted", 2**18, 5e-2, None))]
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"coupling": rows, "threads": 1}))
+    out = tmp_path / "fig"
+    assert scripts("fig_cost").main(["--bench", str(bench), "--out-dir", str(out)]) == 0
+    drawn = _rows(out / "coupling_cost.csv")
+    assert [(r["estimator"], r["n"]) for r in drawn] == [("histogram", "4096"), ("sorted", "4096"),
+                                                         ("histogram", "262144"), ("sorted", "262144"),
+                                                         ("exact", "4096")]
+    assert float(drawn[-1]["time_s"]) == 0.07 and (out / "coupling_cost.png").stat().st_size > 5000
+    bench.write_text("{}")
+    with pytest.raises(Exception, match="not a bench/coupling.py JSON"):
+        scripts("fig_cost").main(["--bench", str(bench), "--out-dir", str(tmp_path / "other")])
