@@ -64,14 +64,27 @@ class Ledger:
 
     path: Path
     steps: dict = field(default_factory=dict)
+    changed: set = field(default_factory=set)  # the steps this process recorded (only these are written back)
 
     @classmethod
     def load(cls, path: Path) -> Ledger:
-        return cls(path, json.loads(path.read_text())["steps"] if path.is_file() else {})
+        return cls(path, cls._read(path))
+
+    @staticmethod
+    def _read(path: Path) -> dict:
+        return json.loads(path.read_text())["steps"] if path.is_file() else {}
+
+    def record(self, name: str, entry: dict) -> None:
+        self.steps[name] = entry
+        self.changed.add(name)
+        self.save()
 
     def save(self) -> None:
+        """Merge this process's entries into the ledger on disk (another invocation may have recorded steps since
+        this one loaded it: writing the whole in-memory copy back once lost them), then write atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        self.steps = {**self._read(self.path), **{n: self.steps[n] for n in self.changed}}
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"steps": self.steps}, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, self.path)
 
@@ -126,9 +139,8 @@ class Engine:
                     tail = log_path.read_text().splitlines()[-5:]
                     self.log(f"  {name}: FAILED (exit {code}) — last lines of {log_path}:\n    " + "\n    ".join(tail))
                     return False
-        self.ledger.steps[name] = {"commands": [shown(c) for c in cmds], "digest": digest(cmds),
-                                   "seconds": round(time.perf_counter() - start, 1), "finished": now()}
-        self.ledger.save()
+        self.ledger.record(name, {"commands": [shown(c) for c in cmds], "digest": digest(cmds),
+                                  "seconds": round(time.perf_counter() - start, 1), "finished": now()})
         self.log(f"  {name}: done in {time.perf_counter() - start:.0f} s")
         return True
 
@@ -141,6 +153,7 @@ class Engine:
                 seconds = sum(r.get("seconds") or 0.0 for r in self.ctx.study_rows(name.split(":", 1)[1]))
                 if seconds and entry.get("trial_seconds") != round(seconds, 1):
                     entry["trial_seconds"], changed = round(seconds, 1), True
+                    self.ledger.changed.add(name)
         if changed:
             self.ledger.save()
 

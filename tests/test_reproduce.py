@@ -71,6 +71,18 @@ def test_a_step_runs_once_and_a_changed_command_reruns_it_and_makes_its_rows_sta
     assert not changed.done("toy:a")
 
 
+def test_two_invocations_recording_steps_keep_each_others_entries(tmp_path):
+    """A long run and a short one started beside it both record steps: neither write may drop the other's
+    entries (the long run once wrote back its whole in-memory ledger over two figure steps)."""
+    path = tmp_path / "ledger.json"
+    long_run, short_run = reproduce.Ledger.load(path), reproduce.Ledger.load(path)
+    long_run.record("study:a", {"digest": "1"})
+    short_run.record("fig:b", {"digest": "2"})
+    long_run.record("study:c", {"digest": "3"})
+    assert set(reproduce.Ledger.load(path).steps) == {"study:a", "fig:b", "study:c"}
+    assert set(long_run.steps) == {"study:a", "fig:b", "study:c"}  # and the long run now sees the short one's
+
+
 def test_a_failed_step_leaves_its_row_uncomputed_and_the_run_fails(tmp_path):
     row = toy_row(tmp_path)
     eng = engine(tmp_path, [counting_step(tmp_path, "x", code=3)])
