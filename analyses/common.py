@@ -144,3 +144,23 @@ def resolve_runs(args: argparse.Namespace) -> list[Path]:
     if not runs:
         runs = [small_run(args.out_dir, data=args.data, device=args.device, quiet=args.json)]
     return [Path(r) for r in runs]
+
+
+def study_runs(name: str, folder: str | os.PathLike = "studies", *, storage: str | None = None) -> tuple:
+    """(spec, one row per finished run: grid point, seed, run file and numbers) of the study `name`, from its
+    journal <folder>/<name>/journal.log or from `storage` (an Optuna storage URL)."""
+    from landscape.studies import engine, report
+
+    study, spec = engine.open_study(storage or f"{folder}/{name}/journal.log", name)
+    return spec, report.run_rows(study, spec)
+
+
+def energy_gradient(fn, x, *args, **kw) -> tuple:
+    """(fn(x′, *args, **kw) detached, the gradient of its sum with respect to x′) for a fresh leaf copy x′ of x, a
+    tensor or a list of tensors (then a list of gradients): the energy and force of a coupling estimator."""
+    many = isinstance(x, list | tuple)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (x if many else [x])]
+    energy = fn(leaves if many else leaves[0], *args, **kw)
+    energy.sum().backward()  # the layers' energies are independent: each gradient is its own layer's
+    grads = [t.grad for t in leaves]
+    return energy.detach(), (grads if many else grads[0])

@@ -30,16 +30,9 @@ import torch
 from landscape import cli, coupling, plots
 from landscape.errors import LandscapeError
 from landscape.store import Run
-from landscape.studies import engine, report
 
 STEM = "estimators_force"
 SAMPLED = {"subsampled": coupling.energy_subsampled, "subset": coupling.energy_subset}
-
-
-def force(fn, theta: torch.Tensor, w: float, **kw) -> torch.Tensor:
-    t = theta.clone().requires_grad_(True)
-    fn(t, w, **kw).backward()
-    return t.grad
 
 
 def force_noise(run: Run, draws: int, seed: int = 0) -> list[dict]:
@@ -51,10 +44,11 @@ def force_noise(run: Run, draws: int, seed: int = 0) -> list[dict]:
     for name in run.clusters():  # the coupled layers, in model order
         theta = pre[name].double().flatten()
         w_l = w * theta.std().item()
-        exact = force(coupling.energy_sorted, theta, w_l)
+        _, exact = common.energy_gradient(coupling.energy_sorted, theta, w_l)
         norm = exact.norm().item()
         for est, fn in SAMPLED.items():
-            err = [(force(fn, theta, w_l, generator=g) - exact).norm().item() / norm for _ in range(draws)]
+            err = [(common.energy_gradient(fn, theta, w_l, generator=g)[1] - exact).norm().item() / norm
+                   for _ in range(draws)]
             rows.append({"kind": "noise", "estimator": est, "layer": name, "n_weights": theta.numel(),
                          "noise": float(np.mean(err))})
     return rows
@@ -69,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     out = common.outputs(args.out_dir, STEM, [".png", ".csv", ".config.json"], args.force)
     runs = {}
     for name in args.study:
-        study, spec = engine.open_study(f"{args.dir}/{name}/journal.log", name)
-        runs[name] = report.run_rows(study, spec)
+        _, runs[name] = common.study_runs(name, args.dir)
         if not runs[name]:
             raise LandscapeError(f"study {name} has no finished runs yet")
     rows = [{"kind": "run", "study": name, "seed": r["seed"], "mean_bits": r["mean_bits"],

@@ -49,7 +49,7 @@ import torch
 
 from landscape import cli, coupling, plots
 from landscape.errors import LandscapeError
-from landscape.studies import engine, report
+from landscape.studies import report
 
 STEM = "nbins"
 
@@ -71,10 +71,8 @@ def coupled_layers(compressor, model) -> tuple[list[torch.Tensor], list[float], 
 
 
 def _energy_force(fn, thetas, ws, **kw) -> tuple[np.ndarray, list[np.ndarray]]:
-    x = [t.detach().clone().requires_grad_(True) for t in thetas]
-    e = fn(x, ws, **kw)
-    e.sum().backward()  # layer l's gradient depends on E_l only
-    return e.detach().double().cpu().numpy(), [t.grad.double().flatten().cpu().numpy() for t in x]
+    e, grads = common.energy_gradient(fn, list(thetas), ws, **kw)
+    return e.double().cpu().numpy(), [g.double().flatten().cpu().numpy() for g in grads]
 
 
 def estimator_errors(thetas, ws, hs, n_bins: int) -> dict[str, float]:
@@ -218,11 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_data_args(p)
     args = p.parse_args(argv)
     out = common.outputs(args.out_dir, STEM, [".png", ".csv", ".config.json"], args.force)
-    study, spec = engine.open_study(args.storage or f"{args.dir}/{args.study}/journal.log", args.study)
+    spec, runs = common.study_runs(args.study, args.dir, storage=args.storage)
     if spec.method != "weight-coupling" or "n_bins" not in spec.grid:
         raise LandscapeError(f"study {spec.name!r} is not a weight-coupling grid over n_bins "
                              f"(method {spec.method}, grid {sorted(spec.grid) or 'none'})")
-    runs = report.run_rows(study, spec)
     if not runs:
         raise LandscapeError(f"study {spec.name!r} has no finished runs yet (run it with `study run {spec.name}`)")
     if args.threads:

@@ -1,6 +1,7 @@
-"""The reproduction report's figure scripts for the seeds row (analyses/fig_seeds.py, Fig. 1B) and the estimators
-row (analyses/fig_estimators.py), on tiny runs: what they draw is what their CSV says (histograms count every
-weight, cluster members sum to the layer), and they refuse bad input with one line."""
+"""The reproduction report's figure scripts for the seeds row (analyses/fig_seeds.py, Fig. 1B), the estimators
+row (analyses/fig_estimators.py) and the DSMM row (analyses/table_dsmm.py), on tiny runs: what they draw is what
+their CSV says (histograms count every weight, cluster members sum to the layer, PTQ after a run is its own
+clamp), and they refuse bad input with one line."""
 
 from __future__ import annotations
 
@@ -105,3 +106,34 @@ def test_fig_cost_draws_the_benchmark_it_is_given(scripts, tmp_path):
     bench.write_text("{}")
     with pytest.raises(Exception, match="not a bench/coupling.py JSON"):
         scripts("fig_cost").main(["--bench", str(bench), "--out-dir", str(tmp_path / "other")])
+
+
+def test_table_dsmm_ptq_of_one_training_per_setting_matches_each_runs_own_clamp(scripts, tiny_checkpoint,
+                                                                                 tmp_path, capsys):
+    """Runs that differ only in bits are one training; uniform PTQ of its fine-tuned weights at a run's own bits is
+    that run's clamp step (same test images), and a strong DSMM pull narrows the weight ranges."""
+    where = ["--dir", str(tmp_path / "studies")]
+    assert study.main(["create", "d", *where, "--method", "dsmm", "--grid", "bits=2,3", "strength=0,1", "--seeds",
+                       "0", "--arch", "tiny", "--checkpoint", str(tiny_checkpoint), "--epochs", "1", "--limit-train",
+                       "128", "--limit-test", "100", "--train-batch-size", "32", "--lr", "0.01", "--then", "uniform",
+                       "--alpha-init", "10", "--checkpoint-every", "4"]) == 0
+    assert study.main(["run", "d", *where, "--worker-index", "0", "--threads", "1", "--data", DATA]) == 0
+    out = tmp_path / "fig"
+    assert scripts("table_dsmm").main(["--study", "d", *where, "--bits", "2", "3", "4", "--limit", "100", "--data",
+                                       DATA, "--out-dir", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = _rows(out / "dsmm_ptq.csv")
+    assert sorted((float(r["strength"]), int(r["bits"])) for r in rows) == [(s, b) for s in (0.0, 1.0)
+                                                                           for b in (2, 3, 4)]
+    checked = [r for r in rows if r["run_clamped_accuracy"] != ""]
+    assert len(checked) == 2 and all(r["bits"] == "2" for r in checked)  # the bits=2 run of each training
+    for r in checked:
+        assert float(r["accuracy"]) == pytest.approx(float(r["run_clamped_accuracy"]), abs=1e-9)
+    width = {float(r["strength"]): float(r["mean_range"]) for r in rows}
+    assert width[1.0] < width[0.0] and float(rows[0]["mean_range_pretrained"]) > 0
+    assert [s["setting"] for s in printed["summary"]] == ["λ=0, α₀=10", "λ=1, α₀=10"]
+    assert (out / "dsmm_ptq.png").stat().st_size > 5000
+    assert study.main(["create", "wc", *where, "--grid", "h=0.5", "w=0.5", "--seeds", "0", "--arch", "tiny",
+                       "--checkpoint", str(tiny_checkpoint), "--epochs", "1"]) == 0
+    with pytest.raises(Exception, match="not dsmm"):
+        scripts("table_dsmm").main(["--study", "wc", *where, "--out-dir", str(tmp_path / "z")])
