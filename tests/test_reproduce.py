@@ -266,3 +266,29 @@ def test_estimators_rule_judges_both_sampling_designs_against_the_exact_sum(tmp_
     assert verdict == {"both": "reproduced", "one": "partly", "neither": "not reproduced"}
     table = list(csv.DictReader(open(tmp_path / "estimators.csv")))
     assert {r["estimator"] for r in table} == {"subsampled", "subset", "sorted", "histogram"} and len(table) == 8
+
+
+def test_dsmm_rule_judges_the_papers_settings_and_the_alpha10_design_against_lambda_zero(tmp_path):
+    """A design wins at b bits when it beats λ = 0 by more than the seeds' spread. Reproduced when the paper's
+    settings win at 2 and 3 bits; partly when either design (any λ) wins at one of them; not otherwise."""
+    ctx = FakeContext(tmp_path)
+    write_csv(tmp_path / "ptq_table.csv", [{"method": "uniform", "bits": b, "accuracy": 0.1 * b} for b in (2, 3, 4)])
+
+    def judge(paper_gain: float, variant_gain: dict[tuple[float, int], float]) -> dict:
+        points = [{"bits": b, "strength": s, "accuracy_clamped": 0.5 + (paper_gain if s else 0.0),
+                   "accuracy_clamped_std": 0.01} for b in (2, 3, 4) for s in (0.0, 0.01)]
+        (tmp_path / "study-dsmm.json").write_text(json.dumps({"points": points, "spec": {"seeds": [0, 1]}}))
+        table = [{"study": study, "strength": s, "alpha_init": a, "seed": seed, "bits": b,
+                  "accuracy": 0.5 + variant_gain.get((s, b), 0.0) + 0.005 * seed,
+                  "mean_range": 1.0 - 0.2 * s, "mean_range_pretrained": 1.0}
+                 for study, a, strengths in (("dsmm", 0.1, (0.0,)), ("dsmm-alpha10", 10.0, (0.01, 0.1, 1.0)))
+                 for s in strengths for seed in (0, 1) for b in (2, 3, 4)]
+        write_csv(tmp_path / "dsmm_ptq.csv", table)
+        return bl_rules.dsmm_ptq(ctx)
+
+    assert judge(0.05, {})["verdict"] == "reproduced"
+    one = judge(0.0, {(0.1, 2): 0.05, (1.0, 3): 0.003})  # 0.003 is inside the seeds' spread (std 0.0035)
+    assert one["verdict"] == "partly"
+    assert one["numbers"] == {"wins": 0, "alpha10_wins_0.01": 0, "alpha10_wins_0.1": 1, "alpha10_wins_1": 0}
+    assert "range ×0.80" in one["result"]  # λ = 1: 1 − 0.2
+    assert judge(0.0, {(0.1, 4): 0.2})["verdict"] == "not reproduced"  # 4 bits does not count
