@@ -19,7 +19,7 @@ in the column within 0.5 of the mean bits it reaches, else under "other bits". A
 split (10,000 images) unless --limit. Deterministic given the seed on CPU.
 
 Writes figures/methods_table.csv, figures/methods_accuracy_vs_bits.png and figures/methods_table.config.json
-and prints the tables as markdown.
+(each name + --suffix) and prints the tables as markdown.
 
   python analyses/table_methods.py [--bits 2 3 4] [--input-bits 1 2 3 4] [--train-limit 20000]
                                    [--epochs 1] [--limit N] [--methods ...] [--device cpu]
@@ -197,11 +197,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="first N test images (default: all 10,000)")
     p.add_argument("--out-dir", default=str(REPO / "figures"),
                    help="where the CSV/PNG/config go (default: figures/)")
+    p.add_argument("--suffix", default="", help="appended to every output's name, e.g. _s1 for a second seed "
+                   "beside the first (default: none)")
     p.add_argument("--force", action="store_true", help="overwrite this script's existing outputs")
     cli.add_data_args(p)
     args = p.parse_args(argv)
-    for name in ("methods_table.csv", "methods_accuracy_vs_bits.png", "methods_table.config.json"):
-        cli.check_out(Path(args.out_dir) / name, args.force)  # refuse before any work, not after
+    if "/" in args.suffix or "\\" in args.suffix:
+        raise ValueError(f"--suffix is part of a file name, not a path: {args.suffix!r}")
+    out = {k: Path(args.out_dir) / f"{stem}{args.suffix}{ext}" for k, (stem, ext) in
+           {"csv": ("methods_table", ".csv"), "png": ("methods_accuracy_vs_bits", ".png"),
+            "config": ("methods_table", ".config.json")}.items()}
+    for path in out.values():
+        cli.check_out(path, args.force)  # refuse before any work, not after
     if any(not 1 <= b <= 8 for b in args.bits + args.input_bits):
         raise ValueError(f"bits must be in 1..8, got {args.bits} and input bits {args.input_bits}")
     out_dir = Path(args.out_dir)
@@ -225,14 +232,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['seconds']:.0f} s)", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - start
 
-    with open(out_dir / "methods_table.csv", "w", newline="") as f:
+    with open(out["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     settings = {**vars(args), "train": asdict(config), "n_train": len(train), "n_test": full["n"],
                 "accuracy_full_precision": full["accuracy"], "seconds": round(elapsed, 1)}
-    (out_dir / "methods_table.config.json").write_text(json.dumps(settings, indent=2) + "\n")
-    figure(rows, full["accuracy"], args, out_dir / "methods_accuracy_vs_bits.png")
+    out["config"].write_text(json.dumps(settings, indent=2) + "\n")
+    figure(rows, full["accuracy"], args, out["png"])
 
     print(f"\n{args.arch} ({args.checkpoint}): test accuracy (%) after clamping on {full['n']} images; "
           f"full precision {100 * full['accuracy']:.2f}%. Fine-tuning: {args.epochs} epoch(s) over "
@@ -246,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nInput features (weights in full precision); compression factor 32/b against float32 inputs "
               "(8/b against the 8-bit pixels):\n")
         print("\n".join(markdown(rows, "inputs", args.input_bits)))
-    print(f"\nwrote {out_dir / 'methods_table.csv'}, {out_dir / 'methods_accuracy_vs_bits.png'} "
-          f"({elapsed:.0f} s)")
+    print(f"\nwrote {out['csv']}, {out['png']} ({elapsed:.0f} s)")
     return 0
 
 

@@ -151,8 +151,14 @@ def test_table_scripts_run_on_the_tiny_model(scripts, tiny_checkpoint, tmp_path,
     assert scripts("table_ptq").main(common + ["--bits", "2", "--methods", "kmeans"]) == 0
     assert scripts("table_methods").main(common + ["--bits", "2", "--methods", "kmeans", "centroid",
                                                    "--train-limit", "128"]) == 0
+    assert scripts("table_methods").main(common + ["--bits", "2", "--methods", "kmeans", "--seed", "1",
+                                                   "--suffix", "_s1"]) == 0  # a second seed beside the first
     capsys.readouterr()
     assert len(_read_csv(tmp_path / "ptq_table.csv")) >= 1 and len(_read_csv(tmp_path / "methods_table.csv")) >= 2
+    assert (tmp_path / "methods_accuracy_vs_bits_s1.png").is_file()
+    assert json.loads((tmp_path / "methods_table_s1.config.json").read_text())["seed"] == 1
+    with pytest.raises(ValueError, match="not a path"):
+        scripts("table_methods").main(common + ["--suffix", "/x"])
 
 
 def test_palette_gives_every_series_its_own_colour_beyond_the_deep_palette():

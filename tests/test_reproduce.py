@@ -292,3 +292,28 @@ def test_dsmm_rule_judges_the_papers_settings_and_the_alpha10_design_against_lam
     assert one["numbers"] == {"wins": 0, "alpha10_wins_0.01": 0, "alpha10_wins_0.1": 1, "alpha10_wins_1": 0}
     assert "range ×0.80" in one["result"]  # λ = 1: 1 − 0.2
     assert judge(0.0, {(0.1, 4): 0.2})["verdict"] == "not reproduced"  # 4 bits does not count
+
+
+def test_methods_rules_compare_the_seeds_means_of_every_seeds_table(tmp_path):
+    """vq-cosine and bw-input read one methods table per sweep seed (the first seed's plain, the others with the
+    suffix _s<seed>) and compare the seeds' means with the rules' thresholds."""
+    ctx = FakeContext(tmp_path, claims.Budget("toy", sweep_seeds=(0, 1)))
+    (tmp_path / "methods_table.config.json").write_text(json.dumps({"accuracy_full_precision": 0.88}))
+
+    def tables(cosine_acc: list[float], bitwise4: list[float]) -> None:
+        for i, name in enumerate(("methods_table.csv", "methods_table_s1.csv")):
+            rows = [{"method": f"vq d=2 ({kind})", "target_bits": b, "accuracy_clamped": acc,
+                     "stats": json.dumps({"used_entries": used})}
+                    for b in (2, 3, 4) for kind, acc, used in (("cosine", cosine_acc[i], 1.0),
+                                                               ("euclidean", 0.80, 0.9))]
+            rows += [{"method": m, "target_bits": b, "accuracy_clamped": acc, "stats": "{}"}
+                     for b in (1, 2, 3, 4) for m, acc in (("input uniform, untrained", 0.5 + 0.08 * b),
+                                                          ("input-bitwise", bitwise4[i] if b == 4 else 0.6 + 0.05 * b))]
+            write_csv(tmp_path / name, rows)
+
+    tables([0.85, 0.79], [0.875, 0.86])  # cosine mean 0.82 ≥ 0.80; bitwise-4 mean 0.8675: beats 0.86, 1.25 pt below
+    vq, bw = bl_rules.vq_cosine(ctx), bl_rules.bw_input(ctx)
+    assert vq["verdict"] == "reproduced" and vq["seeds"] == "0,1" and "82.00 ± 4.24%" in vq["result"]
+    assert bw["verdict"] == "partly" and bw["numbers"] == {"wins": 4}
+    tables([0.85, 0.70], [0.875, 0.885])  # cosine mean 0.775 < 0.80: entries only; bitwise within 1 pt
+    assert bl_rules.vq_cosine(ctx)["verdict"] == "partly" and bl_rules.bw_input(ctx)["verdict"] == "reproduced"
