@@ -44,7 +44,7 @@ def budget_line(b: claims.Budget) -> str:
 
     return (f"- **{b.name}**{note}: the headline and failure settings {ep(b.epochs)} × {images} images, "
             f"{seeds(b.seeds)}; CWC {ep(b.cwc_epochs)}, {seeds(b.cwc_seeds)}; the other trainings "
-            f"{ep(b.sweep_epochs)} (estimators, DSMM: {seeds(b.sweep_seeds)}; N_b, methods table: "
+            f"{ep(b.sweep_epochs)} (estimators, DSMM, methods table: {seeds(b.sweep_seeds)}; N_b: "
             f"{seeds(b.sweep_seeds[:1])}); perturbation tests {b.directions} equal-norm random directions on "
             f"{b.images:,} images per evaluation (BN re-estimated on {b.bn_batches} × 500 training images); paths "
             f"{b.points} points per segment, {b.images:,} images per split.")
