@@ -8,7 +8,7 @@ The public API (landscape/api.py), for any nn.Module, any iterable of (x, y) bat
     perturbation_test(model | run, target, data)          the equal-norm random baseline (analysis/perturbation.py)
     loss_surface(model | run, data, plane=...)            a 2-D loss surface (analysis/surface.py)
     hessian_spectrum(model | run, data, ...)              Hessian spectra (analysis/hessian.py)
-    export_model(run, out) / load_exported(path)          codebooks + bit-packed indices (codec.py)
+    export_model(run, out) / load_exported(path)          codebooks + bit-packed indices (codec/)
     open_run(path) / Run                                  read a run file (store.py)
 
 Imports are lazy: `import landscape` is cheap, and the entry points (`python -m landscape.<tool>`) load only what

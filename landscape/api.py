@@ -266,7 +266,7 @@ def _run_path(run: Run | None, name: str) -> Path:
 
 
 def export_model(run: Run | str | os.PathLike, out: str | os.PathLike, *, state: str = "clamped") -> Path:
-    """Write a run's clamped model as codebooks + bit-packed indices (landscape/codec.py); returns the path."""
+    """Write a run's clamped model as codebooks + bit-packed indices (landscape/codec/); returns the path."""
     from .codec import export_run
 
     return export_run(open_run(run).path, out, state=state)

@@ -5,7 +5,7 @@ Per compressed layer the file holds its codebook (the distinct values of the lay
 VQ-QAT runs its distinct d-vectors when that is smaller) and its indices at ceil(log2 K) bits each; BN
 parameters and buffers, biases and uncompressed layers are stored as is, with the architecture spec and the
 provenance. The format (safetensors container, "landscape-export" version 1) is documented in
-landscape/codec.py; `landscape.codec.load_exported(MODEL)` rebuilds the module, bit-identical to the run's.
+landscape/codec/; `landscape.codec.load_exported(MODEL)` rebuilds the module, bit-identical to the run's.
 
 Prints per layer K, log2 K, the storage bits b = ceil(log2 K), the Shannon entropy H of the index histogram
 (bits per index), the stored bytes (packed indices + codebook) and the entropy-ideal bytes; then the bytes on

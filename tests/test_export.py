@@ -77,7 +77,7 @@ def test_bit_order_is_little_endian_and_chunks_join(monkeypatch):
     assert pack_bits(np.array([5, 6]), 3).tolist() == [0b00_110_101]
     idx = np.random.default_rng(0).integers(0, 2**5, 1000)
     whole = pack_bits(idx, 5)
-    monkeypatch.setattr(codec, "CHUNK", 16)  # many chunks: the same bytes
+    monkeypatch.setattr(codec.bits, "CHUNK", 16)  # many chunks: the same bytes
     np.testing.assert_array_equal(pack_bits(idx, 5), whole)
     np.testing.assert_array_equal(unpack_bits(whole, 5, 1000), idx)
 
@@ -341,7 +341,7 @@ def _rewrite(src, dst, *, manifest=None, meta=None, tensors=None):
         dtype = codec.TORCH_DTYPES[entry["dtype"]]
         shape = entry["shape"] if name not in (tensors or {}) else [len(raw)]
         entries.append((name, torch.from_numpy(raw).view(dtype).reshape(shape)))
-    dst.write_bytes(codec._encode_file(entries, new_meta))
+    dst.write_bytes(codec.container._encode_file(entries, new_meta))
     return dst
 
 

@@ -1,0 +1,169 @@
+"""From an export to a model and from a run to an export: the model spec, the compressed parameters, provenance."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch.nn as nn
+from torch import Tensor
+
+from ..errors import LandscapeError
+from .bits import ExportError
+from .container import read_export, write_export
+
+# ------------------------------------------------------------------------------------------ model and runs
+
+
+def build_from_spec(spec: dict, *, template: nn.Module | None = None, trust_spec: bool = False) -> nn.Module:
+    """The (untrained) module an export's spec describes: a copy of `template` when given (a model of the same
+    architecture), else the spec's arch (the format: landscape/codec/__init__.py), then the spec's wrapper."""
+    import copy
+
+    from ..models import ARCHS, build_model
+
+    arch, kwargs = spec.get("arch"), spec.get("kwargs") or {}
+    if not isinstance(arch, str) or not isinstance(kwargs, dict):
+        raise ExportError(f"corrupt spec {spec!r}")
+    if template is not None:
+        model = copy.deepcopy(template)
+    elif arch in ARCHS:
+        try:
+            model = build_model(arch, kwargs)
+        except LandscapeError as e:
+            raise ExportError(str(e)) from None
+    elif arch.startswith("<"):
+        raise ExportError(f"the model {arch} was given as a Python object, not an importable factory: pass a model "
+                          "of that architecture as template")
+    elif ":" in arch:
+        if not trust_spec:
+            raise ExportError(f"the spec names the factory {arch}: building it imports that module and calls it with "
+                              f"the file's arguments; pass trust_spec=True (CLI: --trust-spec) if you trust this "
+                              f"file, or a model of that architecture as template")
+        try:
+            model = build_model(arch, kwargs)
+        except LandscapeError as e:
+            raise ExportError(str(e)) from None
+    else:
+        raise ExportError(f"unknown architecture {arch!r} in the spec; this landscape builds {', '.join(ARCHS)} "
+                          "and package.module:factory")
+    wrapper = spec.get("wrapper")
+    if wrapper:
+        from ..compress import make_compressor
+
+        try:
+            model = make_compressor(wrapper["method"], wrapper.get("config") or {}).prepare(model)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ExportError(f"the spec's wrapper {wrapper!r} cannot be built ({e})") from None
+    return model
+
+
+def load_exported(path: str | os.PathLike, *, template: nn.Module | None = None,
+                  trust_spec: bool = False) -> nn.Module:
+    """The module of an export file (`python -m landscape.export`), in eval mode, its state dict decoded bit for
+    bit. The architecture comes from the file's spec: a CIFAR ResNet name is built directly; a
+    `package.module:factory` spec only with `trust_spec=True` (building it imports a module the file names and
+    calls it with the file's arguments: code the file chooses); or pass `template`, a model of the same
+    architecture (copied, never modified; needed for runs of a model given as a Python object). Errors (missing,
+    truncated or corrupt file, another format or version, a state that does not fit the architecture) are
+    `ExportError`s (a LandscapeError) with a one-line message."""
+    from ..models import load_state
+
+    exported = read_export(path)
+    try:
+        model = build_from_spec(exported.spec, template=template, trust_spec=trust_spec)
+    except ExportError as e:
+        raise ExportError(f"{path}: {e}") from None
+    try:
+        load_state(model, exported.state, source=f"export {path}")
+    except LandscapeError as e:
+        raise ExportError(f"{e} (architecture in the spec: {exported.spec.get('arch')})") from None
+    return model.eval()
+
+
+def run_spec(run) -> dict:
+    """The architecture spec of a run (`store.Run`): the arch, and the compressor's wrapper for prepared runs."""
+    spec = {"arch": run.arch, "kwargs": dict(run.arch_kwargs), "wrapper": None}
+    if run.attrs.get("prepared", 0):
+        spec["wrapper"] = {"method": run.method, "config": run.config.get("compressor", {})}
+    return spec
+
+
+def compressors(run, state: Mapping[str, Tensor]) -> tuple[list[str], dict[str, int]]:
+    """(the run's compressed state-dict keys, K of each from /final/clusters): the layers with clusters in the
+    run file, or (no /final/clusters) `select_params(model, config["compressor"]["params"])`."""
+    from ..errors import RunFileError
+
+    try:
+        clusters = run.clusters()
+    except RunFileError:
+        clusters = None
+    if clusters is not None:
+        keys = [k for k in state if k in clusters]
+        return keys, {k: len(clusters[k][0]) for k in keys}
+    from ..params import select_params
+
+    try:
+        model = run.model("pretrained")
+    except LandscapeError as e:
+        raise ExportError(f"{run.path} has no /final/clusters and its model cannot be rebuilt to select the "
+                          f"compressed parameters ({e})") from None
+    which = run.config.get("compressor", {}).get("params", "weights")
+    return [k for k in select_params(model, which) if k in state], {}
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def export_state(path: str | os.PathLike, state: Mapping[str, Tensor], *, arch: str, compressed: Iterable[str],
+                 state_name: str, arch_kwargs: dict | None = None, provenance: dict | None = None,
+                 vector_dim: int | None = None) -> Path:
+    """Export a state dict of `landscape.models.build_model(arch, arch_kwargs)` (e.g. a PTQ-quantized copy of a
+    checkpoint); `compressed`: the keys to encode with codebooks."""
+    from .. import __version__
+    from ..store import git_commit
+
+    prov = {**(provenance or {}), "exporter_version": __version__, "exporter_git_commit": git_commit(),
+            "exported": _now()}
+    return write_export(path, state, spec={"arch": arch, "kwargs": dict(arch_kwargs or {}), "wrapper": None},
+                        compressed=compressed,
+                        state_name=state_name, provenance=prov, vector_dim=vector_dim)
+
+
+def export_run(run_path: str | os.PathLike, out: str | os.PathLike, *, state: str = "clamped") -> Path:
+    """Export one state of a run file (`clamped`, `recalibrated` or `compressed`) to `out` (overwritten)."""
+    from .. import __version__
+    from ..store import Run, git_commit
+
+    if state not in ("clamped", "recalibrated", "compressed"):
+        raise ExportError(f"state must be clamped, recalibrated or compressed, got {state!r}")
+    run = Run(run_path)
+    values = run.state(state)  # RunFileError (one line) when the run has no /final/<state>
+    keys, ks = compressors(run, values)
+    vector_dim = run.config.get("compressor", {}).get("dim") if run.method == "vq" else None
+    provenance = {"run": str(run.path), "run_sha256": _sha256_file(run.path),
+                  "run_git_commit": str(run.attrs.get("git_commit", "")),
+                  "run_created": str(run.attrs.get("created", "")),
+                  "run_version": str(run.attrs.get("version", "")), "method": run.method, "seed": run.seed,
+                  "compressor": run.config.get("compressor", {}),
+                  "eval": {k: _plain(v) for k, v in run.evals().get(state, {}).items()},
+                  "exporter_version": __version__, "exporter_git_commit": git_commit(), "exported": _now()}
+    return write_export(out, values, spec=run_spec(run), compressed=keys, state_name=state, provenance=provenance,
+                        vector_dim=vector_dim, run_clusters=ks)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
