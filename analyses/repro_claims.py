@@ -289,19 +289,24 @@ def alpha_args(ctx: Context) -> list[str] | None:
     return None if run is None else ["--run", run, "--every", "1"]
 
 
-def methods_seed_step(seed: int) -> Step:
-    """The methods table (VQ-QAT, bitwise input) for one more seed, beside the first seed's (suffix _s<seed>)."""
+def methods_step(seed: int, first: bool) -> Step:
+    """The methods table (VQ-QAT, bitwise input) for one sweep seed: the first seed's outputs plain
+    (table:methods), each other seed's beside them with the suffix _s<seed> (table:methods:s<seed>)."""
+    suffix = "" if first else f"_s{seed}"
+
     def args(ctx: Context) -> list[str]:
         b = ctx.budget
         return ["--arch", b.arch, "--checkpoint", b.checkpoint, "--epochs", str(b.sweep_epochs), "--train-limit",
                 str(b.limit_train or 50_000), "--seed", str(seed), "--methods", "vq", "vq-euclidean",
-                "input-bitwise", "--suffix", f"_s{seed}"]
+                "input-bitwise", *(["--suffix", suffix] if suffix else [])]
 
-    return script_step(f"table:methods:s{seed}", "table_methods.py", args, f"methods_table_s{seed}")
+    name = "table:methods" if first else f"table:methods:s{seed}"
+    return script_step(name, "table_methods.py", args, f"methods_table{suffix}")
 
 
 def methods_steps(ctx: Context) -> list[str]:
-    return ["table:methods", *[f"table:methods:s{seed}" for seed in ctx.budget.sweep_seeds[1:]]]
+    seeds = ctx.budget.sweep_seeds
+    return [methods_step(seed, i == 0).name for i, seed in enumerate(seeds)]
 
 
 def steps(ctx: Context) -> list[Step]:
@@ -326,11 +331,7 @@ def steps(ctx: Context) -> list[Step]:
             script_step("table:dsmm", "table_dsmm.py",
                         lambda c: ["--study", "dsmm", "dsmm-alpha10", "--dir", str(c.studies), "--limit", "10000",
                                    *c.budget.eval_extra], "dsmm_ptq"),
-            script_step("table:methods", "table_methods.py",
-                        lambda c: ["--arch", b.arch, "--checkpoint", b.checkpoint, "--epochs", str(b.sweep_epochs),
-                                   "--train-limit", str(b.limit_train or 50_000), "--seed", str(b.sweep_seeds[0]),
-                                   "--methods", "vq", "vq-euclidean", "input-bitwise"], "methods_table"),
-            *[methods_seed_step(seed) for seed in b.sweep_seeds[1:]],
+            *[methods_step(seed, i == 0) for i, seed in enumerate(b.sweep_seeds)],
             Step("bench:coupling", lambda c: [[PY, str(c.repo / "bench" / "coupling.py"), "--quick", "--json",
                                                "--out", str(c.figure("bench_coupling", ".json"))]],
                  lambda c: [c.figure("bench_coupling", ".json")]),

@@ -239,8 +239,8 @@ def dsmm_ptq(ctx) -> dict:
     variant, numbers = [], {"wins": wins}
     for s in sorted({float(r["strength"]) for r in table if r["study"] == "dsmm-alpha10"}):
         won = [b for b in (2, 3) if _wins(acc("dsmm-alpha10", s, b), acc("dsmm", 0.0, b))]
-        rng = ms(float(r["mean_range"]) / float(r["mean_range_pretrained"]) for r in table
-                 if r["study"] == "dsmm-alpha10" and float(r["strength"]) == s and r["bits"] == "2")[0]
+        rng = ms(float(r["mean_range"]) / float(r["mean_range_pretrained"]) for r in table  # same per bits
+                 if r["study"] == "dsmm-alpha10" and float(r["strength"]) == s)[0]
         variant.append(f"λ={s:g}: " + ", ".join(f"{b} bits {pm(acc('dsmm-alpha10', s, b), pct=True)}"
                                                 for b in (2, 3, 4)) + f" (range ×{rng:.2f})")
         numbers[f"alpha10_wins_{s:g}"] = len(won)

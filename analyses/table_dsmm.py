@@ -29,19 +29,25 @@ from tqdm import tqdm
 import landscape
 from landscape import cli, plots
 from landscape.errors import LandscapeError
+from landscape.params import select_params
 
 STEM = "dsmm_ptq"
 
 
 def training_key(row: dict) -> tuple:
-    """What decides a DSMM run's training: its study's settings except the bits, and the seed."""
+    """What decides a DSMM run's training: its settings except the bits — (λ, α₀, α's step size) — and the seed."""
     c = landscape.open_run(row["run"]).config["compressor"]
-    return (float(c["strength"]), float(c["alpha_init"]), c.get("alpha_lr"), int(row["seed"]))
+    return (float(c["strength"]), float(c["alpha_init"]), c.get("alpha_lr")), int(row["seed"])
 
 
-def layer_ranges(state: dict) -> dict[str, float]:
-    """max − min of every conv/linear weight (the parameters DSMM and PTQ act on)."""
-    return {k: (v.max() - v.min()).item() for k, v in state.items() if k.endswith("weight") and v.dim() > 1}
+def setting_label(setting: tuple) -> str:
+    strength, alpha0, alpha_lr = setting
+    return f"λ={strength:g}, α₀={alpha0:g}" + ("" if alpha_lr is None else f", α step {alpha_lr:g}")
+
+
+def layer_ranges(model, which: str) -> dict[str, float]:
+    """max − min of every parameter DSMM regularises and PTQ quantizes (the run's `params` selection)."""
+    return {k: (v.max() - v.min()).item() for k, v in select_params(model, which).items()}
 
 
 def ptq_accuracy(model, bits: int, batches) -> float:
@@ -70,17 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     batches, _ = common.test_batches(args)
 
     table, ranges = [], {}
-    pretrained = landscape.open_run(next(iter(trainings.values()))["run"]).model("pretrained")
+    first = landscape.open_run(next(iter(trainings.values()))["run"])
+    which = first.config["compressor"]["params"]
+    pretrained = first.model("pretrained")
     base = {b: ptq_accuracy(pretrained, b, batches) for b in args.bits}
-    base_ranges = layer_ranges(pretrained.state_dict())
-    for (strength, alpha0, alpha_lr, seed), r in tqdm(trainings.items(), desc="PTQ of DSMM runs", unit="run"):
+    base_ranges = layer_ranges(pretrained, which)
+    for (setting, seed), r in tqdm(trainings.items(), desc="PTQ of DSMM runs", unit="run"):
         run = landscape.open_run(r["run"])
         model = run.model("compressed")
-        fine_ranges = layer_ranges(model.state_dict())
-        ranges.setdefault((strength, alpha0), fine_ranges)
-        fine = run.evals().get("compressed", {}).get("accuracy", float("nan"))
-        own_bits, own = int(run.config["compressor"]["bits"]), run.evals().get("clamped", {})
+        fine_ranges = layer_ranges(model, which)
+        ranges.setdefault(setting, fine_ranges)
+        evals = run.evals()
+        fine = evals.get("compressed", {}).get("accuracy", float("nan"))
+        own_bits, own = int(run.config["compressor"]["bits"]), evals.get("clamped", {})
         own_acc = own.get("accuracy") if own.get("n") == len(batches.split) else None  # same test images only
+        strength, alpha0, alpha_lr = setting
         for b in args.bits:
             acc = ptq_accuracy(model, b, batches)
             table.append({"study": r["study"], "strength": strength, "alpha_init": alpha0, "alpha_lr": alpha_lr,
@@ -90,16 +100,16 @@ def main(argv: list[str] | None = None) -> int:
                           "mean_range": float(np.mean(list(fine_ranges.values()))),
                           "mean_range_pretrained": float(np.mean(list(base_ranges.values()))), "run": r["run"]})
             if b == own_bits and own_acc is not None:
-                print(f"check λ={strength:g} α₀={alpha0:g} seed {seed}: PTQ here {100 * acc:.2f}% vs the run's own "
+                print(f"check {setting_label(setting)}, seed {seed}: PTQ here {100 * acc:.2f}% vs the run's own "
                       f"clamp {100 * own_acc:.2f}% at {b} bits")
 
-    settings = sorted({(t["strength"], t["alpha_init"]) for t in table})
+    settings = sorted(ranges, key=lambda s: (s[0], s[1], s[2] or 0.0))
     colors = plots.palette([f"{s}" for s in settings])
     fig, axes = plots.figure(1, 2, width=5.4, height=4.0)
     summary = []
     for s in settings:
-        label = f"λ={s[0]:g}, α₀={s[1]:g}"
-        accs = 100 * np.array([[t["accuracy"] for t in table if (t["strength"], t["alpha_init"]) == s
+        label = setting_label(s)
+        accs = 100 * np.array([[t["accuracy"] for t in table if (t["strength"], t["alpha_init"], t["alpha_lr"]) == s
                                  and t["bits"] == b] for b in args.bits])  # bits × seeds
         mean, std = accs.mean(1), accs.std(1, ddof=1) if accs.shape[1] > 1 else np.zeros(len(args.bits))
         summary.append({"setting": label, **{f"{b} bits": f"{m:.2f} ± {e:.2f}" for b, m, e in
