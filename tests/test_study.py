@@ -142,6 +142,22 @@ def test_nondominated():
     assert nondominated(bits, acc).tolist() == [0, 1]
 
 
+@pytest.mark.parametrize(("method", "legend"), [("weight-coupling", "soft quantization"), ("dsmm", "dsmm")])
+def test_report_figure_names_the_studys_method_in_its_legend(tmp_path, monkeypatch, method, legend):
+    """A DSMM study's figure once said "soft quantization: runs"."""
+    from landscape import plots
+    from landscape.studies import report
+
+    labels = []
+    monkeypatch.setattr(plots, "study_front", lambda *a, **kw: labels.append(kw["label"]))
+    runs = [{"mean_bits": 2.0 + s, "accuracy_clamped": 0.5} for s in (0, 1)]
+    point = {"strength": 0.01, "mean_bits": 2.5, "mean_bits_std": 0.7, "accuracy_clamped": 0.5,
+             "accuracy_clamped_std": 0.0}
+    report.figure({"spec": {"name": "s", "method": method, "grid": {"strength": [0.01]}, "space": {}},
+                   "runs": runs, "points": [point], "ptq_baselines": []}, tmp_path / "s.png")
+    assert labels == [legend]
+
+
 def test_report_with_ptq_baselines_and_recalibration(tmp_path, tiny_checkpoint, cifar):
     study("create", "r", "--grid", "h=0.5", "w=0.5", "--seeds", "0,1", "--objective", "recalibrated",
           *tiny_train_args(tiny_checkpoint, "--recalibrate-bn", "2"), cwd=tmp_path)
