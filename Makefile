@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEVICE ?= cpu
 
-.PHONY: test demo lint bench clean-venv test-postgres postgres-server
+.PHONY: test demo gpu-check lint bench clean-venv test-postgres postgres-server
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: $(STAMP)
 # The quick end-to-end reproduction: two short soft-quant runs, every figure, the PTQ table (figures/demo/).
 demo: $(STAMP)
 	$(BIN)/python analyses/demo.py --device $(DEVICE)
+
+# The GPU check (bench/gpu_check.py): every CPU-vs-device comparison in one table; `make gpu-check DEVICE=cuda`.
+# On DEVICE=cpu (the default) it runs the checks that apply (what tests/test_gpu_check.py does with --quick).
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py --device $(DEVICE)
 
 # Every benchmark, with the peer packages they compare against (the [bench] extra); each prints its table.
 # Long (about 45 min on 2 idle cores); run one alone with `python bench/<name>.py [--quick] [--json]`.

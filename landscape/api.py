@@ -87,8 +87,8 @@ def compress_model(model: nn.Module, train: Iterable, test: Iterable, *, out: st
              method: str = "weight-coupling", epochs: int = 3, lr: float = 1e-3, momentum: float = 0.9,
              weight_decay: float = 0.0, schedule: str = "constant", seed: int = 0, loss_fn: LossFn | None = None,
              recalibrate_bn: int = 0, checkpoint_every: int = 100, arch: str | None = None,
-             arch_kwargs: dict | None = None, device: str | torch.device = "cpu", progress: bool = True,
-             resume: bool = False, **method_settings) -> Run:
+             arch_kwargs: dict | None = None, device: str | torch.device = "cpu", precision: str = "fp32",
+             deterministic: bool = False, progress: bool = True, resume: bool = False, **method_settings) -> Run:
     """Fine-tune `model` (not modified) on `train` (a re-iterable of (x, y) batches; one pass = one epoch) with
     `method`'s compression loss (settings as keywords: h=0.05, w=0.3, bits=4, …; `landscape.train --help` lists
     them), clamp it, evaluate pretrained / compressed / clamped on `test`, and write the run file `out` (the
@@ -96,7 +96,8 @@ def compress_model(model: nn.Module, train: Iterable, test: Iterable, *, out: st
     re-estimated on the first N batches of `train`. `arch` (with `arch_kwargs`), a `package.module:factory`
     that builds this architecture, lets the CLIs rebuild the model from the run file; without it, pass the
     model as `template` to `Run.model`. `resume=True` continues an unfinished `out` from its last checkpoint
-    (exact when `train`'s order depends only on the epoch). Returns the run."""
+    (exact when `train`'s order depends only on the epoch). `precision="bf16"` autocasts the task forward,
+    `deterministic=True` allows deterministic kernels only (README, "GPU"). Returns the run."""
     from .compress import make_compressor
     from .train import check_resumable, fit_and_clamp
     from .trainer import TrainConfig
@@ -106,7 +107,8 @@ def compress_model(model: nn.Module, train: Iterable, test: Iterable, *, out: st
         settings = check_resumable(out)
     else:
         config = TrainConfig(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                             seed=seed, device=str(dev), compile="off")
+                             seed=seed, device=str(dev), compile="off", precision=precision,
+                             deterministic=deterministic)
         compressor = make_compressor(method, method_settings, seed=seed)
         settings = {"train": dataclasses.asdict(config), "compressor": compressor.config_dict(),
                     "arch": arch or f"<{type(model).__module__}.{type(model).__qualname__}>",

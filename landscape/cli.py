@@ -152,7 +152,11 @@ def in_world(device_name: str, body: Callable) -> int:
     device(str(dev))
     world = distributed.init(dev)
     try:
-        return body(dev, world)
+        code = body(dev, world)
+        # every rank waits for rank 0's writes before the group goes: a rank that tore down its gloo group while
+        # a peer was still working aborted now and then ("terminate called without an active exception")
+        distributed.barrier(world)
+        return code
     finally:
         distributed.finish(world)
 

@@ -12,6 +12,7 @@ statistics (SyncBatchNorm is GPU-only). A single process reproduces that exactly
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -54,11 +55,17 @@ def init(device: torch.device) -> World:
 
 
 def device_for(name: str) -> torch.device:
-    """Under torchrun with CUDA, each process takes the GPU of its local rank (`cuda` → `cuda:LOCAL_RANK`)."""
+    """Under torchrun with CUDA, each process takes the GPU of its local rank: `cuda` → `cuda:LOCAL_RANK`, and
+    `cuda:N` too, with one line on stderr from local rank 0 (N would put every rank on one GPU; choose the GPUs
+    with CUDA_VISIBLE_DEVICES instead)."""
     dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return dev
+    if dev.type != "cuda" or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return dev
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.index is not None and local == 0:
+        print(f"landscape: --device {name} under torchrun: each rank uses cuda:LOCAL_RANK (one GPU per process; "
+              "CUDA_VISIBLE_DEVICES chooses which)", file=sys.stderr)
+    return torch.device("cuda", local)
 
 
 def shard(tensor: torch.Tensor, index: int, parts: int) -> torch.Tensor:
@@ -107,6 +114,24 @@ def on_main(fn: Callable[[], T], world: World) -> T | None:
         kind, message = error
         raise (ValueError if kind == "ValueError" else LandscapeError)(message)
     return value
+
+
+def average_gradients(params, world: World) -> None:
+    """Average the gradients of `params` (tensors outside the DDP-wrapped module, e.g. a compressor's codebooks)
+    over the ranks, in place, in one all-reduce: what DDP does for the module's own parameters. A parameter with
+    no gradient is skipped (every rank runs the same code, so every rank skips the same ones)."""
+    if not world.active:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat.div_(world.size)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def barrier(world: World) -> None:

@@ -23,20 +23,28 @@ def accumulate(model: nn.Module, batches: Iterable, *, loss_fn: LossFn | None = 
     """{"accuracy", "loss", "n"} of `model` as it is (its mode untouched) on (x, y) batches: the loss is the
     batch-size-weighted mean of `loss_fn`'s batch means (default: cross-entropy summed per batch, the same
     number), `prepare(x)` (e.g. a memory-layout change) applied to every input first."""
-    correct, loss_sum, n, classifier = 0, 0.0, 0, True
+    # per-batch values stay on the device and are read in one transfer at the end (no host sync per batch), then
+    # summed in float64 in batch order: the same numbers as adding each batch's value as it comes
+    losses, sizes, corrects, classifier = [], [], [], True
     for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
         out = model(prepare(x) if prepare is not None else x)
         if loss_fn is None:
-            loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+            losses.append(F.cross_entropy(out, y, reduction="sum"))
         else:
-            loss_sum += float(loss_fn(out, y)) * len(y)
+            losses.append(loss_fn(out, y).detach().reshape(()))
+        sizes.append(len(y))
         if classifier and out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
-            correct += (out.argmax(1) == y).sum().item()
+            corrects.append((out.argmax(1) == y).sum())
         else:
             classifier = False
-        n += len(y)
+    n = sum(sizes)
     if n == 0:
         raise ValueError("no data to evaluate on (empty batches)")
+    values = torch.stack(losses).tolist()
+    loss_sum = 0.0
+    for value, size in zip(values, sizes, strict=True):
+        loss_sum += value if loss_fn is None else value * size
+    correct = int(torch.stack(corrects).sum()) if classifier else 0
     return {"accuracy": correct / n if classifier else math.nan, "loss": loss_sum / n, "n": n}
 
 

@@ -10,6 +10,9 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
   /pretrained/<name>          the starting state dict (weights and BN buffers)
   /checkpoints/<step>/<name>  state dict every `checkpoint_every` SGD steps (8-digit zero-padded step);
                               attrs: step, epoch, complete (set to 1 last: a torn checkpoint has complete=0)
+  /compressor/<step>/<name>   the compressor's own learnable tensors at the same checkpoints (Compressor.learnable:
+                              VQ codebooks, CWC centroids, DSMM temperatures; absent for methods without any, and
+                              in run files written before it existed)
   /scalars/<name>             1-D float64, one entry per SGD step: step, epoch, task_loss, compression_loss, lr,
                               mean_clusters, mean_bits (NaN on steps where cluster stats were not computed)
   /final/compressed/<name>    fine-tuned state dict
@@ -152,9 +155,9 @@ class RunWriter(Callback):
         self.path, self.every, self.pending = Path(path), every, []
         self._written: set[str] = set()
 
-    def on_step_end(self, trainer: Trainer, scalars: dict[str, float]) -> None:
+    def on_step_end(self, trainer: Trainer, scalars: Mapping[str, float]) -> None:
         epoch = (trainer.step - 1) // trainer.steps_per_epoch
-        self.pending.append([trainer.step, epoch] + [scalars.get(k, np.nan) for k in SCALARS[2:]])
+        self.pending.append((trainer.step, epoch, scalars))  # read at the checkpoint: no host sync per step
         if trainer.step % self.every == 0:
             self.checkpoint(trainer)
 
@@ -166,7 +169,8 @@ class RunWriter(Callback):
         if not self.pending and f"{trainer.step:08d}" in self._written:
             return
         with update(self.path) as f:
-            rows = np.asarray(self.pending, dtype="f8").reshape(-1, len(SCALARS))
+            rows = np.asarray([[step, epoch] + [scalars.get(k, np.nan) for k in SCALARS[2:]]
+                               for step, epoch, scalars in self.pending], dtype="f8").reshape(-1, len(SCALARS))
             for i, name in enumerate(SCALARS):
                 ds = f["scalars"][name]
                 ds.resize((ds.shape[0] + len(rows),))
@@ -176,6 +180,9 @@ class RunWriter(Callback):
                 group = f.create_group(key)
                 group.attrs.update(step=trainer.step, epoch=trainer.step / trainer.steps_per_epoch, complete=0)
                 write_state(group, trainer.model.state_dict())
+                learnable = trainer.compressor.learnable() if trainer.compressor is not None else {}
+                if learnable:
+                    write_state(f.require_group("compressor").create_group(f"{trainer.step:08d}"), learnable)
                 group.attrs["complete"] = 1
             if "resume" in f:
                 del f["resume"]
@@ -277,6 +284,15 @@ class Run:
             raise ValueError(f"unknown state {which!r}; use one of {STATES} or a checkpoint step")
         with h5py.File(self.path, "r") as f:
             return read_state(self._group(f, key))
+
+    def compressor_state(self, step: int) -> dict[str, torch.Tensor]:
+        """The compressor's learnable tensors at the complete checkpoint of `step` (empty for a method without
+        any, or a run file written before they were stored)."""
+        if step not in self.steps():
+            raise RunFileError(f"{self.path} has no complete checkpoint at step {step}")
+        with h5py.File(self.path, "r") as f:
+            key = f"compressor/{step:08d}"
+            return read_state(f[key]) if key in f else {}
 
     def model(self, which: str | int, template: nn.Module | None = None) -> nn.Module:
         """The model of a state, in eval mode; for a `prepared` run, the compressor's module around it. The

@@ -4,6 +4,7 @@ search — resumable, and shared out over worker processes and machines.
   create NAME --grid h=0.01,0.05 w=0.15,0.3 --seeds 0,1 [train options…]      every point × seed once
   create NAME --search tpe|nsga2 --trials N --space h=0.01:0.25:log w=0.15:0.45 [--max-bits 3] [train options…]
   run NAME [-j WORKERS]          the same command on every machine; rerun it after a crash or Ctrl-C
+                                 (--device cuda: worker i trains on cuda:i mod the visible GPUs; cuda:N: all on N)
   report NAME [--json]           table of every run, mean ± std over seeds per point, Pareto front, PTQ baselines,
                                  and figures/study-NAME.{png,csv,json}
 
@@ -216,7 +217,9 @@ def _worker(args, study, spec) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = cli.device(args.device)
+    from . import accel
+
+    dev = cli.device(accel.worker_device(args.device, args.worker_index))  # `cuda`: the workers share out the GPUs
     run_one = make_run_one(spec, data=args.data, download=args.download, device=str(dev),
                            eval_batch_size=args.batch_size)
     engine.work(study, spec, run_one, worker=engine.worker_name(args.worker_index))

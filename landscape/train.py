@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import cli, distributed
+from . import accel, cli, distributed
 from .bn import recalibrate_bn_, recalibration_batches
 from .cli_config import add_config_options, chosen_settings
 from .compress import METHODS, make_compressor
@@ -74,6 +74,13 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
                    help=f"torch.compile the training forward/backward (inductor; needs a C++ compiler on CPU, else "
                    f"uncompiled with a warning): auto = on for single-process CPU runs of ≥ {COMPILE_MIN_STEPS} steps; "
                    f"gradients equal to float32 round-off, ~1.4x faster steps (default: {defaults.compile})")
+    t.add_argument("--precision", default=defaults.precision, choices=accel.PRECISIONS,
+                   help="arithmetic of the task forward: fp32, or bf16 autocast (the coupling penalty, the weights "
+                   f"and clamping stay float32; default: {defaults.precision})")
+    t.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels only (torch.use_deterministic_algorithms), TF32 off, no cuDNN "
+                   "autotuning: what makes resume and N ranks = 1 rank bit-exact on a GPU (README, 'GPU'); "
+                   "on CPU it changes nothing")
     owners = add_config_options(p, {m: cfg for m, (_, cfg) in METHODS.items()}, skip=set())
     return p, owners
 
@@ -94,7 +101,7 @@ def settings_from_args(args, owners, device: str = "cpu", **overrides) -> dict:
     config = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=seed,
                          stats_every=args.stats_every, micro_batches=args.micro_batches, device=str(device),
-                         compile=args.compile)
+                         compile=args.compile, precision=args.precision, deterministic=args.deterministic)
     method_settings = {**chosen_settings(args, args.method, owners), **overrides}
     compressor = make_compressor(args.method, method_settings, seed=seed)
     checkpoint = resolve_checkpoint(args.checkpoint)
@@ -174,6 +181,13 @@ def fit_and_clamp(out: Path, model: torch.nn.Module, train, test_batches, settin
     (None: no recalibrated copy); `loss_fn` (outputs, targets) → batch mean, default cross-entropy."""
     dev = next(model.parameters()).device
     config = TrainConfig(**{**settings["train"], "device": str(dev)})
+    with accel.determinism(config.deterministic, dev):  # the evaluations too, not only the steps
+        return _fit_and_clamp(out, model, train, test_batches, settings, config, resume=resume, world=world,
+                              progress=progress, bn_data=bn_data, loss_fn=loss_fn)
+
+
+def _fit_and_clamp(out, model, train, test_batches, settings, config, *, resume, world, progress, bn_data,
+                   loss_fn) -> dict:
     compressor = make_compressor(settings["method"], settings["compressor"], seed=settings["seed"])
     skipped = check_compressible(model, compressor, settings["arch"])
     callbacks = []

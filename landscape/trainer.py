@@ -3,6 +3,13 @@
 Callbacks are the only extension point (progress bar, run file, anything else): objects with any of
 on_train_start(trainer), on_step_end(trainer, scalars), on_epoch_end(trainer), on_train_end(trainer).
 The trainer deep-copies the model it is given; the caller's model is never modified.
+
+Host syncs. On a GPU a step never waits for the device except where a reader asks: the step's scalars (task
+loss, compression loss) stay on the device inside `StepScalars`, which reads them all in one transfer the first
+time a callback looks (the run file at its checkpoints, the progress bar every few steps); a non-finite loss is
+caught every `stats_every` steps there (on CPU, at once). What a compressor's own penalty syncs is the
+compressor's (README, "GPU"): the histogram and sorted estimators read the layers' ranges once per step, since
+their grids' shapes depend on them.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import contextlib
 import copy
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import distributed
+from . import accel, distributed
 from .compress.base import Compressor
 from .data import Batches, Split
 from .errors import LandscapeError
@@ -51,6 +59,9 @@ class TrainConfig:
     #                        compiler, else training stays uncompiled with a warning): "on", "off", or "auto" = on
     #                        for single-process CPU runs of ≥ 100 steps. Same loss and gradients to float32
     #                        round-off (bench/train.py), not bit-identical to "off"; ~1.4x faster steps on CPU
+    precision: str = "fp32"  # the task forward: "fp32", or "bf16" autocast (the penalty, the optimizer's weights
+    #                          and clamping stay float32)
+    deterministic: bool = False  # deterministic kernels only, TF32 off (accel.determinism; what it costs: README)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "stats_every", "micro_batches"):
@@ -68,14 +79,18 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.compile not in COMPILE:
             raise ValueError(f"compile must be one of {COMPILE}, got {self.compile!r}")
+        if self.precision not in accel.PRECISIONS:
+            raise ValueError(f"precision must be one of {accel.PRECISIONS}, got {self.precision!r}")
 
 
 def use_compile(config: TrainConfig, steps: int, distributed_run: bool = False) -> bool:
-    """config.compile resolved for a run of `steps` SGD steps: "auto" = single process, CPU, ≥ COMPILE_MIN_STEPS
-    steps; and on CPU only with a working C++ compiler (inductor builds its kernels with one): without one, a
-    warning and uncompiled training."""
+    """config.compile resolved for a run of `steps` SGD steps: "auto" = single process on CPU or CUDA, ≥
+    COMPILE_MIN_STEPS steps; and on CPU only with a working C++ compiler (inductor builds its kernels with one):
+    without one, a warning and uncompiled training. (On CUDA inductor builds Triton kernels, which ship with
+    torch's CUDA wheels; a failing compile falls back to eager at the first step, with a warning.)"""
     mode, device = config.compile, torch.device(config.device)
-    if mode == "off" or (mode == "auto" and (distributed_run or device.type != "cpu" or steps < COMPILE_MIN_STEPS)):
+    if mode == "off" or (mode == "auto" and (distributed_run or device.type not in ("cpu", "cuda")
+                                             or steps < COMPILE_MIN_STEPS)):
         return False
     if device.type == "cpu":
         _quiet_import_cpp_extension()
@@ -89,6 +104,36 @@ def use_compile(config: TrainConfig, steps: int, distributed_run: bool = False) 
                           "uncompiled", RuntimeWarning, stacklevel=3)
             return False
     return True
+
+
+class StepScalars(Mapping):
+    """One step's scalars (task_loss, compression_loss, lr, and the compressor's stats on the steps that have
+    them) as a read-only mapping of floats. Values computed on the device stay there until the first read,
+    which fetches them all in one transfer: a step that nobody reads costs no host sync."""
+
+    def __init__(self, device_values: dict[str, torch.Tensor], floats: dict[str, float]):
+        self._device, self._floats = device_values, dict(floats)
+
+    def _fetch(self) -> None:
+        if self._device:
+            names = list(self._device)
+            values = torch.stack([self._device[n].float() for n in names]).tolist()
+            self._floats.update(zip(names, values, strict=True))
+            self._device = {}
+
+    def update(self, more: dict[str, float]) -> None:
+        self._floats.update(more)
+
+    def __getitem__(self, key: str) -> float:
+        if key in self._device:
+            self._fetch()
+        return self._floats[key]
+
+    def __iter__(self):
+        return iter([*self._device, *self._floats])
+
+    def __len__(self) -> int:
+        return len(self._device) + len(self._floats)
 
 
 class Callback:
@@ -168,11 +213,15 @@ class Trainer:
         groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
         if compressor is not None:
             groups += compressor.param_groups()
+        # a compressor's own tensors live outside the DDP module: their gradients are averaged over ranks here
+        self.compressor_params = list(compressor.learnable().values()) if compressor is not None else []
         self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
                                          weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0  # SGD steps done
         self.last_stats: dict[str, float] = {}
+        self._finite = torch.ones((), dtype=torch.bool, device=self.device)  # every loss so far was finite
+        self._checked = 0  # steps whose losses are known finite
         torch.manual_seed(config.seed)  # here, not in fit(): a resumed run restores the RNG state after this
 
     @property
@@ -200,69 +249,101 @@ class Trainer:
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """One SGD step on the global batch (x, y): this rank's slice, in `micro_batches` slices."""
+        """One SGD step on the global batch (x, y): this rank's slice, in `micro_batches` slices. Returns the
+        step's scalars as floats (which waits for the device); `fit` uses `step_scalars`, which does not."""
+        scalars = self.step_scalars(x, y)
+        self.check_finite()
+        return dict(scalars)
+
+    def step_scalars(self, x: torch.Tensor, y: torch.Tensor) -> StepScalars:
+        """`train_step` without a host sync: scalars stay on the device until read (`StepScalars`); a non-finite
+        loss is noted on the device and raised by the next `check_finite()` (on CPU, at once)."""
+        with accel.determinism(self.config.deterministic, self.device):
+            return self._step(x, y)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> StepScalars:
         self.model.train()
         x = distributed.shard(x, self.world.rank, self.world.size)
         y = distributed.shard(y, self.world.rank, self.world.size)
         k = self.config.micro_batches
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
-        task_total = 0.0
+        task_total = None
         for j in range(k):
             last = j == k - 1
             sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
             with sync:
-                task = self.loss_fn(self._forward(distributed.shard(x, j, k)), distributed.shard(y, j, k))
+                with accel.autocast(self.device, self.config.precision):  # the task forward only
+                    task = self.loss_fn(self._forward(distributed.shard(x, j, k)), distributed.shard(y, j, k))
+                task = task.float()
                 loss = task / k
                 if last:  # the penalty once per step, in the backward pass that averages gradients over ranks
-                    penalty = self.compressor.penalty(self.model) if self.compressor is not None else torch.zeros(())
+                    penalty = (self.compressor.penalty(self.model) if self.compressor is not None
+                               else task.new_zeros(()))
                     loss = loss + penalty.to(task.device)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss is {loss.item()} at step {self.step} (task {task.item():.4g}): "
-                                           "lower lr or h")
+                self._finite &= torch.isfinite(loss.detach())
+                if self.device.type == "cpu":
+                    self.check_finite(task)  # free on CPU: stop before a non-finite backward
                 loss.backward()
-            task_total += task.item() / k
+            task_total = task.detach() / k if task_total is None else task_total + task.detach() / k
+        distributed.average_gradients(self.compressor_params, self.world)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {"task_loss": task_total, "compression_loss": penalty.item(), "lr": lr}
+        return StepScalars({"task_loss": task_total, "compression_loss": penalty.detach()}, {"lr": lr})
+
+    def check_finite(self, task: torch.Tensor | None = None) -> None:
+        """Raise TrainingDiverged if any loss since the last check was NaN or inf (one host sync)."""
+        if self._checked == self.step and task is None:
+            return
+        if not bool(self._finite):
+            where = f"at step {self.step}" if task is not None else f"between steps {self._checked} and {self.step}"
+            detail = f" (task {task.item():.4g})" if task is not None else ""
+            raise TrainingDiverged(f"loss is not finite {where}{detail}: lower lr or h")
+        self._checked = self.step
 
     def fit(self) -> nn.Module:
         """Train to `config.epochs` (from wherever `self.step` stands, for resume); return the trained model."""
-        for cb in self.callbacks:
-            cb.on_train_start(self)
-        while self.step < self.total_steps:
-            epoch, start = divmod(self.step, self.steps_per_epoch)
-            self.batches.set_epoch(epoch)
-            for x, y in self.batches.iterate(start):
-                scalars = self.train_step(x, y)
-                if self.compressor is not None and (self.step % self.config.stats_every == 0
-                                                    or self.step == self.total_steps):
-                    self.last_stats = self.compressor.stats(self.model)
-                    scalars.update(self.last_stats)
-                for cb in self.callbacks:
-                    cb.on_step_end(self, scalars)
+        with accel.determinism(self.config.deterministic, self.device):
             for cb in self.callbacks:
-                cb.on_epoch_end(self)
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+                cb.on_train_start(self)
+            while self.step < self.total_steps:
+                epoch, start = divmod(self.step, self.steps_per_epoch)
+                self.batches.set_epoch(epoch)
+                for x, y in self.batches.iterate(start):
+                    scalars = self._step(x, y)
+                    if self.step % self.config.stats_every == 0 or self.step == self.total_steps:
+                        self.check_finite()
+                        if self.compressor is not None:
+                            self.last_stats = self.compressor.stats(self.model)
+                            scalars.update(self.last_stats)
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, scalars)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self)
+            self.check_finite()
+            for cb in self.callbacks:
+                cb.on_train_end(self)
         return self.model
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: model, optimizer, scheduler, compressor, step, RNG."""
+        """Everything needed to continue exactly: model, optimizer, scheduler, compressor, step, RNG (CPU, and
+        CUDA on a GPU)."""
+        rng = accel.rng_state(self.device)
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": self.step,
                 "compressor": self.compressor.state_dict() if self.compressor is not None else {},
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": rng["cpu"], **({"cuda_rng": rng["cuda"]} if "cuda" in rng else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
+        self.step = self._checked = int(state["step"])
         if self.compressor is not None:
             self.compressor.load_state_dict(state["compressor"])
-        torch.set_rng_state(state["torch_rng"])
+        accel.set_rng_state({"cpu": state["torch_rng"], **({"cuda": state["cuda_rng"]} if "cuda_rng" in state
+                                                            else {})}, self.device)
 
 
 def _quiet_import_cpp_extension() -> None:

@@ -53,6 +53,53 @@ def test_two_processes_match_one(tiny_checkpoint, tmp_path, cifar):
     assert sum((a.state(1)[k] - pre[k]).abs().max().item() for k in params) > 1e-3  # step 1 moved the weights
 
 
+# Every method whose compressor trains tensors of its own (Compressor.learnable) or a module around the model
+# (input-bitwise's quantizer), with the option that makes them move in 2 steps. Their gradients come through each
+# rank's half of the batch (VQ codebooks, input levels) or the penalty (centroids, DSMM temperatures): without
+# averaging them over the ranks, VQ's codebooks differed after step 1 and its weights by 0.016 after step 2.
+LEARNABLE = {
+    "vq": ["--codebook-bits", "4", "--dim", "2", "--codebook-lr", "0.05"],
+    "input-bitwise": ["--input-bits", "2"],
+    "centroid": ["--bits", "2", "--centroid-lr", "0.05"],
+    "dsmm": ["--bits", "4", "--alpha-lr", "0.5"],
+}
+STEP_ARGS = ["--arch", "tiny", "--data", str(SHARED / "data"), "--epochs", "1", "--lr", "0.01", "--train-batch-size",
+             "32", "--limit-train", "64", "--limit-test", "50", "--checkpoint-every", "1", "--json"]
+
+
+@pytest.mark.parametrize("method", sorted(LEARNABLE))
+def test_learnable_compressor_state_trains_alike_on_two_processes(method, tiny_checkpoint, tmp_path):
+    """2 gloo ranks vs one process with --micro-batches 2, 2 SGD steps: weights *and* the compressor's own
+    tensors (codebooks, levels and thresholds, centroids, temperatures) equal to 1e-6 at both steps."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [*STEP_ARGS, "--method", method, *LEARNABLE[method], "--checkpoint", str(tiny_checkpoint)]
+    port = 29530 + sorted(LEARNABLE).index(method)
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                          str(port), "-m", "landscape.train", *args, "--out", str(tmp_path / "ddp.h5")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "landscape.train", *args, "--micro-batches", "2", "--out",
+                             str(tmp_path / "one.h5")], capture_output=True, text=True, timeout=600, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = Run(tmp_path / "ddp.h5"), Run(tmp_path / "one.h5")
+    assert a.steps() == b.steps() == [1, 2]
+    pre, moved = a.state("pretrained"), 0.0
+    for step in (1, 2):
+        xa, xb = a.state(step), b.state(step)
+        keys = [k for k in xa if "running" not in k and "num_batches" not in k]
+        ca, cb = a.compressor_state(step), b.compressor_state(step)
+        assert sorted(ca) == sorted(cb)
+        for k in keys:
+            torch.testing.assert_close(xa[k], xb[k], atol=1e-6, rtol=0, msg=f"{method} step {step}: {k}")
+        for k in ca:
+            torch.testing.assert_close(ca[k], cb[k], atol=1e-6, rtol=0, msg=f"{method} step {step}: {k}")
+        moved = max(moved, *((xa[k] - pre[k]).abs().max().item() for k in keys))
+    assert moved > 1e-4  # training really moved the weights
+    learned = a.compressor_state(2) or {k: v for k, v in a.state(2).items() if k.startswith("quantizer.")}
+    start = a.compressor_state(1) if method != "input-bitwise" else {k: pre[k] for k in learned}
+    assert learned and max((learned[k] - start[k]).abs().max().item() for k in learned) > 0  # and the state moved
+
+
 PATH_ARGS = ["--points", "4", "--limit", "200", "--batch-size", "100", "--bn", "recalibrate", "--bn-batches", "1"]
 PERTURB_ARGS = ["--directions", "5", "--alphas", "-1", "0.5", "--limit", "200", "--batch-size", "100"]
 

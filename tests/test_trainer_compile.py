@@ -27,11 +27,13 @@ def test_compile_setting_validated_and_defaulted():
     assert TrainConfig(**old).compile == "auto"
 
 
-def test_auto_compiles_only_long_single_process_cpu_runs():
+def test_auto_compiles_only_long_single_process_cpu_and_cuda_runs():
     auto = TrainConfig()
     assert not use_compile(auto, COMPILE_MIN_STEPS - 1)
     assert not use_compile(auto, COMPILE_MIN_STEPS, distributed_run=True)
-    assert not use_compile(dataclasses.replace(auto, device="cuda"), COMPILE_MIN_STEPS)
+    assert use_compile(dataclasses.replace(auto, device="cuda"), COMPILE_MIN_STEPS)  # no C++ check on CUDA
+    assert not use_compile(dataclasses.replace(auto, device="cuda"), COMPILE_MIN_STEPS - 1)
+    assert not use_compile(dataclasses.replace(auto, device="mps"), COMPILE_MIN_STEPS)
     assert not use_compile(dataclasses.replace(auto, compile="off"), 10**6)
 
 

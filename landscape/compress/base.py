@@ -8,7 +8,9 @@ A compressor has four jobs, each one method:
                     mutates (the parq split: a quantizer proposes, something else applies);
   clamp(model)      apply the codebooks to a *copy* of the model: the compressed model's hard-quantized twin.
 Learnable state of its own (centroids, temperatures) is exposed through `param_groups()` so the trainer's one
-optimizer steps it, and saved/restored through `state_dict()`/`load_state_dict()` for resume.
+optimizer steps it, named by `learnable()` (so that under torchrun the trainer averages its gradients over the
+ranks, as DDP does for the model's, and the run file stores it at every checkpoint), and saved/restored through
+`state_dict()`/`load_state_dict()` for resume.
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ class Compressor(ABC):
     def param_groups(self) -> list[dict[str, Any]]:
         """Extra optimizer parameter groups (e.g. centroids with their own learning rate)."""
         return []
+
+    def learnable(self) -> dict[str, nn.Parameter]:
+        """The compressor's own trained tensors by name (the parameters of `param_groups()`): their gradients are
+        averaged over torchrun ranks (each rank's task loss sees only its slice of the batch), and the run file
+        stores them at every checkpoint (/compressor/<step>/<name>). Tensors inside the trained module (e.g. an
+        input quantizer's) are the model's: DDP averages them, the checkpoint's state dict holds them."""
+        return {}
 
     def stats(self, model: nn.Module) -> dict[str, float]:
         """Numbers for the progress bar and the run file's scalars (called every few steps, not every step)."""

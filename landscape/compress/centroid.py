@@ -110,6 +110,9 @@ class Centroid(Compressor):
             return []
         return [{"params": list(self.centroids.values()), "lr": self.config.centroid_lr, "weight_decay": 0.0}]
 
+    def learnable(self) -> dict[str, nn.Parameter]:
+        return {f"{name}.centroids": c for name, c in self.centroids.items()}
+
     def stats(self, model: nn.Module) -> dict[str, float]:
         params = self._check_prepared(model)
         with torch.no_grad():

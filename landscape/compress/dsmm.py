@@ -82,7 +82,9 @@ class DSMM(Compressor):
         if set(params) != set(self.alphas):
             raise RuntimeError("DSMM.prepare(model) must be called first")
         for name, alpha in self.alphas.items():
-            if not torch.isfinite(alpha):
+            # a check that reads α on the host: per step on CPU only (free there); on a GPU a diverged α shows
+            # as the trainer's non-finite loss, without a host sync per layer and step
+            if alpha.device.type == "cpu" and not torch.isfinite(alpha):
                 raise ValueError(f"DSMM temperature α of {name} is {alpha.item()} (diverged): "
                                  "lower alpha_lr or lr")
         return params
@@ -104,6 +106,9 @@ class DSMM(Compressor):
             return []
         group = {"params": list(self.alphas.values()), "weight_decay": 0.0}
         return [group if self.config.alpha_lr is None else {**group, "lr": self.config.alpha_lr}]
+
+    def learnable(self) -> dict[str, nn.Parameter]:
+        return {f"{name}.alpha": a for name, a in self.alphas.items()}
 
     def stats(self, model: nn.Module) -> dict[str, float]:
         params = self._check_prepared(model)

@@ -255,6 +255,9 @@ class VQ(Compressor):
         group = {"params": [layer.codebook for layer in self.layers.values()], "weight_decay": 0.0}
         return [group if self.config.codebook_lr is None else {**group, "lr": self.config.codebook_lr}]
 
+    def learnable(self) -> dict[str, nn.Parameter]:
+        return {f"{name}.codebook": layer.codebook for name, layer in self.layers.items()}
+
     def stats(self, model: nn.Module) -> dict[str, float]:
         """mean_clusters: codewords in use per layer; used_entries: their fraction of 2^b; nominal_bits:
         b/d; assignment_distance: mean squared distance weight ↔ reconstruction."""

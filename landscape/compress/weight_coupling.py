@@ -78,7 +78,16 @@ class WeightCoupling(Compressor):
     def __init__(self, config: WeightCouplingConfig = WeightCouplingConfig(), *, seed: int = 0):
         self.config, self.params = config, config.params
         self.scales: dict[str, LayerScale] = {}
-        self.generator = torch.Generator().manual_seed(seed)  # subsampled/subset estimators' draws
+        self.seed = seed
+        # the subsampled/subset estimators' draws, from a generator on the device of the weights they draw for
+        # (made there at the first draw; a CUDA generator's numbers differ from a CPU one's of the same seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self.generator.device != device:
+            # first draw on this device (or a run resumed on another kind of device): a fresh stream of the seed
+            self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self.generator
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Fix σ_l and N_l from the pretrained weights. A layer whose weights are all equal (σ_l = 0) is
@@ -100,9 +109,10 @@ class WeightCoupling(Compressor):
         if cfg.estimator == "histogram":
             return coupling.energy_histogram(theta, w_l, n_bins=cfg.n_bins)
         if cfg.estimator == "subsampled":
-            return coupling.energy_subsampled(theta, w_l, n_pairs=cfg.n_pairs, generator=self.generator)
+            return coupling.energy_subsampled(theta, w_l, n_pairs=cfg.n_pairs, generator=self._generator(theta.device))
         if cfg.estimator == "subset":
-            return coupling.energy_subset(theta, w_l, n_weights=cfg.subset_size, generator=self.generator)
+            generator = self._generator(theta.device)
+            return coupling.energy_subset(theta, w_l, n_weights=cfg.subset_size, generator=generator)
         return coupling.ESTIMATORS[cfg.estimator](theta, w_l)
 
     def penalty(self, model: nn.Module) -> Tensor:
@@ -137,9 +147,11 @@ class WeightCoupling(Compressor):
                 for name, p in self.selected(model).items()}
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(),
+        return {"generator": self.generator.get_state(), "generator_device": str(self.generator.device),
                 "scales": {k: vars(v) for k, v in self.scales.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        # run files written before the device was recorded drew on the CPU
+        self.generator = torch.Generator(device=state.get("generator_device", "cpu"))
         self.generator.set_state(state["generator"])
         self.scales = {k: LayerScale(**v) for k, v in state["scales"].items()}
