@@ -232,10 +232,9 @@ def check_compressible(model, compressor, arch: str) -> dict[str, str]:
     skipped in silence); a one-line error if it would compress nothing."""
     import sys
 
-    from .compress import InputBitwise
     from .params import not_compressed
 
-    if isinstance(compressor, InputBitwise):  # compresses the inputs, not weights
+    if compressor.quantizes != "weights":  # e.g. input-bitwise: nothing to select among the weights
         return {}
     if not compressor.selected(model):
         raise LandscapeError(f"{arch} has no compressible layer (conv, linear, attention projection) under "

@@ -60,8 +60,14 @@ def mean_bits(codebooks: dict[str, Codebook], *, storage: bool = False) -> float
 class Compressor(ABC):
     """Base class; see the module docstring for the contract."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # the registry's (and --method's) name
+    label: ClassVar[str | None] = None  # the name figures and tables give the method (None: `name`)
+    quantizes: ClassVar[str] = "weights"  # what the codebooks are of: "weights" (selected parameters) or "inputs"
     params: str = "weights"  # which parameters are compressed: "weights" (conv/linear) or "all"
+
+    @classmethod
+    def display_name(cls) -> str:
+        return cls.label or cls.name
 
     def selected(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return select_params(model, self.params)

@@ -119,6 +119,7 @@ class InputQuantized(nn.Module):
 
 class InputBitwise(Compressor):
     name = "input-bitwise"
+    quantizes = "inputs"  # its codebooks are the input channels' decoders; no weight is compressed
 
     def __init__(self, config: InputBitwiseConfig = InputBitwiseConfig(), *, seed: int = 0):
         self.config = config

@@ -74,6 +74,7 @@ class LayerScale:
 
 class WeightCoupling(Compressor):
     name = "weight-coupling"
+    label = "soft quantization"  # the paper's name for fine-tuning with the weight–weight coupling
 
     def __init__(self, config: WeightCouplingConfig = WeightCouplingConfig(), *, seed: int = 0):
         self.config, self.params = config, config.params

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import plots
+from ..compress import METHODS
 from .spec import StudySpec, digest
 
 PTQ_BITS = (2, 3, 4, 6, 8)
@@ -129,9 +130,6 @@ def summary(study: optuna.Study, spec: StudySpec, baselines: list[dict] | None =
             "pareto_front": front_rows(study), "ptq_baselines": baselines or []}
 
 
-METHOD_LABELS = {"weight-coupling": "soft quantization"}  # the legend's name of a study's method (else its own)
-
-
 def figure(report: dict, path: Path) -> Path:
     """Accuracy vs mean bits: one panel per accuracy the runs have (clamped; BN-recalibrated), each with every
     run, the per-point means ± seed std, that panel's Pareto front, and the PTQ baselines."""
@@ -157,7 +155,7 @@ def figure(report: dict, path: Path) -> Path:
         notes = [",".join(f"{p[n]:.3g}" for n in names) for p in pts]
         plots.study_front(ax, (bits, acc), means, (bits[front], acc[front]), base, reference=full and
                           full["accuracy_clamped"], notes=notes,
-                          label=METHOD_LABELS.get(spec["method"], spec["method"]),
+                          label=METHODS[spec["method"]][0].display_name(),
                           title=f"{spec['name']}: {spec['method']}, {title} (labels: {','.join(names)})")
         ax.set_ylim(max(0, 100 * min(acc, default=0.5) - 15), None)  # 2-bit PTQ (~10%) would squash the runs
     return plots.save(fig, path)
