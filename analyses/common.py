@@ -113,8 +113,10 @@ def checkpoint_epochs(path: str | os.PathLike) -> dict[int, float]:
 
 def small_run(out_dir: str | os.PathLike, *, data: str | None, device: str, quiet: bool) -> Path:
     """A soft-quantization run of the adapted ResNet-20 with the SMALL_RUN budget, made once through the
-    library call behind `landscape.train` (`train.run_training`) and reused afterwards."""
-    from landscape import train
+    library call behind `landscape.train` (`training.run_training`) and reused afterwards."""
+    from landscape.specs import RunSpec
+    from landscape.trainer import TrainConfig
+    from landscape.training import run_training
 
     path = Path(out_dir) / "runs" / "small-soft-quant.h5"
     if path.is_file():
@@ -122,15 +124,13 @@ def small_run(out_dir: str | os.PathLike, *, data: str | None, device: str, quie
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.h5")
     b = SMALL_RUN
-    p, owners = train.parser()
-    options = p.parse_args(["--arch", "resnet20", "--checkpoint", str(ADAPTED_R20), "--method", "weight-coupling",
-                            "--h", str(b["h"]), "--w", str(b["w"]), "--epochs", str(b["epochs"]), "--limit-train",
-                            str(b["limit_train"]), "--limit-test", str(b["limit_test"]), "--checkpoint-every", "5"])
+    spec = RunSpec.resolved(str(ADAPTED_R20), arch="resnet20", method="weight-coupling",
+                            compressor={"h": b["h"], "w": b["w"]}, train=TrainConfig(epochs=b["epochs"], device=device),
+                            limit_train=b["limit_train"], limit_test=b["limit_test"], checkpoint_every=5)
     if not quiet:
         print(f"no --run given: training a small run into {path} ({b})", file=sys.stderr)
     try:
-        train.run_training(tmp, train.settings_from_args(options, owners, device), data=data, device=device,
-                           progress=not quiet)
+        run_training(tmp, spec, data=data, device=device, progress=not quiet)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -71,13 +71,15 @@ import numpy as np
 import torch
 
 import landscape as ls
-from landscape import cli, plots, train
+from landscape import cli, plots
 from landscape.bn import recalibrate_bn_, recalibration_batches
 from landscape.compress.ptq import quantize_model
 from landscape.data import Batches
 from landscape.models import build_model, load_model, read_checkpoint, resolve_checkpoint, save_checkpoint
+from landscape.specs import RunSpec
 from landscape.store import Run
 from landscape.trainer import Callback, ProgressBar, TrainConfig, Trainer
+from landscape.training import run_training
 
 STEM = "other_arch"
 PAPER = (0.05, 0.3)
@@ -262,26 +264,17 @@ def full_precision(args, dev, work: Path, train_split, test_batches, steps: Step
 # ------------------------------------------------------------------------------------ 2. soft quantization
 
 
-def data_options(args) -> list[str]:
-    out = []
-    for option in ("dataset", "image_size", "normalization"):
-        if getattr(args, option) is not None:
-            out += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
-    return out
-
-
 def soft_quant(args, dev, work: Path, checkpoint: Path, hw: tuple[float, float], steps: Steps) -> Path:
     """The finished run file of weight coupling at (h, w): reused, continued, or trained."""
     h, w = hw
     name = f"soft-quant h={h:g} w={w:g}"
     start = time.perf_counter()
-    p, owners = train.parser()
-    options = p.parse_args(["--arch", args.arch, "--arch-kwargs", json.dumps(args.arch_kwargs), "--checkpoint",
-                            str(checkpoint), "--method", "weight-coupling", "--epochs", str(args.epochs),
-                            "--recalibrate-bn", str(args.recalibrate_bn), "--limit-test", str(args.limit),
-                            "--seed", str(args.seed), *data_options(args)]
-                           + (["--limit-train", str(args.limit_train)] if args.limit_train else []))
-    settings = train.settings_from_args(options, owners, str(dev), h=h, w=w)
+    spec = RunSpec.resolved(str(checkpoint), arch=args.arch, arch_kwargs=args.arch_kwargs or {},
+                            method="weight-coupling", compressor={"h": h, "w": w},
+                            train=TrainConfig(epochs=args.epochs, seed=args.seed, device=str(dev)),
+                            data=cli.data_spec(args), limit_train=args.limit_train or None, limit_test=args.limit,
+                            recalibrate_bn=args.recalibrate_bn)
+    settings = spec.to_settings()
     key = {**settings, "train": {**settings["train"], "device": None}, "checkpoint": None}  # the file, by sha256
     out = work / f"wc-h{h:g}-w{w:g}-{digest(key)}.h5"
     timing = out.with_suffix(".timing.json")
@@ -294,10 +287,10 @@ def soft_quant(args, dev, work: Path, checkpoint: Path, hw: tuple[float, float],
         return out
     if out.is_file():
         steps.say(f"{name}: continuing the unfinished {out} from its last checkpoint")
-        train.run_training(out, None, **common_kwargs)
+        run_training(out, None, **common_kwargs)
     else:
         steps.say(f"{name}: {args.epochs} epoch(s) of weight coupling → {out}")
-        train.run_training(out, settings, **common_kwargs)
+        run_training(out, spec, **common_kwargs)
     seconds = time.perf_counter() - start
     common.write_json(timing, {"seconds": seconds, "note": "the invocation that finished the run"})
     steps.record(name, start, cached=False, computed_seconds=seconds)

@@ -56,11 +56,9 @@ STEM = "nbins"
 
 def study_settings(spec, point: dict, device: str) -> dict:
     """The run settings of a grid point (as the study's runs were trained; seed: the study's first)."""
-    from landscape import train
+    from landscape.study import base_spec
 
-    p, owners = train.parser()
-    args = p.parse_args([*spec.train_args, "--method", spec.method])
-    return train.settings_from_args(args, owners, device, **point, seed=spec.seeds[0])
+    return base_spec(spec, device).at(point, seed=spec.seeds[0]).to_settings()
 
 
 def coupled_layers(compressor, model) -> tuple[list[torch.Tensor], list[float], list[float]]:

@@ -24,7 +24,6 @@ would silently turn into a module once any code imported the CLI. The functions 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -98,27 +97,24 @@ def compress_model(model: nn.Module, train: Iterable, test: Iterable, *, out: st
     model as `template` to `Run.model`. `resume=True` continues an unfinished `out` from its last checkpoint
     (exact when `train`'s order depends only on the epoch). `precision="bf16"` autocasts the task forward,
     `deterministic=True` allows deterministic kernels only (README, "GPU"). Returns the run."""
-    from .compress import make_compressor
-    from .train import check_resumable, fit_and_clamp
+    from .specs import RunSpec
     from .trainer import TrainConfig
+    from .training import check_resumable, fit_and_clamp
 
     out, dev = Path(out), torch.device(device)
     if resume:
-        settings = check_resumable(out)
+        spec = check_resumable(out)
     else:
         config = TrainConfig(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                              seed=seed, device=str(dev), compile="off", precision=precision,
                              deterministic=deterministic)
-        compressor = make_compressor(method, method_settings, seed=seed)
-        settings = {"train": dataclasses.asdict(config), "compressor": compressor.config_dict(),
-                    "arch": arch or f"<{type(model).__module__}.{type(model).__qualname__}>",
-                    "arch_kwargs": arch_kwargs or {}, "checkpoint": None, "checkpoint_sha256": None,
-                    "method": method, "limit_train": None, "limit_test": None, "checkpoint_every": checkpoint_every,
-                    "recalibrate_bn": recalibrate_bn, "seed": seed, "data": {"name": "python"}}
+        spec = RunSpec(arch=arch or f"<{type(model).__module__}.{type(model).__qualname__}>", checkpoint=None,
+                       method=method, compressor=method_settings, train=config, arch_kwargs=arch_kwargs or {},
+                       data={"name": "python"}, checkpoint_every=checkpoint_every, recalibrate_bn=recalibrate_bn)
     work = copy.deepcopy(model).to(dev)  # nn.Module.to() works in place: never on the caller's model
-    n_bn = settings.get("recalibrate_bn") or 0
+    n_bn = spec.recalibrate_bn
     bn_data = _on(itertools.islice(train, n_bn), dev) if n_bn else None
-    fit_and_clamp(out, work, train, _on(test, dev), settings, resume=resume, progress=progress, bn_data=bn_data,
+    fit_and_clamp(out, work, train, _on(test, dev), spec, resume=resume, progress=progress, bn_data=bn_data,
                   loss_fn=loss_fn)
     return Run(out)
 

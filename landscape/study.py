@@ -106,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     return {"create": _create, "run": _run, "report": _report}[args.command](args, rest)
 
 
+def base_spec(spec: specs.StudySpec, device: str = "cpu"):
+    """The RunSpec every run of the study shares: its train options, as typed at `create` and stored with the
+    study, parsed here once (the CLI's job); the library takes the spec (`base.at(point, seed=…)` per run)."""
+    from . import train
+
+    tp, owners = train.parser()
+    return train.spec_from_args(tp.parse_args([*spec.train_args, "--method", spec.method]), owners, device)
+
+
 def _create(args, train_args: list[str]) -> int:
     from . import train
 
@@ -126,8 +135,9 @@ def _create(args, train_args: list[str]) -> int:
     # validates its values), which also resolves the checkpoint
     corners = spec.grid_runs() if spec.kind == "grid" else [
         {n: v for n, v in zip(spec.parameters, c, strict=True)} for c in _corners(spec)]
+    base = train.spec_from_args(targs, owners, "cpu")
     for point in corners:
-        train.settings_from_args(targs, owners, "cpu", **{k: v for k, v in point.items() if k != "seed"})
+        base.at({k: v for k, v in point.items() if k != "seed"})
     if args.storage is None:
         Path(_storage(args)).parent.mkdir(parents=True, exist_ok=True)
     study, created = engine.create(engine.open_storage(_storage(args)), spec)
@@ -220,7 +230,7 @@ def _worker(args, study, spec) -> int:
     from . import accel
 
     dev = cli.device(accel.worker_device(args.device, args.worker_index))  # `cuda`: the workers share out the GPUs
-    run_one = make_run_one(spec, data=args.data, download=args.download, device=str(dev),
+    run_one = make_run_one(spec, base_spec(spec, str(dev)), data=args.data, download=args.download, device=str(dev),
                            eval_batch_size=args.batch_size)
     engine.work(study, spec, run_one, worker=engine.worker_name(args.worker_index))
     return 0
@@ -228,7 +238,7 @@ def _worker(args, study, spec) -> int:
 
 def _report(args, _rest) -> int:
     study, spec = _open(args)
-    result, files = report.write(study, spec, args.out_dir, f"study-{spec.name}", force=args.force,
+    result, files = report.write(study, spec, base_spec(spec), args.out_dir, f"study-{spec.name}", force=args.force,
                                  ptq=not args.no_ptq, data=args.data, download=args.download,
                                  device=str(cli.device(args.device)), command=" ".join(sys.argv))
     if args.json:

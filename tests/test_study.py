@@ -53,7 +53,11 @@ def test_grid_by_two_workers_trains_every_run_exactly_once(tmp_path, tiny_checkp
     complete = s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     keys = [(t.params["h"], t.params["w"], t.params["seed"]) for t in complete]
     assert sorted(keys) == sorted((h, w, seed) for h in (0.5, 1.0) for w in (0.3, 0.5) for seed in (0, 1))
-    assert len(s.trials) == 8  # no duplicate, pruned or failed trial
+    # no failed trial and no duplicate training; a worker that asks for a trial just as the other takes the last
+    # queued run gets an empty one, which the engine prunes as a duplicate (engine.work): the race is allowed
+    extra = [t for t in s.trials if t not in complete]
+    assert all(t.state == optuna.trial.TrialState.PRUNED and t.user_attrs.get("duplicate") == "no grid run was "
+               "waiting" for t in extra), [(t.state, t.user_attrs) for t in extra]
     workers = {t.user_attrs["worker"] for t in complete}
     assert len(workers) == 2, f"both workers should have trained: {workers}"
     for t in complete:

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from .. import plots
 from ..compress import METHODS
+from ..specs import RunSpec
 from .spec import StudySpec, digest
 
 PTQ_BITS = (2, 3, 4, 6, 8)
@@ -68,12 +69,11 @@ def front_rows(study: optuna.Study) -> list[dict]:
                    for t in study.best_trials), key=lambda r: r["mean_bits"])
 
 
-def ptq_baselines(spec: StudySpec, *, data=None, download: bool = False, device: str = "cpu",
+def ptq_baselines(base: RunSpec, *, data=None, download: bool = False, device: str = "cpu",
                   bits=PTQ_BITS, cache: Path | None = None) -> list[dict]:
     """Uniform, HEQ and k-means PTQ of the study's starting model at `bits`, on the study's test images; with the
     study's --recalibrate-bn N also after BN recalibration on N training batches. Cached in `cache` (JSON,
     keyed by everything that decides the numbers)."""
-    from .. import train
     from ..bn import recalibrate_bn_, recalibration_batches
     from ..compress.ptq import quantize_model
     from ..data import Batches
@@ -81,8 +81,7 @@ def ptq_baselines(spec: StudySpec, *, data=None, download: bool = False, device:
     from ..metrics import evaluate
     from ..models import load_model
 
-    p, owners = train.parser()
-    settings = train.settings_from_args(p.parse_args([*spec.train_args, "--method", spec.method]), owners, device)
+    settings = base.at(device=device).to_settings()
     key = digest([settings["arch"], settings["checkpoint_sha256"] or settings["checkpoint"], settings["limit_test"],
                   settings["recalibrate_bn"], settings["train"]["batch_size"], list(bits)])
     if cache is not None and cache.is_file():
@@ -161,8 +160,9 @@ def figure(report: dict, path: Path) -> Path:
     return plots.save(fig, path)
 
 
-def write(study: optuna.Study, spec: StudySpec, out_dir, stem: str, *, force: bool = False, ptq: bool = True,
-          data=None, download: bool = False, device: str = "cpu", **provenance) -> tuple[dict, dict[str, str]]:
+def write(study: optuna.Study, spec: StudySpec, base: RunSpec, out_dir, stem: str, *, force: bool = False,
+          ptq: bool = True, data=None, download: bool = False, device: str = "cpu", **provenance
+          ) -> tuple[dict, dict[str, str]]:
     """The report as files OUT_DIR/STEM.png (figure), STEM-runs.csv, STEM-points.csv and STEM.json (everything,
     with `provenance`); existing files are replaced only with `force`, checked before any work. The PTQ
     baselines are cached beside the run files. Returns (summary, {kind: path})."""
@@ -172,7 +172,7 @@ def write(study: optuna.Study, spec: StudySpec, out_dir, stem: str, *, force: bo
 
     out = {s: cli.check_out(Path(out_dir) / f"{stem}{s}", force) for s in (".png", "-runs.csv", "-points.csv",
                                                                             ".json")}
-    baselines = ptq_baselines(spec, data=data, download=download, device=device,
+    baselines = ptq_baselines(base, data=data, download=download, device=device,
                               cache=Path(spec.runs) / "ptq-baselines.json") if ptq else []
     result = summary(study, spec, baselines)
     if not result["runs"]:

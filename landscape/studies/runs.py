@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 from ..errors import LandscapeError
+from ..specs import RunSpec
 from ..store import Run
+from ..training import run_training
 from .spec import StudySpec
 
 
@@ -30,17 +32,14 @@ def _differences(stored: dict, expected: dict) -> list[str]:
     return differ
 
 
-def make_run_one(spec: StudySpec, *, data=None, download: bool = False, device: str = "cpu",
+def make_run_one(spec: StudySpec, base: RunSpec, *, data=None, download: bool = False, device: str = "cpu",
                  eval_batch_size: int = 500):
-    """run_one(point, seed) -> summary dict (run_summary + seconds, resumed_at, trained) for a worker."""
-    from .. import train
-
-    p, owners = train.parser()
-    args = p.parse_args([*spec.train_args, "--method", spec.method])
+    """run_one(point, seed) -> summary dict (run_summary + seconds, resumed_at, trained) for a worker. `base`: the
+    run every point shares (`base.at(point, seed=seed)` is a point's run)."""
 
     def run_one(point: dict, seed: int) -> dict:
         path = spec.run_path(point, seed)
-        settings = train.settings_from_args(args, owners, device, **point, seed=seed)
+        run_spec = base.at(point, seed=seed, device=device)
         start = time.perf_counter()
         resumed_at, trained = None, True
         run = Run(path) if path.exists() else None
@@ -48,14 +47,14 @@ def make_run_one(spec: StudySpec, *, data=None, download: bool = False, device: 
             trained = False
         else:
             if run is not None:
-                differ = _differences(run.config, settings)
+                differ = _differences(run.config, run_spec.to_settings())
                 if differ:
                     raise LandscapeError(f"run file {path} holds another run (settings {', '.join(differ)} differ); "
                                          "move it away")
                 resumed_at = (run.steps() or [0])[-1]
             path.parent.mkdir(parents=True, exist_ok=True)
-            train.run_training(path, None if resumed_at is not None else settings, data=data, download=download,
-                               device=device, eval_batch_size=eval_batch_size, progress=False)
+            run_training(path, None if resumed_at is not None else run_spec, data=data, download=download,
+                         device=device, eval_batch_size=eval_batch_size, progress=False)
         return {**run_summary(path), "seconds": time.perf_counter() - start, "resumed_at": resumed_at,
                 "trained": trained}
 
