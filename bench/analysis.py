@@ -22,6 +22,9 @@ same N test images):
 
     python bench/analysis.py [--quick] [--json] [--device cpu]
 
+--device: models, batches and the reference loop run there, loss-landscapes' copy of the model too (it follows
+the model's device); every timing synchronizes the device before reading the clock, at start and at end.
+
 `--quick` (N = 200 images in one batch, 4 points, M 1 → 4, best of 3, no recalibration row) takes under a minute
 on 2 CPU cores; the full run (N = 1000 in batches of 500, 11 points, M 2 → 10, best of 3) about 10 minutes.
 Timings on a shared machine are noisy: every row is the best of interleaved repeats, so background load makes
@@ -55,9 +58,18 @@ START = SHARED / "models" / "resnet20-12fca82f.th"  # public ResNet-20
 END = SHARED / "models" / "resnet20-cifar10jpeg.pt"  # the same fine-tuned on the JPEG copy
 
 
-def timed(fn) -> tuple[float, object]:
+def sync(dev: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it times the work, not its launch."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn, dev: torch.device) -> tuple[float, object]:
+    """(wall seconds, result) of fn(), its work on `dev` synchronized before the clock is read at start and end."""
+    sync(dev)
     t0 = time.perf_counter()
     out = fn()
+    sync(dev)
     return time.perf_counter() - t0, out
 
 
@@ -113,13 +125,15 @@ def loss_landscapes_path(start, end, batches: list, points: int):
 def main(argv: list[str] | None = None) -> int:
     p = cli.Parser("bench/analysis.py", __doc__)
     p.add_argument("--quick", action="store_true", help="N=200 images, 4 points, M 1 → 4, 3 repeats (< 1 min)")
-    p.add_argument("--json", action="store_true", help="print one JSON object with the four ratios")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the four ratios and the device")
+    p.add_argument("--device", default="cpu",
+                   help="torch device the timed work runs on, e.g. cpu, cuda, cuda:1 (default: cpu)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default: see landscape.data)")
     args = p.parse_args(argv)
     quick = (200, 200, 4, (1, 4), 3)  # images, batch size, points, (M₁, M₂), repeats
     n_images, batch, points, (m1, m2), repeats = quick if args.quick else (1000, 500, 11, (2, 10), 3)
     dev = cli.device(args.device)
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
     start = load_model("resnet20", START).to(dev).eval()
@@ -145,20 +159,20 @@ def main(argv: list[str] | None = None) -> int:
     ev.evaluate(batches)  # warm-up of the folded forward
     for r in range(repeats):
         log(f"repeat {r + 1}/{repeats}")
-        t, res = timed(lambda: path(True))
+        t, res = timed(lambda: path(True), dev)
         times["path"].append(t)
         path_losses = res.metrics["test"]["loss"]
-        times["path_plain"].append(timed(lambda: path(False))[0])
-        times["bare"].append(timed(lambda: bare(start, batches, points))[0])
-        t, ll = timed(lambda: loss_landscapes_path(start, end, batches, points))
+        times["path_plain"].append(timed(lambda: path(False), dev)[0])
+        times["bare"].append(timed(lambda: bare(start, batches, points), dev)[0])
+        t, ll = timed(lambda: loss_landscapes_path(start, end, batches, points), dev)
         if ll is not None:
             times["ll"].append(t)
-        times["eval"].append(timed(lambda: ev.evaluate(batches))[0])
-        times["m1"].append(timed(lambda: perturb(m1, "keep"))[0])
-        times["m2"].append(timed(lambda: perturb(m2, "keep"))[0])
+        times["eval"].append(timed(lambda: ev.evaluate(batches), dev)[0])
+        times["m1"].append(timed(lambda: perturb(m1, "keep"), dev)[0])
+        times["m2"].append(timed(lambda: perturb(m2, "keep"), dev)[0])
         if not args.quick:  # the recalibrating default, for the record (not a target)
-            times["r1"].append(timed(lambda: perturb(m1, "recalibrate"))[0])
-            times["r2"].append(timed(lambda: perturb(m2, "recalibrate"))[0])
+            times["r1"].append(timed(lambda: perturb(m1, "recalibrate"), dev)[0])
+            times["r2"].append(timed(lambda: perturb(m2, "recalibrate"), dev)[0])
     ref = reference(states, points, batches, dev)
     best = {k: min(v) if v else None for k, v in times.items()}
 
@@ -169,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"path_vs_bare": rate["path"] / rate["bare"],
               "path_vs_loss_landscapes": (best["ll"] / best["path"]) if ll is not None else None,
               "max_abs_loss_diff": max_diff,
-              "perturb_cost_per_direction": per_direction / best["eval"]}
+              "perturb_cost_per_direction": per_direction / best["eval"],
+              "device": str(dev), "device_name": device_name}
     if args.json:
         cli.print_json(result)
         return 0
@@ -180,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nResNet-20 public → adapted, {n_images} CIFAR-10 test images (batches of {batch}), "
           f"{points} points, "
-          f"device {dev} (best of {repeats}; wall times in s)\n")
+          f"device: {dev} ({device_name}) (best of {repeats}; wall times in s)\n")
     print("| quantity | value | target | detail |\n|---|---|---|---|")
     row("path_vs_bare", result["path_vs_bare"], "≥ 0.9",
         f"path {rate['path']:.2f} pts/s (fast forward), bare "

@@ -31,7 +31,14 @@ Rows (medians over interleaved repeats; every side gets the same model, data, ba
       one Hessian-vector product over one gradient (ours, HessianOperator on the Hessian images, params="all"):
       time ratio (reported, no target). PyHessian's product on the same data and vector is timed beside it.
 
-    python bench/geometry.py [--quick] [--json] [--out FILE] [--threads N]
+    python bench/geometry.py [--quick] [--json] [--out FILE] [--threads N] [--device cpu]
+
+Device (--device, default cpu): the model and every batch live there, for every side (PyHessian is constructed
+with cuda=True on CUDA, the device made current); every timing synchronizes the device before reading the clock,
+at start and at end. --threads sets torch's CPU threads (on CUDA only the host's share of the work). Should
+loss-landscapes fail on the device (released versions draw its directions with torch.rand on the CPU), its rows
+are null with the error as message. The untimed cross-checks (inspection of its grid, product agreement) are
+computed in float64 on the CPU.
 
 Budgets. Full (the default): surfaces on 500 test images in one batch, 9×9 grid (82 of our passes, 81 of
 loss-landscapes'), 3 repeats; Hessian on 1,000 test images in batches of 500, tol 1e-3, product/gradient timing 3
@@ -110,10 +117,23 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def timed(fn):
+def sync(dev: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it times the work, not its launch."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn, dev: torch.device):
+    """(wall seconds, result) of fn(), its work on `dev` synchronized before the clock is read at start and end."""
+    sync(dev)
     t0 = time.perf_counter()
     out = fn()
+    sync(dev)
     return time.perf_counter() - t0, out
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def rotated(names: list[str], r: int) -> list[str]:
@@ -176,9 +196,10 @@ def bare(model: nn.Module, batches: list, passes: int) -> list[float]:
 
 def ours_surface(model: nn.Module, centre: dict, batches: list, resolution: int):
     """(plane seconds, surface seconds, plane, result): our random plane and its R×R surface (+ the centre)."""
-    t_plane, plane = timed(lambda: random_plane(model, centre, "centre", dims=2, seed=SEED))
+    dev = device_of(model)
+    t_plane, plane = timed(lambda: random_plane(model, centre, "centre", dims=2, seed=SEED), dev)
     config = SurfaceConfig(plane="random", resolution=resolution, range=((-1.0, 1.0),), bn="keep", fast=True)
-    t_surface, result = timed(lambda: evaluate_surface(model, plane, batches, config))
+    t_surface, result = timed(lambda: evaluate_surface(model, plane, batches, config), dev)
     return t_plane, t_surface, plane, result
 
 
@@ -207,7 +228,8 @@ def ll_surface(model: nn.Module, batches: list, steps: int, on_point=None) -> np
 
 
 def flat(tensors) -> torch.Tensor:
-    return torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+    """One float64 CPU vector (the untimed cross-checks run on the CPU whatever the device)."""
+    return torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in tensors])
 
 
 def inspect_ll(model: nn.Module, centre: dict, batches: list, steps: int, plane, ours) -> dict:
@@ -231,14 +253,14 @@ def inspect_ll(model: nn.Module, centre: dict, batches: list, steps: int, plane,
     u2.filter_normalize_(start)
     theta, d1, d2 = flat(start.parameters), flat(u1.parameters), flat(u2.parameters)
     gram = torch.tensor([[d1 @ d1, d1 @ d2], [d2 @ d1, d2 @ d2]], dtype=torch.float64)
-    buffers0 = {k: v.clone() for k, v in model.named_buffers() if v.is_floating_point()}
+    buffers0 = {k: v.detach().cpu().clone() for k, v in model.named_buffers() if v.is_floating_point()}
     records: list[tuple[float, float, float, float, float]] = []  # (loss, x, y, residual, buffer drift)
 
     def on_point(wrapper, loss: float) -> None:
         delta = flat(wrapper.get_module_parameters().parameters) - theta
         x, y = torch.linalg.solve(gram, torch.stack([d1 @ delta, d2 @ delta])).tolist()
         residual = float(torch.linalg.vector_norm(delta - x * d1 - y * d2))
-        drift = max(float((b - buffers0[k]).abs().max()) for k, b in wrapper.modules[0].named_buffers()
+        drift = max(float((b.cpu() - buffers0[k]).abs().max()) for k, b in wrapper.modules[0].named_buffers()
                     if k in buffers0)
         records.append((loss, x, y, residual, drift))
 
@@ -273,7 +295,8 @@ def inspect_ll(model: nn.Module, centre: dict, batches: list, steps: int, plane,
     def loss_at(x: float, y: float, a: torch.Tensor, b: torch.Tensor) -> float:
         point = (theta + x * a + y * b).split(sizes)
         ev.load_(centre)
-        ev.load_({n: t.view_as(centre[n]).to(centre[n].dtype) for n, t in zip(names, point, strict=True)})
+        ev.load_({n: t.view_as(centre[n]).to(centre[n].device, centre[n].dtype)
+                  for n, t in zip(names, point, strict=True)})
         return ev.evaluate(batches)["loss"]
 
     picks = {(0, 0), (0, steps - 1), (steps - 1, 0), (steps - 1, steps - 1)}
@@ -404,7 +427,11 @@ def inspect_ll(model: nn.Module, centre: dict, batches: list, steps: int, plane,
             "coords_x": coords[..., 0].tolist(), "coords_y": coords[..., 1].tolist(), "loss": grid.tolist()}
 
 
-def bench_surfaces(model: nn.Module, batches: list, budget: Budget, ll_available: bool, log) -> dict:
+def bench_surfaces(model: nn.Module, batches: list, budget: Budget, ll_available: bool, log,
+                   messages: dict | None = None) -> dict:
+    """The surface rows; off the CPU, a loss-landscapes warm-up that fails turns its rows off (the error goes to
+    `messages`)."""
+    dev = device_of(model)
     centre = {k: v.clone() for k, v in model.state_dict().items()}
     R = budget.resolution
     passes = R * R + 1  # evaluate_surface: R² grid points + the centre (anchor)
@@ -413,7 +440,16 @@ def bench_surfaces(model: nn.Module, batches: list, budget: Budget, ll_available
     ours_surface(model, centre, batches, 3)
     bare(model, batches, 10)
     if ll_available:
-        ll_surface(model, batches, 3)
+        try:
+            ll_surface(model, batches, 3)
+        except RuntimeError as e:  # e.g. directions drawn on the CPU for a CUDA model
+            if dev.type == "cpu":
+                raise
+            ll_available = False
+            message = f"loss-landscapes failed on {dev}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            log(message)
+            if messages is not None:
+                messages["loss_landscapes"] = message
     times: dict[str, list[float]] = {"plane": [], "surface": [], "bare": [], "loss_landscapes": []}
     sides = ["ours", "bare"] + ["loss_landscapes"] * ll_available
     for r in range(budget.repeats):
@@ -424,9 +460,9 @@ def bench_surfaces(model: nn.Module, batches: list, budget: Budget, ll_available
                 times["plane"].append(t_plane)
                 times["surface"].append(t_surface)
             elif side == "bare":
-                times["bare"].append(timed(lambda: bare(model, batches, passes))[0])
+                times["bare"].append(timed(lambda: bare(model, batches, passes), dev)[0])
             else:
-                times["loss_landscapes"].append(timed(lambda: ll_surface(model, batches, R))[0])
+                times["loss_landscapes"].append(timed(lambda: ll_surface(model, batches, R), dev)[0])
     inspection = None
     if ll_available:
         log("loss-landscapes: one more call, untimed, recording where each of its points lies")
@@ -451,13 +487,15 @@ def pyhessian_model(model: nn.Module) -> nn.Module:
 
 
 def pyhessian_top(model: nn.Module, batches: list, tol: float, max_iter: int) -> tuple[float, int]:
-    """(λ, products) from pyhessian's power iteration, constructed and run as its README does (cuda=False)."""
+    """(λ, products) from pyhessian's power iteration, constructed and run as its README does (cuda=False on the
+    CPU; cuda=True, which means the current CUDA device, on CUDA)."""
     from pyhessian import hessian
 
     torch.manual_seed(SEED)  # its start vector comes from torch's global generator
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # backward(create_graph=True) reference-cycle warning, once per product
-        h = hessian(pyhessian_model(model), nn.CrossEntropyLoss(), dataloader=batches, cuda=False)
+        h = hessian(pyhessian_model(model), nn.CrossEntropyLoss(), dataloader=batches,
+                    cuda=device_of(model).type == "cuda")
         product, count = h.dataloader_hv_product, [0]
 
         def counted(v):
@@ -481,18 +519,20 @@ def ours_top(model: nn.Module, batches: list, tol: float, keep_graph: bool = Fal
 def bench_hessian(model: nn.Module, batches: list, budget: Budget, pyh_available: bool, log) -> dict:
     from landscape.analysis.hessian import HessianOperator
 
+    dev = device_of(model)
     op = HessianOperator(model, batches, params="all")
+    # drawn on the CPU (the same vector on every device), used on the device
     v = torch.randn(op.dim, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64)
-    v /= torch.linalg.vector_norm(v)
+    v = (v / torch.linalg.vector_norm(v)).to(dev)
     h = pv = None
     if pyh_available:
         from pyhessian import hessian
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            h = hessian(pyhessian_model(model), nn.CrossEntropyLoss(), dataloader=batches, cuda=False)
-        pv = [p.view_as(t).to(torch.float32) for p, t in zip(v.split([t.numel() for t in h.params]), h.params,
-                                                               strict=True)]
+            h = hessian(pyhessian_model(model), nn.CrossEntropyLoss(), dataloader=batches, cuda=dev.type == "cuda")
+        pv = [p.view_as(t).to(t.device, torch.float32) for p, t in zip(v.split([t.numel() for t in h.params]),
+                                                                       h.params, strict=True)]
         if sum(t.numel() for t in h.params) != op.dim:
             raise RuntimeError(f"PyHessian differentiates {sum(t.numel() for t in h.params)} parameters, ours {op.dim}")
 
@@ -510,11 +550,11 @@ def bench_hessian(model: nn.Module, batches: list, budget: Budget, pyh_available
     for r in range(budget.hvp_repeats):
         for side in rotated(sides, r):
             log(f"  repeat {r + 1}/{budget.hvp_repeats}: {side}")
-            times[side].append(timed(work[side])[0])
+            times[side].append(timed(work[side], dev)[0])
     # the same vector in both: our product vs PyHessian's (float32) — a check that both differentiate one thing
     agree = None
     if pyh_available:
-        ours_hv = op(v)
+        ours_hv = op(v).cpu()
         theirs_hv = flat(pyh_product())
         agree = float(torch.linalg.vector_norm(ours_hv - theirs_hv) / torch.linalg.vector_norm(ours_hv))
     h = pv = None  # frees PyHessian's model copy and graph before the eigenvalue runs
@@ -525,9 +565,11 @@ def bench_hessian(model: nn.Module, batches: list, budget: Budget, pyh_available
         for side in rotated(["ours", "ours_keep_graph"] + ["pyhessian"] * pyh_available, r):
             log(f"  top eigenvalue, repeat {r + 1}/{budget.eig_repeats}: {side} (tol {budget.tol})")
             if side.startswith("ours"):  # keep_graph: each batch's gradient graph kept between the products
-                t, result[side] = timed(lambda s=side: ours_top(model, batches, budget.tol, s == "ours_keep_graph"))
+                t, result[side] = timed(lambda s=side: ours_top(model, batches, budget.tol, s == "ours_keep_graph"),
+                                        dev)
             else:
-                t, result["pyhessian"] = timed(lambda: pyhessian_top(model, batches, budget.tol, budget.max_iter))
+                t, result["pyhessian"] = timed(lambda: pyhessian_top(model, batches, budget.tol, budget.max_iter),
+                                               dev)
             eig[side].append(t)
     med = {k: median(v) for k, v in {**times, **{f"top_{k}": v for k, v in eig.items()}}.items()}
     lam, products = result["ours"]
@@ -565,7 +607,8 @@ def table(result: dict, file) -> None:
 
     b, s, h = result["budget"], result["surface"], result["hessian"]
     load = result["load"]
-    p(f"\nResNet-20 ({MODEL.name}), torch {result['versions']['torch']}, {result['threads']} threads, load average "
+    p(f"\ndevice: {result['device']} ({result['device_name']})")
+    p(f"ResNet-20 ({MODEL.name}), torch {result['versions']['torch']}, {result['threads']} threads, load average "
       f"{load['start'][0]:.2f} at start, {load['end'][0]:.2f} at end"
       + (" — a --quick run: not a measurement" if result["quick"] else "") + "\n")
     p("| quantity | value | target | detail |\n|---|---|---|---|")
@@ -639,7 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=cli.positive_int, default=None, help="surface and product/gradient repeats")
     p.add_argument("--eig-repeats", type=cli.positive_int, default=None, help="top-eigenvalue runs per side")
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default: see landscape.data)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device the timed work runs on, e.g. cpu, cuda, cuda:1 (default: cpu)")
     args = p.parse_args(argv)
+    dev = cli.device(args.device)
     budget = QUICK if args.quick else FULL
     if args.resolution is not None:
         if args.resolution < 3 or args.resolution % 2 == 0:
@@ -661,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_start = os.getloadavg()
     torch.set_num_threads(args.threads)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # PyHessian's cuda=True means "the current CUDA device"
     messages = {}
     ll_available = peer("loss_landscapes") is not None
     pyh_available = peer("pyhessian") is not None
@@ -671,11 +719,12 @@ def main(argv: list[str] | None = None) -> int:
     for m in messages.values():
         log(m)
 
-    model = load_model("resnet20", MODEL).eval()
+    model = load_model("resnet20", MODEL).to(dev).eval()
     _, test = load_cifar10(args.data)
-    surface_batches = list(Batches(test.subset(budget.images), budget.batch, train=False))
-    hessian_batches = list(Batches(test.subset(budget.hessian_images), budget.hessian_batch, train=False))
-    surface = bench_surfaces(model, surface_batches, budget, ll_available, log)
+    surface_batches = list(Batches(test.subset(budget.images), budget.batch, train=False, device=dev))
+    hessian_batches = list(Batches(test.subset(budget.hessian_images), budget.hessian_batch, train=False,
+                                   device=dev))
+    surface = bench_surfaces(model, surface_batches, budget, ll_available, log, messages)
     hessian = bench_hessian(model, hessian_batches, budget, pyh_available, log)
 
     result = {
@@ -693,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
         "budget": asdict(budget),
         "model": MODEL.name,
         "threads": torch.get_num_threads(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
         "versions": {"torch": torch.__version__, "loss_landscapes": version("loss-landscapes"),
                      "pyhessian": version("pyhessian"), "numpy": np.__version__, "scipy": version("scipy"),
                      "python": platform.python_version()},

@@ -292,8 +292,8 @@ def check_resume(table: Table, dev: torch.device, model, train) -> None:
     resumed.fit()
     diff = max(float((a - b).abs().max()) for a, b in zip(straight.model.state_dict().values(),
                                                          resumed.model.state_dict().values(), strict=True))
-    table.add("resume", f"4 steps straight vs 2 + resume: max abs. difference {diff:.1e}", "0 (bit-identical)", diff == 0,
-              max_diff=diff)
+    table.add("resume", f"4 steps straight vs 2 + resume: max abs. difference {diff:.1e}", "0 (bit-identical)",
+              diff == 0, max_diff=diff)
 
 
 def check_study(table: Table, dev: torch.device, folder: Path, data: str | None) -> None:

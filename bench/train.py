@@ -40,7 +40,14 @@ Roofline: FLOPs per image of forward and of forward + backward (torch.utils.flop
 linear layer), and this CPU's peak float32 rate estimated as cores × clock × 2 FMA units × SIMD lanes × 2 (clock
 from /proc/cpuinfo; the FMA-unit count is an assumption): "% peak" = achieved FLOP/s / that peak.
 
-    python bench/train.py [--quick] [--json] [--arch resnet20 resnet56]
+Device (--device, default cpu): the models, batches and steps of every option run there (TrainConfig.device), and
+every timing synchronizes the device before reading the clock, at start and at end. The float64 reference runs on
+the same device; FLOPs are counted on a CPU copy (the count does not depend on the device). Off the CPU the
+roofline is not estimated ("% peak" is "-": CPU only) and the CPU-only options are skipped with a note: the thread
+counts (1-thread, compile-1-thread), flush-denormal and bf16-convs (oneDNN's float32 precision; a CPU setting).
+channels-last and compile+cl run on CUDA as well (cuDNN has channels-last kernels).
+
+    python bench/train.py [--quick] [--json] [--arch resnet20 resnet56] [--device cpu]
 """
 
 from __future__ import annotations
@@ -103,6 +110,15 @@ OPTIONS = [
     Option("bf16-convs", bf16=True),
 ]
 QUICK_SKIP = {"compile+cl"}  # a second cold compile per model: full run only
+# options that change only CPU settings (torch's CPU threads, the CPU's denormal mode, oneDNN's precision): skipped
+# on other devices
+CPU_ONLY = {"1-thread", "compile-1-thread", "flush-denormal", "bf16-convs"}
+
+
+def sync(dev: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it times the work, not its launch."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 @contextlib.contextmanager
@@ -144,12 +160,13 @@ def training_images(data, n: int) -> tuple[Split, str]:
         return Split(images, torch.randint(0, 10, (n,), generator=g)), "random uint8 images"
 
 
-def make_trainer(model, split: Split, opt: Option, soft: bool, dtype=torch.float32) -> Trainer:
-    model = copy.deepcopy(model).to(dtype)
+def make_trainer(model, split: Split, opt: Option, soft: bool, dev: torch.device, dtype=torch.float32) -> Trainer:
+    """A Trainer on `dev` (model and batches there) with the option's compile and memory format."""
+    model = copy.deepcopy(model).to(dev, dtype)
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     compressor = make_compressor("weight-coupling", SOFT) if soft else None
-    config = TrainConfig(epochs=1, batch_size=BATCH, stats_every=10**9, compile=opt.compile)
+    config = TrainConfig(epochs=1, batch_size=BATCH, stats_every=10**9, compile=opt.compile, device=str(dev))
     with warnings_as_notes():
         return Trainer(model, split, config, compressor)
 
@@ -183,10 +200,11 @@ def cpu_peak() -> dict:
 
 
 def flops_per_image(model) -> dict:
-    """Forward and forward + backward FLOPs per image (FlopCounterMode: 2 per multiply-add of conv/linear)."""
+    """Forward and forward + backward FLOPs per image (FlopCounterMode: 2 per multiply-add of conv/linear), counted
+    on a CPU copy whatever --device is: the count is the same on every device."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = copy.deepcopy(model).train()
+    model = copy.deepcopy(model).cpu().train()
     x = torch.randn(BATCH, 3, 32, 32)
     with FlopCounterMode(display=False) as fwd:
         out = model(x)
@@ -230,11 +248,12 @@ def compare(a: tuple[float, dict], ref: tuple[float, dict]) -> dict:
             "grad_median": statistics.median(per.values())}
 
 
-def equivalence(model, split: Split, x, y, options: list[Option]) -> dict:
+def equivalence(model, split: Split, x, y, options: list[Option], dev: torch.device) -> dict:
     """Per kind (plain, soft) and option: task-loss and gradient errors vs float64 and vs the baseline. The
-    float64 reference is one eager pass (task) plus the penalty's gradient in float64 for the soft step."""
+    float64 reference is one eager pass (task) plus the penalty's gradient in float64 for the soft step, on `dev`
+    like the steps it judges (float64 is exact enough on any device; moving it would only add copies)."""
     f64 = Option("float64")
-    t64 = make_trainer(model, split, f64, True, torch.float64)
+    t64 = make_trainer(model, split, f64, True, dev, torch.float64)
     task64 = loss_and_grads(t64, x, y, f64, task_only=True)
     pen64 = penalty_grads(t64)
     refs = {"plain": task64, "soft": (task64[0], {k: g + pen64[k] for k, g in task64[1].items()})}
@@ -242,7 +261,7 @@ def equivalence(model, split: Split, x, y, options: list[Option]) -> dict:
     for kind, ref in refs.items():
         rows, base = {}, None
         for opt in options:
-            got = loss_and_grads(make_trainer(model, split, opt, kind == "soft"), x, y, opt)
+            got = loss_and_grads(make_trainer(model, split, opt, kind == "soft", dev), x, y, opt)
             base = base or got
             rows[opt.name] = {"task_loss": got[0], "vs_float64": compare(got, ref), "vs_baseline": compare(got, base)}
         own = rows[options[0].name]["vs_float64"]  # the baseline float32 step's own round-off
@@ -257,8 +276,10 @@ def equivalence(model, split: Split, x, y, options: list[Option]) -> dict:
 # ----------------------------------------------------------------------------------------------- timing
 
 
-def interleaved(steps: dict, options: dict, batches: list, rounds: int, budget_s: float, min_rounds: int):
-    """Median step time of each fn over rounds after one untimed warm-up round; also each one's first step."""
+def interleaved(steps: dict, options: dict, batches: list, rounds: int, budget_s: float, min_rounds: int,
+                dev: torch.device):
+    """Median step time of each fn over rounds after one untimed warm-up round; also each one's first step. Each
+    step's work on `dev` is synchronized before the clock is read, at start and at end."""
     names, times, first = list(steps), {k: [] for k in steps}, {}
     t_start, r = time.perf_counter(), 0
     while r < 1 + rounds and (r < 1 + min_rounds or time.perf_counter() - t_start < budget_s):
@@ -266,8 +287,10 @@ def interleaved(steps: dict, options: dict, batches: list, rounds: int, budget_s
         for name in names[r % len(names):] + names[: r % len(names)]:
             opt = options[name]
             with applied(opt):
+                sync(dev)
                 t0 = time.perf_counter()
-                steps[name](layout(x, opt), y)
+                steps[name](layout(x, opt), y)  # the memory-format conversion is part of the option's step
+                sync(dev)
                 dt = time.perf_counter() - t0
             if r == 0:
                 first[name] = dt
@@ -278,11 +301,14 @@ def interleaved(steps: dict, options: dict, batches: list, rounds: int, budget_s
 
 
 def data_prep(trainer: Trainer, n: int) -> float:
-    """Median seconds to produce one training batch (index, augment, normalize): on the step's critical path."""
+    """Median seconds to produce one training batch (index, augment, normalize; on the trainer's device): on the
+    step's critical path."""
     it, times = trainer.batches.iterate(), []
     for _ in range(n):
+        sync(trainer.device)
         t0 = time.perf_counter()
         next(it)
+        sync(trainer.device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -292,7 +318,7 @@ def trajectory(trainer: Trainer, base: Trainer, start: dict) -> float:
     num = den = 0.0
     for (k, p), (_, q) in zip(trainer.model.named_parameters(), base.model.named_parameters(), strict=True):
         num += float((p.detach().double() - q.detach().double()).square().sum())
-        den += float((q.detach().double() - start[k].double()).square().sum())
+        den += float((q.detach().double() - start[k].to(q.device).double()).square().sum())
     return (num / den) ** 0.5 if den > 0 else float("nan")
 
 
@@ -304,21 +330,25 @@ import train as bench
 model, _ = bench.base_model(sys.argv[1 + 0])
 split, _ = bench.training_images(None if sys.argv[2] == "-" else sys.argv[2], 4 * bench.BATCH)
 opt = bench.Option("probe", compile="on", channels_last=sys.argv[3] == "1")
-trainer = bench.make_trainer(model, split, opt, soft=True)
+dev = torch.device(sys.argv[4])
+trainer = bench.make_trainer(model, split, opt, True, dev)
 batches = [(bench.layout(x, opt), y) for x, y in trainer.batches.iterate()]
 times = []
 for x, y in batches:
+    bench.sync(dev)
     t0 = time.perf_counter()
     trainer.train_step(x, y)
+    bench.sync(dev)
     times.append(time.perf_counter() - t0)
 print(json.dumps({"first_step_s": times[0], "step_s": statistics.median(times[1:]), "compiled": trainer.compiled}))
 """
 
 
-def compile_probe(arch: str, data, channels_last: bool) -> dict:
-    """Compile cost in a fresh process: first step minus a steady step (inductor cache: the benchmark's own)."""
+def compile_probe(arch: str, data, channels_last: bool, dev: torch.device) -> dict:
+    """Compile cost in a fresh process on `dev`: first step minus a steady step (inductor cache: the benchmark's
+    own)."""
     cmd = [sys.executable, "-c", PROBE, str(Path(__file__).parent), arch, str(data) if data else "-",
-           "1" if channels_last else "0"]
+           "1" if channels_last else "0", str(dev)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
@@ -335,8 +365,8 @@ def bench_arch(arch: str, args, options: list[Option], log) -> dict:
     for opt in options:  # one probe per compiled graph (the thread count does not change it)
         if opt.compile == "on" and opt.channels_last not in probed:
             log(f"  {opt.name}: compile cost, cold then warm cache (fresh processes)")
-            cold = compile_probe(arch, args.data, opt.channels_last)
-            warm = compile_probe(arch, args.data, opt.channels_last)
+            cold = compile_probe(arch, args.data, opt.channels_last, args.dev)
+            warm = compile_probe(arch, args.data, opt.channels_last, args.dev)
             probed[opt.channels_last] = {"cold": cold, "warm": warm}
         if opt.compile == "on":
             compile_cost[opt.name] = probed[opt.channels_last]
@@ -344,15 +374,15 @@ def bench_arch(arch: str, args, options: list[Option], log) -> dict:
     for opt in options:
         for soft in (False, True):
             key = f"{opt.name}/{'soft' if soft else 'plain'}"
-            trainers[key], names[key] = make_trainer(model, split, opt, soft), opt
+            trainers[key], names[key] = make_trainer(model, split, opt, soft, args.dev), opt
     batches = list(trainers["baseline/plain"].batches.iterate())
     x0, y0 = batches[-1]  # not one of the timed rounds' batches (none is used twice when rounds fit)
     log("  equivalence (float64 reference: eager, slow)")
-    equiv = equivalence(model, split, x0, y0, options)
+    equiv = equivalence(model, split, x0, y0, options, args.dev)
     start = {k: v.detach().clone() for k, v in model.named_parameters()}
     log(f"  timing: up to {args.rounds} interleaved rounds of {len(trainers)} steps")
     steps = {k: t.train_step for k, t in trainers.items()}
-    med, first, rounds = interleaved(steps, names, batches[:-1], args.rounds, args.budget, args.min_rounds)
+    med, first, rounds = interleaved(steps, names, batches[:-1], args.rounds, args.budget, args.min_rounds, args.dev)
     prep = data_prep(trainers["baseline/plain"], min(8, len(batches)))
     flops = flops_per_image(model)
     rows = {}
@@ -382,10 +412,11 @@ def bench_arch(arch: str, args, options: list[Option], log) -> dict:
             "data_prep_fraction": prep / med["baseline/soft"]}
 
 
-def default_option() -> str:
-    """The option TrainConfig's default picks on this machine for a single-process run of COMPILE_MIN_STEPS steps."""
+def default_option(dev: torch.device) -> str:
+    """The option TrainConfig's default picks on this machine and device for a single-process run of
+    COMPILE_MIN_STEPS steps."""
     with warnings_as_notes():
-        return "compile" if use_compile(TrainConfig(), COMPILE_MIN_STEPS) else "baseline"
+        return "compile" if use_compile(TrainConfig(device=str(dev)), COMPILE_MIN_STEPS) else "baseline"
 
 
 def fmt(v, spec: str) -> str:
@@ -394,24 +425,33 @@ def fmt(v, spec: str) -> str:
 
 def print_tables(result: dict) -> None:
     m = result["machine"]
-    peak = m["peak_flops"]
+    on_cpu = m["device"] == "cpu"
+    peak = m["peak_flops"] if on_cpu else None  # the estimate is the CPU's: no roofline for another device
+    print(f"device: {m['device']} ({m['device_name']})")
     print(f"{m['cpu']}: {m['cores']} cores, torch {m['torch']}, default threads {m['default_threads']}; "
           f"load average {m['loadavg_before']} before, {m['loadavg_after']} after")
-    print(f"peak float32 (estimate): {m['cores']} cores × {m['ghz']:.2f} GHz × {m['fma_units']} FMA units × "
-          f"{m['fp32_lanes']} lanes × 2 = {peak / 1e9:.0f} GFLOP/s")
+    if peak:
+        print(f"peak float32 (estimate): {m['cores']} cores × {m['ghz']:.2f} GHz × {m['fma_units']} FMA units × "
+              f"{m['fp32_lanes']} lanes × 2 = {peak / 1e9:.0f} GFLOP/s")
+    else:
+        print("peak float32: not estimated (" + ("no clock rate in /proc/cpuinfo" if on_cpu else
+              f"the roofline estimate is CPU only; the steps ran on {m['device']}") + "): '% peak' is '-'")
+    if m["skipped_cpu_only"]:
+        print(f"skipped on {m['device']} (CPU-only options): {', '.join(m['skipped_cpu_only'])}")
     for arch, r in result["archs"].items():
         fl = r["flops_per_image"]
-        roof = peak / fl["train"]
+        roof = f"; roofline {peak / fl['train']:.0f} images/s" if peak else ""
         print(f"\n{arch} ({r['model']}), batch {BATCH} of {r['data']}, median of {r['rounds']} interleaved rounds. "
               f"FLOPs/image: forward {fl['forward'] / 1e6:.1f} M, training step {fl['train'] / 1e6:.1f} M "
-              f"({fl['train'] / fl['forward']:.2f}× forward); roofline {roof:.0f} images/s")
+              f"({fl['train'] / fl['forward']:.2f}× forward){roof}")
         print(f"{'option':<17}{'step':<6}{'ms':>8}{'img/s':>8}{'× base':>8}{'% peak':>8}{'first ms':>10}"
               f"{'loss err':>10}{'grad err':>10}{'median':>9}{'vs base':>10}{'equiv':>7}{'traject.':>10}")
         for name, kinds in r["options"].items():
             for kind, v in kinds.items():
                 e64, eb = v["vs_float64"], v["vs_baseline"]
+                pct = f"{100 * v['achieved_flops'] / peak:>7.0f}%" if peak else f"{'-':>8}"
                 print(f"{name:<17}{kind:<6}{v['step_s'] * 1e3:>8.1f}{v['images_per_s']:>8.0f}{v['speedup']:>8.2f}"
-                      f"{100 * v['achieved_flops'] / peak:>7.0f}%{v['first_step_s'] * 1e3:>10.0f}"
+                      f"{pct}{v['first_step_s'] * 1e3:>10.0f}"
                       f"{e64['loss_rel']:>10.1e}{e64['grad_rel']:>10.1e}{e64['grad_median']:>9.1e}{eb['grad_rel']:>10.1e}"
                       f"{'yes' if v['equivalent'] else 'NO':>7}{v['trajectory']:>10.1e}")
         for name, cost in r["compile_cost"].items():
@@ -447,13 +487,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", nargs="+", default=["resnet20", "resnet56"], help="models (default: resnet20 resnet56)")
     p.add_argument("--rounds", type=cli.positive_int, default=None, help="timed rounds (default: 4 quick, 20 full)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default: see landscape.data)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device the timed work runs on, e.g. cpu, cuda, cuda:1 (default: cpu)")
     args = p.parse_args(argv)
+    args.dev = cli.device(args.device)
     args.rounds = args.rounds or (4 if args.quick else 20)
     args.min_rounds, args.budget = (min(3, args.rounds), 60.0) if args.quick else (min(10, args.rounds), 600.0)
     t0 = time.perf_counter()
     log = (lambda *a: None) if args.json else (
         lambda *a: print(f"[{time.perf_counter() - t0:5.0f} s]", *a, file=sys.stderr, flush=True))
     options = [o for o in OPTIONS if not (args.quick and o.name in QUICK_SKIP)]
+    skipped = [o.name for o in options if args.dev.type != "cpu" and o.name in CPU_ONLY]
+    options = [o for o in options if o.name not in skipped]
+    if skipped:
+        log(f"skipped on {args.dev} (CPU-only options): {', '.join(skipped)}")
     cache = tempfile.mkdtemp(prefix="bench-train-inductor-")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # read by inductor at each use; children inherit it
     load_before = os.getloadavg()
@@ -461,11 +508,14 @@ def main(argv: list[str] | None = None) -> int:
         archs = {arch: bench_arch(arch, args, options, log) for arch in args.arch}
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    result = {"machine": {**cpu_peak(), "torch": torch.__version__, "default_threads": DEFAULT_THREADS,
+    dev = args.dev
+    result = {"machine": {**cpu_peak(), "device": str(dev),
+                          "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
+                          "skipped_cpu_only": skipped, "torch": torch.__version__, "default_threads": DEFAULT_THREADS,
                           "loadavg_before": [round(v, 2) for v in load_before],
                           "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
               "tolerance": {"loss_rel": LOSS_TOL, "grad_rel": GRAD_TOL, "margin_over_baseline": MARGIN}, "archs": archs}
-    option = default_option()
+    option = default_option(dev)
     result["default"] = {"option": option, "compile_min_steps": COMPILE_MIN_STEPS, "soft_speedup": {
         arch: {"images_per_s": r["options"][option]["soft"]["images_per_s"],
                "baseline_images_per_s": r["options"]["baseline"]["soft"]["images_per_s"],
