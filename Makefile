@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEVICE ?= cpu
 
-.PHONY: test demo gpu-check lint bench clean-venv test-postgres postgres-server
+.PHONY: test demo docs docs-serve gpu-check lint bench clean-venv test-postgres postgres-server
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ lint: $(STAMP)
 # The quick end-to-end reproduction: two short soft-quant runs, every figure, the PTQ table (figures/demo/).
 demo: $(STAMP)
 	$(BIN)/python analyses/demo.py --device $(DEVICE)
+
+# The docs site (mkdocs.yml, docs/): built strictly (a warning fails, as in CI) into build/site; docs-serve shows it
+# at http://127.0.0.1:8000 and rebuilds on every edit.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # The GPU check (bench/gpu_check.py): every CPU-vs-device comparison in one table; `make gpu-check DEVICE=cuda`.
 # On DEVICE=cpu (the default) it runs the checks that apply (what tests/test_gpu_check.py does with --quick).

@@ -148,7 +148,7 @@ def loss_path(model: nn.Module | Run | str | os.PathLike, states: Sequence[State
                 progress: bool = False):
     """Loss and accuracy along the piecewise-linear path through `states` (analysis/paths.py): `data` is one
     iterable of batches, or split name → iterable. `save` stores it in the run file under
-    /analysis/paths/<save>. Returns a PathResult (alpha, segment, metrics[split][loss|accuracy])."""
+    /analysis/paths/<save>. Returns a PathResult (alpha, segment, `metrics[split]["loss" or "accuracy"]`)."""
     from .analysis.paths import PathConfig, evaluate_path, write_path
 
     arch, run = _source(model, template)

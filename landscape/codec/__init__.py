@@ -1,7 +1,7 @@
 """A compressed model as a small file: per compressed layer its codebook and bit-packed indices, everything else
 as is, with the architecture spec and provenance; `load_exported(path)` rebuilds the module bit for bit.
 
-Written by `python -m landscape.export RUN.h5 --out MODEL` (landscape/export.py); sizes compared by
+Written by `python -m landscape.export RUN.h5 --out MODEL` (landscape/cli/export.py); sizes compared by
 `analyses/table_export.py`.
 
 File format "landscape-export", version 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
 
 EXIT_USER_ERROR = 2
 
@@ -31,7 +31,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    from .datasets import DATASETS
+    from ..datasets import DATASETS
 
     p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/ (or "
                    "cifar-100-python/, or an image tree DIR/train/<class>/…, DIR/test/<class>/…), the only "
@@ -50,7 +50,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser, *, checkpoint_required: bool = True) -> None:
-    from .models import ARCHS
+    from ..models import ARCHS
 
     p.add_argument("--arch", default="resnet20", help=f"one of {', '.join(ARCHS)} (default: resnet20), or any "
                    "importable model factory package.module:factory, e.g. torchvision.models:mobilenet_v3_small")
@@ -93,7 +93,7 @@ def data_spec(args: argparse.Namespace, run=None) -> dict:
 
 def load_data(args: argparse.Namespace, run=None):
     """(train, test) splits for a CLI: `data_spec` loaded from --data (or the default places)."""
-    from .datasets import load_recorded
+    from ..datasets import load_recorded
 
     train, test, _ = load_recorded(data_spec(args, run), args.data, download=args.download)
     return train, test
@@ -146,7 +146,7 @@ def device(name: str) -> torch.device:
 def in_world(device_name: str, body: Callable) -> int:
     """body(device, world) inside the process group torchrun describes (a single process: World()), on the
     device this rank should use (`cuda` → the GPU of its local rank), leaving the group however body ends."""
-    from . import distributed
+    from .. import distributed
 
     dev = distributed.device_for(device_name)
     device(str(dev))

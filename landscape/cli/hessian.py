@@ -1,0 +1,238 @@
+"""python -m landscape.hessian: the curvature of the task loss at a run's states — the largest (and smallest)
+Hessian eigenvalues, the trace, the spectral density, per compressed layer and for the whole model; λ_max and trace
+along pretrained → compressed → clamped; and what a second-order model predicts clamping costs.
+
+The Hessian is that of the mean cross-entropy over the first --limit images of --split (class-balanced prefix,
+unaugmented, default 1,000 test images: each Hessian-vector product costs about four gradient passes) with the
+model in eval mode, with respect to the conv/linear weights (--params all: every parameter). A layer's Hessian is
+the diagonal block of its weight tensor. Top eigenvalues by ARPACK Lanczos (--top-k, relative --tol), the trace by
+Hutchinson (--samples Rademacher vectors, ± standard error), the density by stochastic Lanczos quadrature (--steps,
+--vectors, Gaussian broadening --sigma); landscape/analysis/hessian.py and lanczos.py say how and why.
+
+States (--state, several allowed; default clamped, the model that is deployed: each further state costs as much
+again): pretrained, compressed, clamped, step:N (or N), ptq:METHOD:BITS or a checkpoint file of the run's
+architecture.
+--path        λ_max and trace at --points positions per segment of pretrained → compressed → clamped (every entry
+              interpolated, BN statistics included).
+clamp cost    (unless --no-clamp-cost) at the compressed state, g = ∇L and δ = clamped − compressed: predicted
+              ΔL ≈ gᵀδ + ½ δᵀHδ beside the measured L(clamped weights) − L(compressed); per layer with --per-layer.
+
+Results go into the run file, group /analysis/hessian/<name>, with a PNG beside it (density, per-layer bars,
+λ_max along the path, clamp cost: whichever were computed).
+
+Long jobs. Finished quantities are journaled in a hidden file beside the run file,
+.<file>.hessian-<name>.journal.json; rerunning the same command after a crash or Ctrl-C skips them. Under torchrun
+the quantities are shared out over the processes: torchrun --nproc-per-node 2 -m landscape.hessian ...
+
+Example:
+  python -m landscape.hessian runs/wc.h5 --state pretrained compressed clamped --per-layer --trace
+  python -m landscape.hessian runs/wc.h5 --path --points 5 --density --json
+"""
+
+from __future__ import annotations
+
+from .. import cli, distributed
+from ..analysis.hessian import GROUP, HessianConfig, HessianResult, analyze, check_layers, write_hessian
+from ..analysis.states import load_state_spec, spec_label
+from ..analysis.storage import check_name, check_writable, png_path, write_with_png
+from ..analysis.sweep import open_journal
+from ..data import Batches
+from ..errors import LandscapeError
+from ..store import Run
+
+DEFAULT_STATES = ("clamped",)
+PATH_STATES = ("pretrained", "compressed", "clamped")
+
+
+def parser():
+    p = cli.Parser("python -m landscape.hessian", __doc__)
+    p.add_argument("run", help="run file (HDF5) written by landscape.train")
+    p.add_argument("--state", nargs="+", default=None, metavar="STATE",
+                   help="states to analyse (default: clamped): pretrained, compressed, clamped, step:N, "
+                        "ptq:METHOD:BITS or a checkpoint file")
+    p.add_argument("--top-k", type=cli.positive_int, default=1, metavar="K",
+                   help="largest algebraic eigenvalues per state and block (default: 1)")
+    p.add_argument("--smallest", action="store_true", help="also the K smallest algebraic eigenvalues")
+    p.add_argument("--tol", type=float, default=HessianConfig.tol,
+                   help=f"relative tolerance of the eigenvalues (ARPACK; default: {HessianConfig.tol})")
+    p.add_argument("--trace", action="store_true", help="Hutchinson trace with its standard error")
+    p.add_argument("--samples", type=cli.positive_int, default=HessianConfig.samples, metavar="M",
+                   help=f"Rademacher vectors of the trace, here and along --path (default: {HessianConfig.samples})")
+    p.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
+    p.add_argument("--steps", type=cli.positive_int, default=HessianConfig.steps,
+                   help=f"Lanczos steps per SLQ start vector (default: {HessianConfig.steps})")
+    p.add_argument("--vectors", type=cli.positive_int, default=HessianConfig.vectors,
+                   help=f"SLQ start vectors (default: {HessianConfig.vectors})")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="Gaussian broadening of the density, in eigenvalue units (default: 1%% of the span)")
+    p.add_argument("--per-layer", action="store_true", help="also the diagonal block of every compressed layer")
+    p.add_argument("--layers", nargs="+", default=None, metavar="PARAM",
+                   help="only these layers' blocks (parameter names, e.g. layer1.0.conv1.weight); implies "
+                        "--per-layer")
+    p.add_argument("--layer-trace", default="block", choices=["block", "split"],
+                   help="per-layer traces by Hutchinson on each block (block, default) or from the whole model's "
+                        "vectors split by layer (split: no extra products, more variance)")
+    p.add_argument("--path", action="store_true", help="λ_max and trace along pretrained → compressed → clamped")
+    p.add_argument("--points", type=cli.positive_int, default=HessianConfig.points,
+                   help=f"--path: points per segment, both ends included, ≥ 2 (default: {HessianConfig.points})")
+    p.add_argument("--no-clamp-cost", action="store_true", help="skip the clamp-cost prediction")
+    p.add_argument("--params", default="weights",
+                   help="the parameters differentiated: weights (conv/linear, default), all, or either edited by "
+                        "name patterns, e.g. weights,-linear.weight (landscape/params.py)")
+    p.add_argument("--keep-graph", action="store_true", help="keep each batch's gradient graph between the "
+                   "products of one quantity: each product ≈30%% cheaper, but holds the graph of every batch at once "
+                   "(≈5 MB per image for ResNet-20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start and Rademacher vectors (default: 0)")
+    p.add_argument("--split", default="test", choices=["test", "train"], help="data (default: test)")
+    p.add_argument("--limit", type=cli.positive_int, default=1000,
+                   help="first N images of the split (class-balanced prefix; default: 1000)")
+    cli.add_result_args(p, "analysis/hessian", "the state labels joined by '-'")
+    cli.add_data_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return cli.in_world(args.device, lambda dev, world: _hessian(args, dev, world))
+
+
+def _hessian(args, dev, world: distributed.World) -> int:
+    config = HessianConfig(top_k=args.top_k, smallest=args.smallest, tol=args.tol, trace=args.trace,
+                           samples=args.samples, density=args.density, steps=args.steps, vectors=args.vectors,
+                           sigma=args.sigma, per_layer=args.per_layer or bool(args.layers),
+                           layers=tuple(args.layers or ()), points=args.points, params=args.params, seed=args.seed,
+                           layer_trace=args.layer_trace)
+    run = Run(args.run)
+    specs = list(args.state or DEFAULT_STATES)
+    labels = [spec_label(s) for s in specs]
+    if len(set(labels)) != len(labels):
+        raise LandscapeError(f"states {', '.join(specs)} repeat a name; give each state once")
+    name = args.name or "-".join(label.replace(":", "") for label in labels)
+    check_name(name)
+    png = png_path(run.path, "hessian", name)
+
+    # Everything that can fail on the user's input fails here, before any evaluation or write.
+    def check_outputs():
+        check_writable(run.path, GROUP, name, args.force)
+        if png.exists() and not args.force:
+            raise LandscapeError(f"{png} exists; pass --force to overwrite it")
+
+    distributed.on_main(check_outputs, world)
+    model = run.model("pretrained").to(dev)
+    check_layers(model, config)
+    states = {label: load_state_spec(run, spec) for label, spec in zip(labels, specs, strict=True)}
+    path = [run.state(s) for s in PATH_STATES] if args.path else None
+    clamp = None if args.no_clamp_cost else (run.state("compressed"), run.state("clamped"))
+    attrs = {"states": specs, "labels": labels, "params": args.params, "top_k": args.top_k,
+             "smallest": args.smallest, "tol": args.tol, "trace": args.trace, "samples": args.samples,
+             "density": args.density, "steps": args.steps, "vectors": args.vectors, "sigma": args.sigma,
+             "per_layer": config.per_layer, "layer_trace": args.layer_trace, "path": args.path,
+             "points": args.points, "clamp_cost": clamp is not None, "seed": args.seed, "split": args.split,
+             "limit": args.limit, "batch_size": args.batch_size,
+             "layers_asked": list(config.layers)}
+    inputs = list(states.values()) + list(path or ()) + list(clamp or ())
+    journal = open_journal(run.path, "hessian", name, {**attrs, "device": dev.type}, inputs, world,
+                           discard_other=args.force, unit="quantities")
+    train, test = cli.load_data(args, run)
+    split = (test if args.split == "test" else train).subset(args.limit)
+    batches = list(Batches(split, args.batch_size, train=False, device=dev))
+
+    result = analyze(model, batches, states, config, path=path, clamp=clamp, keep_graph=args.keep_graph,
+                     progress=not args.json, world=world, journal=journal)
+    if not world.is_main:
+        return 0
+    attrs = {**attrs, "run": str(run.path), "world_size": world.size}
+    fig = draw(result, f"{run.path.name}: hessian {name}  (n = {result.n} {args.split} images)")
+    key = write_with_png(fig, png, lambda: write_hessian(run.path, name, result, attrs, force=args.force))
+    journal.remove()
+    if args.json:
+        cli.print_json({"file": str(run.path), "group": f"/{key}", "png": str(png), **attrs, **result.to_dict()})
+    else:
+        print_table(result, args.split)
+        print(f"wrote {run.path}:/{key} and {png}")
+    return 0
+
+
+def _fmt(entry: dict) -> str:
+    out = "  ".join(f"{v:+.4g}" for v in entry.get("top", []))
+    if "bottom" in entry:
+        out += "   smallest " + "  ".join(f"{v:+.4g}" for v in entry["bottom"])
+    if "trace" in entry:
+        out += f"   trace {entry['trace']:.4g} ± {entry['trace_se']:.2g}"
+    return out
+
+
+def print_table(result: HessianResult, split: str) -> None:
+    for label, entry in result.states.items():
+        print(f"{label}: loss {entry['loss']:.4f}, ‖∇L‖ {entry['grad_norm']:.4g} on {result.n} {split} images, "
+              f"{entry['dim']} parameters")
+        print(f"  {'whole model':<28} λ {_fmt(entry)}")
+        for name, layer in entry.get("layers", {}).items():
+            print(f"  {name:<28} λ {_fmt(layer)}")
+    if result.path is not None:
+        p = result.path
+        print("path  alpha     loss      λ_max     trace ± se")
+        for i, a in enumerate(p["alpha"]):
+            print(f"     {a:6.3f}  {p['loss'][i]:8.4f}  {p['lambda_max'][i]:9.4g}  {p['trace'][i]:9.4g} ± "
+                  f"{p['trace_se'][i]:.2g}")
+    if result.clamp_cost is not None:
+        c = result.clamp_cost
+        rows = [("whole model", c)] + list(c.get("layers", {}).items())
+        print("clamp cost                     measured ΔL   predicted = gᵀδ + ½δᵀHδ")
+        for name, r in rows:
+            print(f"  {name:<28} {r['measured']:+11.4g}   {r['predicted']:+10.4g} = {r['linear']:+.4g} "
+                  f"{r['quadratic']:+.4g}")
+        if c["other_changed"]:
+            print(f"  clamping also changed {len(c['other_changed'])} entries outside the selection (left out of "
+                  f"δ); the full clamped state's loss is {c['loss_clamped']:.4f}")
+
+
+def draw(result: HessianResult, title: str):
+    """One panel per computed kind: eigenvalues per state, density, per-layer λ_max and trace, path, clamp cost."""
+    from .. import plots
+
+    states, panels = result.states, []
+    if any("density" in e for e in states.values()):
+        panels.append(lambda ax: plots.spectral_density(
+            ax, {lb: (e["density_grid"], e["density"]) for lb, e in states.items() if "density" in e},
+            title="spectral density (SLQ), whole model"))
+    else:
+        panels.append(lambda ax: plots.hessian_bars(
+            ax, [f"λ{i + 1}" for i in range(len(next(iter(states.values()))["top"]))],
+            {lb: e["top"] for lb, e in states.items()}, title="largest eigenvalues, whole model",
+            ylabel="eigenvalue"))
+    if result.layers and any("layers" in e for e in states.values()):
+        layers = result.layers
+        panels.append(lambda ax: plots.hessian_bars(
+            ax, layers, {lb: [e["layers"][n]["top"][0] for n in layers] for lb, e in states.items()},
+            title="λ_max of each layer's diagonal block", ylabel="λ_max (log scale)", log=True))
+        if any("trace" in e["layers"][layers[0]] for e in states.values()):
+            panels.append(lambda ax: plots.hessian_bars(
+                ax, layers, {lb: [e["layers"][n]["trace"] for n in layers] for lb, e in states.items()},
+                errors={lb: [e["layers"][n]["trace_se"] for n in layers] for lb, e in states.items()},
+                title="trace of each layer's diagonal block (± SE)", ylabel="trace", log=False))
+    if result.path is not None:
+        p = result.path
+        panels.append(lambda ax: plots.path_curves(ax, p["alpha"], {"λ_max": p["lambda_max"]}, knots=p["states"],
+                                                   ylabel="λ_max", title="λ_max along the path"))
+        panels.append(lambda ax: plots.path_curves(ax, p["alpha"], {"trace": p["trace"]}, knots=p["states"],
+                                                   ylabel="trace (Hutchinson)", title="trace along the path"))
+    if result.clamp_cost is not None:
+        c = result.clamp_cost
+        layers = list(c.get("layers", {}))
+        panels.append(lambda ax: plots.clamp_cost(
+            ax, {n: (c["layers"][n]["predicted"], c["layers"][n]["measured"]) for n in layers},
+            whole=(c["predicted"], c["measured"]), title="clamp cost: second-order prediction vs measured"))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plots.figure(rows, cols, width=5.2, height=3.8)
+    for i, panel in enumerate(panels):
+        panel(axes[i // cols, i % cols])
+    for i in range(len(panels), rows * cols):
+        axes[i // cols, i % cols].set_visible(False)
+    fig.suptitle(title, fontsize="medium")
+    return fig
+
+
+if __name__ == "__main__":
+    cli.run(main, "landscape.hessian")

@@ -1,0 +1,277 @@
+"""python -m landscape.study: many compression runs on Optuna — a grid of settings × seeds, or a multi-objective
+search — resumable, and shared out over worker processes and machines.
+
+  create NAME --grid h=0.01,0.05 w=0.15,0.3 --seeds 0,1 [train options…]      every point × seed once
+  create NAME --search tpe|nsga2 --trials N --space h=0.01:0.25:log w=0.15:0.45 [--max-bits 3] [train options…]
+  run NAME [-j WORKERS]          the same command on every machine; rerun it after a crash or Ctrl-C
+                                 (--device cuda: worker i trains on cuda:i mod the visible GPUs; cuda:N: all on N)
+  report NAME [--json]           table of every run, mean ± std over seeds per point, Pareto front, PTQ baselines,
+                                 and figures/study-NAME.{png,csv,json}
+
+Objectives: test accuracy of the clamped model (maximize; `--objective recalibrated`: of its BN-recalibrated copy,
+which needs the train option --recalibrate-bn N) and mean effective bits per weight (minimize); Optuna's
+`best_trials` is the Pareto front. Train options are those of `python -m landscape.train` (--arch, --checkpoint,
+--method, --epochs, --limit-train, --recalibrate-bn, any method setting…) and hold for every run.
+
+Storage: by default Optuna's journal file DIR/NAME/journal.log (no server; the workers of one machine). For many
+machines, a PostgreSQL database: `--storage postgresql://USER:PASSWORD@HOST/DB` on create, run and report, and
+--runs on a folder every machine sees at the same path. Run files are DIR/NAME/runs/<digest>.h5 (settings
+inside). Killed workers: see landscape/studies/engine.py (their trials are retried and resume their run files).
+
+Example (the soft-quantization paper's Fig. 2 grid, 2 seeds, one epoch over 20,000 images):
+  python -m landscape.study create fig2 --grid h=0.01,0.05,0.1,0.25 w=0.15,0.3,0.45 --seeds 0,1 \\
+      --arch resnet20 --checkpoint ../shared/models/resnet20-cifar10jpeg.pt --epochs 1 --limit-train 20000 \\
+      --recalibrate-bn 10
+  python -m landscape.study run fig2 -j 1
+  python -m landscape.study report fig2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .. import cli
+from ..errors import LandscapeError
+from ..studies import engine, report
+from ..studies import spec as specs
+
+PROG = "python -m landscape.study"
+
+
+def _common(p) -> None:
+    p.add_argument("name", help="the study's name")
+    p.add_argument("--storage", default=None, help="postgresql://USER:PASSWORD@HOST/DB (Optuna RDB storage, for many "
+                   "machines) or a journal file path (default: DIR/NAME/journal.log)")
+    p.add_argument("--dir", default="studies", help="folder of the default journal storage and run files "
+                   "(default: studies/)")
+
+
+def parser() -> cli.Parser:
+    p = cli.Parser(PROG, __doc__, allow_abbrev=False)  # train options pass through: no prefix matching
+    sub = p.add_subparsers(dest="command", required=True, parser_class=cli.Parser)
+    c = sub.add_parser("create", allow_abbrev=False, help="create a study (train options follow the study options)")
+    _common(c)
+    kind = c.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--grid", nargs="+", metavar="NAME=V1,V2", help="grid: every combination × every seed")
+    kind.add_argument("--search", choices=["tpe", "nsga2"], help="multi-objective search with Optuna's sampler")
+    c.add_argument("--space", nargs="+", metavar="NAME=LO:HI[:log]", help="search: ranges of the method settings")
+    c.add_argument("--trials", type=cli.positive_int, default=0, help="search: trials to finish")
+    c.add_argument("--max-bits", type=float, default=None, help="search: constraint mean effective bits ≤ this")
+    c.add_argument("--seeds", default="0", help="training seeds, comma-separated (default: 0)")
+    c.add_argument("--objective", default="clamped", choices=specs.OBJECTIVES,
+                   help="accuracy objective: the clamped model, or its BN-recalibrated copy (default: clamped)")
+    c.add_argument("--sampler-seed", type=int, default=0, help="search: sampler seed (default: 0)")
+    c.add_argument("--runs", default=None, help="folder of the run files (default: DIR/NAME/runs)")
+    r = sub.add_parser("run", allow_abbrev=False,
+                       help="work on a study until nothing is left (same command on every machine)")
+    _common(r)
+    r.add_argument("-j", "--workers", type=cli.positive_int, default=1, help="worker processes here (default: 1)")
+    r.add_argument("--heartbeat", type=cli.positive_int, default=engine.HEARTBEAT_S, metavar="SECONDS",
+                   help=f"PostgreSQL/MySQL storage: a running trial's heartbeat period; a trial silent for "
+                   f"{engine.GRACE_FACTOR} periods is failed and retried (default: {engine.HEARTBEAT_S})")
+    r.add_argument("--threads", type=cli.positive_int, default=None,
+                   help="torch threads per worker (default: CPU cores // workers)")
+    cli.add_data_args(r)
+    r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set for the worker processes
+    o = sub.add_parser("report", allow_abbrev=False, help="tables, Pareto front, PTQ baselines and the figure")
+    _common(o)
+    cli.add_data_args(o)
+    o.add_argument("--out-dir", default="figures", help="where study-NAME.{png,csv,json} go (default: figures/)")
+    o.add_argument("--no-ptq", action="store_true", help="leave out the PTQ baselines (they evaluate 15 models)")
+    o.add_argument("--force", action="store_true", help="overwrite existing report files")
+    o.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return p
+
+
+def _storage(args) -> str:
+    return args.storage or str(Path(args.dir) / args.name / "journal.log")
+
+
+def _open(args):
+    return engine.open_study(_storage(args), args.name, heartbeat_s=getattr(args, "heartbeat", engine.HEARTBEAT_S))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args, rest = p.parse_known_args(argv)
+    if rest and args.command != "create":
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+    return {"create": _create, "run": _run, "report": _report}[args.command](args, rest)
+
+
+def base_spec(spec: specs.StudySpec, device: str = "cpu"):
+    """The RunSpec every run of the study shares: its train options, as typed at `create` and stored with the
+    study, parsed here once (the CLI's job); the library takes the spec (`base.at(point, seed=…)` per run)."""
+    from . import train
+
+    tp, owners = train.parser()
+    return train.spec_from_args(tp.parse_args([*spec.train_args, "--method", spec.method]), owners, device)
+
+
+def _create(args, train_args: list[str]) -> int:
+    from . import train
+
+    tp, owners = train.parser()
+    targs = tp.parse_args(train_args)
+    seeds = specs.parse_seeds(args.seeds)
+    if args.grid and (args.space or args.trials or args.max_bits is not None):
+        raise ValueError("--space, --trials and --max-bits are for --search studies")
+    spec = specs.StudySpec(
+        name=args.name, method=targs.method, kind="grid" if args.grid else args.search, seeds=seeds,
+        runs=str(Path(args.runs or Path(args.dir) / args.name / "runs").resolve()),
+        train_args=list(train_args), grid=specs.parse_grid(targs.method, args.grid) if args.grid else {},
+        space=specs.parse_space(targs.method, args.space or []) if args.search else {}, trials=args.trials,
+        objective=args.objective, max_bits=args.max_bits, sampler_seed=args.sampler_seed)
+    if spec.objective == "recalibrated" and not targs.recalibrate_bn:
+        raise ValueError("--objective recalibrated needs the train option --recalibrate-bn N")
+    # every setting is checked before the storage is touched: build each corner's settings (the method's config
+    # validates its values), which also resolves the checkpoint
+    corners = spec.grid_runs() if spec.kind == "grid" else [
+        {n: v for n, v in zip(spec.parameters, c, strict=True)} for c in _corners(spec)]
+    base = train.spec_from_args(targs, owners, "cpu")
+    for point in corners:
+        base.at({k: v for k, v in point.items() if k != "seed"})
+    if args.storage is None:
+        Path(_storage(args)).parent.mkdir(parents=True, exist_ok=True)
+    study, created = engine.create(engine.open_storage(_storage(args)), spec)
+    n = len(spec.grid_runs()) if spec.kind == "grid" else spec.trials
+    what = "runs" if spec.kind == "grid" else f"trials × {len(seeds)} seed(s)"
+    print(f"study {spec.name!r} {'created' if created else 'exists with this spec'}: {n} {what}, storage "
+          f"{engine.masked(_storage(args))}, run files in {spec.runs}/")
+    if args.runs is None and args.storage:
+        print("note: on several machines the run files must be in one shared folder: pass --runs to create")
+    return 0
+
+
+def _corners(spec: specs.StudySpec):
+    import itertools
+
+    return itertools.product(*([lo, hi] for lo, hi, _ in (spec.space[n] for n in spec.parameters)))
+
+
+def _run(args, _rest) -> int:
+    study, spec = _open(args)
+    if args.worker_index is not None:  # one worker process (started by the command below)
+        return _worker(args, study, spec)
+    cores = os.cpu_count() or 1
+    threads = args.threads or max(1, cores // args.workers)
+    command = [sys.executable, "-m", "landscape.study", "run", args.name, "--storage", _storage(args), "--dir",
+               args.dir, "--device", args.device, "--batch-size", str(args.batch_size), "--threads", str(threads),
+               "--heartbeat", str(args.heartbeat)]
+    command += (["--data", args.data] if args.data else []) + (["--download"] if args.download else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    procs = [subprocess.Popen([*command, "--worker-index", str(i)], stdout=subprocess.PIPE, text=True, env=env,
+                              bufsize=1) for i in range(args.workers)]
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` of this command stops its workers too (see _watch)
+    return _watch(procs, study, spec)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _watch(procs, study, spec) -> int:
+    """Show the study's bar (finished / total, polled from the storage) and pass the workers' lines through."""
+    from tqdm import tqdm
+
+    done, total = engine.done_count(study, spec)
+    bar = tqdm(total=total, initial=done, desc=f"study {spec.name}", unit="run" if spec.kind == "grid" else "trial",
+               dynamic_ncols=True)
+    lock = threading.Lock()
+
+    def relay(proc):
+        for line in proc.stdout:
+            with lock:
+                bar.write(line.rstrip("\n"))
+
+    threads = [threading.Thread(target=relay, args=(p,), daemon=True) for p in procs]
+    for t in threads:
+        t.start()
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(2)
+            n = engine.done_count(study, spec)[0]
+            if n != bar.n:  # redraw only on change: a log file of a long study stays short
+                with lock:
+                    bar.n = n
+                    bar.refresh()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    for t in threads:
+        t.join(timeout=5)
+    with lock:
+        bar.n = engine.done_count(study, spec)[0]
+        bar.close()
+    codes = [p.returncode for p in procs]
+    done, total = engine.done_count(study, spec)
+    if any(codes):
+        bad = ", ".join(f"worker {i} exited with {c}" for i, c in enumerate(codes) if c)
+        raise LandscapeError(f"{bad}; {done}/{total} done — rerun the same command to continue")
+    print(f"study {spec.name!r}: {done}/{total} done", file=sys.stderr)
+    return 0
+
+
+def _worker(args, study, spec) -> int:
+    import torch
+
+    from ..studies.runs import make_run_one
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from .. import accel
+
+    dev = cli.device(accel.worker_device(args.device, args.worker_index))  # `cuda`: the workers share out the GPUs
+    run_one = make_run_one(spec, base_spec(spec, str(dev)), data=args.data, download=args.download, device=str(dev),
+                           eval_batch_size=args.batch_size)
+    engine.work(study, spec, run_one, worker=engine.worker_name(args.worker_index))
+    return 0
+
+
+def _report(args, _rest) -> int:
+    study, spec = _open(args)
+    result, files = report.write(study, spec, base_spec(spec), args.out_dir, f"study-{spec.name}", force=args.force,
+                                 ptq=not args.no_ptq, data=args.data, download=args.download,
+                                 device=str(cli.device(args.device)), command=" ".join(sys.argv))
+    if args.json:
+        cli.print_json({**result, "files": files})
+    else:
+        _print_tables(result, spec)
+        print(f"files: {', '.join(files.values())}")
+    return 0
+
+
+def _print_tables(result: dict, spec: specs.StudySpec) -> None:
+    names = spec.parameters
+    kinds = [k for k in ("clamped", "recalibrated") if any(f"accuracy_{k}" in r for r in result["runs"])]
+    print(f"study {spec.name!r}: {result['finished']}/{result['total']} done; trial states {result['trial_states']}")
+    print("per point, mean ± std over seeds (accuracy %, mean effective bits):")
+    print("  " + "  ".join(f"{n:>8}" for n in names) + "  seeds" + "".join(f"  {k:>17}" for k in kinds) + "  bits")
+    for r in result["points"]:
+        accs = "".join(f"  {100 * r[f'accuracy_{k}']:8.2f} ± {100 * r[f'accuracy_{k}_std']:5.2f}" for k in kinds)
+        print("  " + "  ".join(f"{r[n]:8g}" for n in names) + f"  {r['seeds']:5d}{accs}  "
+              f"{r['mean_bits']:.2f} ± {r['mean_bits_std']:.2f}")
+    print(f"Pareto front ({spec.objective} accuracy vs bits, Optuna best_trials):")
+    if not result["pareto_front"] and spec.max_bits is not None:
+        print(f"  (empty: no trial met the constraint mean bits ≤ {spec.max_bits:g})")
+    for r in result["pareto_front"]:
+        shown = " ".join(f"{k}={v:g}" for k, v in r.items() if k not in ("trial", "accuracy", "mean_bits"))
+        print(f"  trial {r['trial']:4d} {shown}: {100 * r['accuracy']:.2f}% at {r['mean_bits']:.2f} bits")
+    if result["ptq_baselines"]:
+        print("PTQ baselines (accuracy %; effective bits):")
+        for b in result["ptq_baselines"]:
+            extra = f", recalibrated {100 * b['accuracy_recalibrated']:.2f}" if "accuracy_recalibrated" in b else ""
+            print(f"  {b['method']:>14} {b['bits']:2d} bits ({b['mean_bits']:.2f}): "
+                  f"{100 * b['accuracy_clamped']:.2f}{extra}")
+
+
+if __name__ == "__main__":
+    cli.run(main, "landscape.study")
