@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from landscape import cli  # noqa: E402
+from landscape.compress import METHODS as COMPRESSORS  # noqa: E402
 from landscape.compress import make_compressor  # noqa: E402
 from landscape.data import Batches, load_cifar10  # noqa: E402
 from landscape.metrics import evaluate  # noqa: E402
@@ -51,36 +52,42 @@ from landscape.trainer import TrainConfig, Trainer  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPO.parent / "shared" / "models" / "resnet20-cifar10jpeg.pt"
 PTQ = ("uniform", "heq", "kmeans")
-FINETUNED = ("weight-coupling", "centroid", "dsmm", "vq", "vq-euclidean", "input-bitwise")
+# a fine-tuned row of the table → (the registered method, settings beside its bits, the row's label); the bits
+# themselves come from the method's class (Compressor.settings_for_bits), as does what it quantizes
+ROWS = {
+    "weight-coupling": ("weight-coupling", {}, "weight-coupling"),
+    "centroid": ("centroid", {}, "centroid"),
+    "dsmm": ("dsmm", {"then": "heq"}, "dsmm → heq"),
+    "vq": ("vq", {"assign": "cosine"}, "vq d=2 (cosine)"),
+    "vq-euclidean": ("vq", {"assign": "euclidean"}, "vq d=2 (euclidean)"),
+    "input-bitwise": ("input-bitwise", {}, "input-bitwise"),
+}
+FINETUNED = tuple(ROWS)
 METHODS = PTQ + FINETUNED
 
 
 def variants(methods: list[str], bits: list[int], input_bits: list[int]) -> list[dict]:
-    """One entry per table cell: label, --method name, its settings, the target bits, what is quantized."""
+    """One entry per table cell: label, --method name, its settings, the target bits, what is quantized. A method
+    without a bit setting is one row (its bits are what it reaches); a method that quantizes its inputs also gets
+    the untrained quantizer it starts from as a row."""
     out = []
     for m in methods:
         if m in PTQ:
-            out += [dict(label=m, method="ptq", settings={"quantizer": m, "bits": b}, bits=b, train=False)
-                    for b in bits]
-        elif m == "weight-coupling":
-            out.append(dict(label=m, method=m, settings={}, bits=None, train=True))
-        elif m == "centroid":
-            out += [dict(label=m, method=m, settings={"bits": b}, bits=b, train=True) for b in bits]
-        elif m == "dsmm":
-            out += [dict(label="dsmm → heq", method=m, settings={"then": "heq", "bits": b}, bits=b,
-                         train=True) for b in bits]
-        elif m in ("vq", "vq-euclidean"):
-            how = "euclidean" if m == "vq-euclidean" else "cosine"
-            out += [dict(label=f"vq d=2 ({how})", method="vq", bits=b, train=True,
-                         settings={"dim": 2, "codebook_bits": 2 * b, "assign": how}) for b in bits]
-        elif m == "input-bitwise":
-            for b in input_bits:
-                settings = {"input_bits": b}
-                out.append(dict(label="input uniform, untrained", method=m, settings=settings, bits=b,
-                                train=False))
-                out.append(dict(label="input-bitwise", method=m, settings=settings, bits=b, train=True))
-    for v in out:
-        v["quantized"] = "inputs" if v["method"] == "input-bitwise" else "weights"
+            out += [dict(label=m, method="ptq", settings={"quantizer": m, **COMPRESSORS["ptq"][0].settings_for_bits(b)},
+                         bits=b, train=False, quantized="weights") for b in bits]
+            continue
+        name, extra, label = ROWS[m]
+        cls = COMPRESSORS[name][0]
+        row = dict(method=name, quantized=cls.quantizes)
+        targets = input_bits if cls.quantizes == "inputs" else bits
+        if cls.settings_for_bits(targets[0]) is None:
+            out.append(dict(row, label=label, settings=dict(extra), bits=None, train=True))
+            continue
+        for b in targets:
+            settings = {**cls.settings_for_bits(b), **extra}
+            if cls.quantizes == "inputs":
+                out.append(dict(row, label="input uniform, untrained", settings=settings, bits=b, train=False))
+            out.append(dict(row, label=label, settings=settings, bits=b, train=True))
     return out
 
 

@@ -10,6 +10,8 @@ The public API (landscape/api.py), for any nn.Module, any iterable of (x, y) bat
     hessian_spectrum(model | run, data, ...)              Hessian spectra (analysis/hessian.py)
     export_model(run, out) / load_exported(path)          codebooks + bit-packed indices (codec/)
     open_run(path) / Run                                  read a run file (store.py)
+    run_analysis(spec)                                    an analysis spec (specs.PathSpec, PerturbSpec, SurfaceSpec,
+                                                          HessianSpec) run on its run file (analysis/engine.py)
 
 Imports are lazy: `import landscape` is cheap, and the entry points (`python -m landscape.<tool>`) load only what
 they use.
@@ -19,7 +21,7 @@ __version__ = "0.1.0"
 
 _API = ("compress_model", "clamp", "evaluate_model", "loss_path", "perturbation_test", "loss_surface",
         "hessian_spectrum", "export_model", "load_exported", "open_run")
-__all__ = [*_API, "Run", "__version__"]
+__all__ = [*_API, "Run", "run_analysis", "__version__"]
 
 
 def __getattr__(name: str):
@@ -27,6 +29,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "run_analysis":
+        from .analysis.engine import run_analysis
+
+        return run_analysis
     if name == "Run":
         from .store import Run
 

@@ -26,9 +26,15 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .trainer import TrainConfig
+
+if TYPE_CHECKING:
+    from .analysis.hessian import HessianConfig
+    from .analysis.paths import PathConfig
+    from .analysis.perturbation import PerturbConfig
+    from .analysis.surface import SurfaceConfig
 
 
 @dataclass(frozen=True)
@@ -131,4 +137,327 @@ def checkpoint_changed(spec: RunSpec) -> bool:
     return not path.is_file() or sha256_of(path) != spec.checkpoint_sha256
 
 
-__all__ = ["RunSpec", "checkpoint_changed"]
+# ------------------------------------------------------------------------------------------------- analyses
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where an analysis finds its images, and which dataset and preprocessing it uses. A field left None falls back
+    to what the analysed run recorded, else to CIFAR-10 (`recorded`), so a run is analysed on the data it saw.
+
+        >>> DataSource().recorded({"name": "cifar100"})
+        {'name': 'cifar100'}
+        >>> DataSource(dataset="cifar10").recorded({"name": "cifar100"})
+        {'name': 'cifar10'}
+    """
+
+    folder: str | None = None  # the only place searched (None: $LANDSCAPE_DATA, ../shared/data, ~/.cache/landscape)
+    dataset: str | None = None  # cifar10 | cifar100 | imagefolder (None: the run's own)
+    image_size: int | None = None  # imagefolder: resized and centre-cropped to this many pixels square
+    normalization: str | None = None  # imagenet | measured | m1,m2,m3,s1,s2,s3 (None: the run's own)
+    download: bool = False  # let torchvision download CIFAR-10 into `folder` if no local copy is found
+
+    def __post_init__(self):
+        if self.folder is not None:
+            object.__setattr__(self, "folder", str(self.folder))
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be ≥ 1 pixel, got {self.image_size}")
+
+    def recorded(self, recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The data spec (`datasets.load_recorded`'s) of a run that recorded `recorded`, with this source's
+        fields applied: another dataset starts from scratch, a normalization replaces a recorded mean/std."""
+        spec = dict(recorded or {})
+        if self.dataset is not None and self.dataset != spec.get("name", "cifar10"):
+            spec = {"name": self.dataset}
+        if self.image_size is not None:
+            spec["image_size"] = self.image_size
+        if self.normalization is not None:
+            spec = {k: v for k, v in spec.items() if k not in ("mean", "std")} | {"normalization": self.normalization}
+        return spec
+
+    def load(self, run=None):
+        """(train, test) splits (data.Split) for `run` (a store.Run or None)."""
+        from .datasets import load_recorded
+
+        recorded = run.config.get("data") if run is not None else None
+        train, test, _ = load_recorded(self.recorded(recorded), self.folder, download=self.download)
+        return train, test
+
+
+def _positive(name: str, value, none_ok: bool = True) -> None:
+    if value is None and none_ok:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer ≥ 1{' or None' if none_ok else ''}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisSpec:
+    """What every analysis of a run file's states shares (the concrete specs below add their own settings). The
+    engine, `landscape.analysis.engine.run_analysis`, takes any of them."""
+
+    run: str  # the run file (HDF5) whose states are analysed
+    name: str | None = None  # result name under the analysis's group (None: derived from the settings)
+    out: str | None = None  # write the result into this HDF5 file instead of the run file
+    force: bool = False  # replace an existing result (and its PNG), and discard a journal of a different job
+    split: str = "test"  # the images evaluated: test, or unaugmented train images
+    limit: int | None = None  # first N images of the split (a class-balanced prefix; None: all)
+    batch_size: int = 500  # images per evaluation batch
+    data: DataSource = field(default_factory=DataSource)
+    device: str = "cpu"  # torch device (under torchrun `cuda` is each rank's own GPU)
+
+    splits = ("test", "train")  # the splits this analysis accepts (a class attribute, not a field)
+
+    def __post_init__(self):
+        object.__setattr__(self, "run", str(self.run))
+        if self.out is not None:
+            object.__setattr__(self, "out", str(self.out))
+        if self.split not in self.splits:
+            raise ValueError(f"split must be one of {', '.join(self.splits)}, got {self.split!r}")
+        _positive("limit", self.limit)
+        _positive("batch_size", self.batch_size, none_ok=False)
+        if self.name is not None:
+            from .analysis.storage import check_name
+
+            check_name(self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready data (`from_dict` rebuilds it); stored with every result as its `spec`."""
+        return {"kind": type(self).__name__, **_plain(dataclasses.asdict(self))}
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> AnalysisSpec:
+        """The spec `to_dict` wrote (any of the analysis specs, by its `kind`).
+
+            >>> spec = PathSpec(run="runs/wc.h5", states=("pretrained", "clamped"), limit=500)
+            >>> AnalysisSpec.from_dict(spec.to_dict()) == spec
+            True
+        """
+        data = dict(data)
+        cls = _ANALYSIS_SPECS[data.pop("kind")]
+        config_type = {f.name: f for f in dataclasses.fields(cls)}.get("config")
+        fields = {**data, "data": DataSource(**data.get("data", {}))}
+        if config_type is not None and "config" in data:
+            config = _CONFIGS[cls]()
+            fields["config"] = type(config)(**_tuples(type(config), data["config"]))
+        for name in ("states",):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return cls(**fields)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _tuples(config_type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's fields read back from JSON: lists become the tuples the dataclass holds."""
+    out = {}
+    for f in dataclasses.fields(config_type):
+        if f.name in data:
+            v = data[f.name]
+            out[f.name] = tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+    return out
+
+
+def _path_config():
+    from .analysis.paths import PathConfig
+
+    return PathConfig()
+
+
+def _perturb_config():
+    from .analysis.perturbation import PerturbConfig
+
+    return PerturbConfig()
+
+
+def _surface_config():
+    from .analysis.surface import SurfaceConfig
+
+    return SurfaceConfig()
+
+
+def _hessian_config():
+    from .analysis.hessian import HessianConfig
+
+    return HessianConfig()
+
+
+PATH_STATES = ("pretrained", "compressed", "clamped")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathSpec(AnalysisSpec):
+    """Loss and accuracy along the piecewise-linear path through `states` (analysis/paths.py;
+    `landscape interpolate`). `split` may also be "both".
+
+        >>> from landscape.analysis.paths import PathConfig
+        >>> spec = PathSpec(run="runs/wc.h5", config=PathConfig(points=5), limit=1000)
+        >>> spec.states, spec.config.points
+        (('pretrained', 'compressed', 'clamped'), 5)
+    """
+
+    states: tuple[str, ...] = PATH_STATES  # state specs (analysis/states.py), ≥ 2
+    config: PathConfig = field(default_factory=_path_config)  # analysis.paths.PathConfig: points per segment, BN mode
+
+    splits = ("test", "train", "both")
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "states", tuple(str(s) for s in self.states))
+        if len(self.states) < 2:
+            raise ValueError(f"a path needs at least 2 states, got {len(self.states)} ({', '.join(self.states)})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PerturbSpec(AnalysisSpec):
+    """The real displacement pretrained → `target` against equal-norm random ones (analysis/perturbation.py;
+    `landscape perturb`).
+
+        >>> from landscape.analysis.perturbation import PerturbConfig
+        >>> PerturbSpec(run="runs/wc.h5", config=PerturbConfig(directions=50)).target
+        'clamped'
+    """
+
+    target: str = "clamped"  # compressed | clamped | ptq:METHOD:BITS
+    config: PerturbConfig = field(default_factory=_perturb_config)  # analysis.perturbation.PerturbConfig
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (self.target in ("compressed", "clamped") or self.target.startswith("ptq:")):
+            raise ValueError(f"target must be compressed, clamped or ptq:METHOD:BITS, got {self.target!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurfaceSpec(AnalysisSpec):
+    """The loss on a 2-D plane (or a 1-D scan) of parameter space (analysis/surface.py; `landscape surface`):
+    through the three `states` (config.plane "states") or random directions around `around` ("random").
+
+        >>> from landscape.analysis.surface import SurfaceConfig
+        >>> SurfaceSpec(run="runs/wc.h5", config=SurfaceConfig(plane="states", resolution=11)).states
+        ('pretrained', 'compressed', 'clamped')
+    """
+
+    states: tuple[str, ...] = PATH_STATES  # the states plane's three states
+    around: str = "clamped"  # the random plane's centre
+    config: SurfaceConfig = field(default_factory=_surface_config)  # analysis.surface.SurfaceConfig
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "states", tuple(str(s) for s in self.states))
+        if len(self.states) != 3:
+            raise ValueError(f"the states plane goes through 3 states, got {len(self.states)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HessianSpec(AnalysisSpec):
+    """Hessian spectra at `states`, optionally along the path and the clamp-cost prediction (analysis/hessian.py;
+    `landscape hessian`). Each Hessian-vector product costs about four gradient passes: `limit` defaults to
+    1,000 images.
+
+        >>> from landscape.analysis.hessian import HessianConfig
+        >>> spec = HessianSpec(run="runs/wc.h5", states=("pretrained", "clamped"), config=HessianConfig(trace=True))
+        >>> spec.limit, spec.clamp_cost
+        (1000, True)
+    """
+
+    states: tuple[str, ...] = ("clamped",)  # state specs, each analysed on its own
+    path: bool = False  # also λ_max and trace along pretrained → compressed → clamped
+    clamp_cost: bool = True  # the second-order prediction of what clamping costs, beside the measured loss change
+    keep_graph: bool = False  # keep each batch's graph between the products of one quantity (faster, more memory)
+    limit: int | None = 1000
+    config: HessianConfig = field(default_factory=_hessian_config)  # analysis.hessian.HessianConfig
+
+    def __post_init__(self):
+        super().__post_init__()
+        from .analysis.states import spec_label
+
+        object.__setattr__(self, "states", tuple(str(s) for s in self.states))
+        labels = [spec_label(s) for s in self.states]
+        if not labels:
+            raise ValueError("no state to analyse")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"states {', '.join(self.states)} repeat a name; give each state once")
+
+
+# ---------------------------------------------------------------------------------------------- export, PTQ
+
+EXPORT_STATES = ("clamped", "recalibrated", "compressed")
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """One state of a run as codebooks + bit-packed indices (codec/; `landscape export`).
+
+        >>> ExportSpec(run="runs/wc.h5", out="runs/wc.safetensors").state
+        'clamped'
+    """
+
+    run: str  # the run file
+    out: str  # the export file to write (e.g. MODEL.safetensors)
+    state: str = "clamped"  # clamped | recalibrated (clamped, BN re-estimated) | compressed (before clamping)
+    force: bool = False  # overwrite `out` if it exists
+
+    def __post_init__(self):
+        object.__setattr__(self, "run", str(self.run))
+        object.__setattr__(self, "out", str(self.out))
+        if self.state not in EXPORT_STATES:
+            raise ValueError(f"state must be one of {', '.join(EXPORT_STATES)}, got {self.state!r}")
+
+
+@dataclass(frozen=True)
+class PTQSpec:
+    """A post-training quantization baseline of a checkpoint, evaluated and saved (compress/ptq.py `run_ptq`;
+    `landscape ptq`).
+
+        >>> PTQSpec(arch="resnet20", checkpoint="resnet20", method="heq", bits=4, out="runs/heq4.pt").params
+        'weights'
+        >>> PTQSpec(arch="resnet20", checkpoint="resnet20", method="heq", bits=17, out="x.pt")
+        Traceback (most recent call last):
+        ...
+        ValueError: bits must be in 1..16, got 17
+    """
+
+    arch: str  # a built-in architecture or a package.module:factory
+    checkpoint: str  # checkpoint path, or an arch name for the public weights
+    method: str  # uniform | heq | kmeans (quantize.QUANTIZERS)
+    bits: int  # bits per weight B: 2^B levels per layer
+    out: str  # where the quantized checkpoint is saved
+    arch_kwargs: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the arch's factory
+    params: str = "weights"  # weights (conv/linear only) | all (every parameter)
+    limit: int | None = None  # evaluate on the first N test images (None: all)
+    recalibrate_bn: int = 0  # re-estimate BN statistics on this many unaugmented training batches of 128 (0: off)
+    force: bool = False  # overwrite `out` if it exists
+    batch_size: int = 500  # evaluation batch size in images
+    data: DataSource = field(default_factory=DataSource)
+    device: str = "cpu"
+
+    def __post_init__(self):
+        from .quantize import QUANTIZERS
+
+        object.__setattr__(self, "out", str(self.out))
+        object.__setattr__(self, "checkpoint", str(self.checkpoint))
+        object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs or {}))
+        if self.method not in QUANTIZERS:
+            raise ValueError(f"method must be one of {', '.join(sorted(QUANTIZERS))}, got {self.method!r}")
+        if not isinstance(self.bits, int) or not 1 <= self.bits <= 16:
+            raise ValueError(f"bits must be in 1..16, got {self.bits}")
+        if self.params not in ("weights", "all"):
+            raise ValueError(f"params must be weights or all, got {self.params!r}")
+        _positive("limit", self.limit)
+        _positive("batch_size", self.batch_size, none_ok=False)
+        if not isinstance(self.recalibrate_bn, int) or self.recalibrate_bn < 0:
+            raise ValueError(f"recalibrate_bn must be ≥ 0 batches, got {self.recalibrate_bn!r}")
+
+
+_ANALYSIS_SPECS = {c.__name__: c for c in (PathSpec, PerturbSpec, SurfaceSpec, HessianSpec)}
+_CONFIGS = {PathSpec: _path_config, PerturbSpec: _perturb_config, SurfaceSpec: _surface_config,
+            HessianSpec: _hessian_config}
+
+__all__ = ["RunSpec", "checkpoint_changed", "DataSource", "AnalysisSpec", "PathSpec", "PerturbSpec", "SurfaceSpec",
+           "HessianSpec", "ExportSpec", "PTQSpec"]

@@ -20,3 +20,27 @@ def test_labels_and_what_is_quantized():
     assert METHODS["weight-coupling"][0].display_name() == "soft quantization"
     assert METHODS["dsmm"][0].display_name() == "dsmm"  # no label: its registry name
     assert [n for n, (c, _) in METHODS.items() if c.quantizes == "inputs"] == ["input-bitwise"]
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_settings_for_bits_reach_those_bits(name):
+    """A method's bit setting (Compressor.settings_for_bits), used by the methods table, gives at most that many
+    bits per weight once clamped (fewer where a layer has fewer distinct values); a method that quantizes its
+    inputs sets the bits per input channel."""
+    import torch
+
+    from landscape.models import build_model
+
+    cls, _ = METHODS[name]
+    settings = cls.settings_for_bits(3)
+    if name == "weight-coupling":
+        assert settings is None  # its bits follow from h and w
+        return
+    compressor = make_compressor(name, settings)
+    if cls.quantizes == "inputs":
+        assert compressor.config_dict()["input_bits"] == 3
+        return
+    torch.manual_seed(0)
+    model = compressor.prepare(build_model("tiny"))
+    bits = compressor.clamp(model).mean_bits()
+    assert 1 < bits <= 3 + 1e-9, bits

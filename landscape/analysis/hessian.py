@@ -69,7 +69,9 @@ from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..params import check_selection, select_params
+from ..specs import HessianSpec
 from . import lanczos
+from .engine import Analysis, register
 from .evaluator import check_states
 from .hvp import HessianOperator, lerp_state
 from .paths import path_positions
@@ -350,3 +352,103 @@ def read_hessian(path: str | os.PathLike, name: str) -> tuple[HessianResult, dic
 
 def stored_hessians(path: str | os.PathLike) -> list[str]:
     return stored(path, GROUP)
+
+
+def draw_hessian(result: HessianResult, title: str):
+    """One panel per computed kind: eigenvalues per state, density, per-layer λ_max and trace, path, clamp cost."""
+    from .. import plots
+
+    states, panels = result.states, []
+    if any("density" in e for e in states.values()):
+        panels.append(lambda ax: plots.spectral_density(
+            ax, {lb: (e["density_grid"], e["density"]) for lb, e in states.items() if "density" in e},
+            title="spectral density (SLQ), whole model"))
+    else:
+        panels.append(lambda ax: plots.hessian_bars(
+            ax, [f"λ{i + 1}" for i in range(len(next(iter(states.values()))["top"]))],
+            {lb: e["top"] for lb, e in states.items()}, title="largest eigenvalues, whole model",
+            ylabel="eigenvalue"))
+    if result.layers and any("layers" in e for e in states.values()):
+        layers = result.layers
+        panels.append(lambda ax: plots.hessian_bars(
+            ax, layers, {lb: [e["layers"][n]["top"][0] for n in layers] for lb, e in states.items()},
+            title="λ_max of each layer's diagonal block", ylabel="λ_max (log scale)", log=True))
+        if any("trace" in e["layers"][layers[0]] for e in states.values()):
+            panels.append(lambda ax: plots.hessian_bars(
+                ax, layers, {lb: [e["layers"][n]["trace"] for n in layers] for lb, e in states.items()},
+                errors={lb: [e["layers"][n]["trace_se"] for n in layers] for lb, e in states.items()},
+                title="trace of each layer's diagonal block (± SE)", ylabel="trace", log=False))
+    if result.path is not None:
+        p = result.path
+        panels.append(lambda ax: plots.path_curves(ax, p["alpha"], {"λ_max": p["lambda_max"]}, knots=p["states"],
+                                                   ylabel="λ_max", title="λ_max along the path"))
+        panels.append(lambda ax: plots.path_curves(ax, p["alpha"], {"trace": p["trace"]}, knots=p["states"],
+                                                   ylabel="trace (Hutchinson)", title="trace along the path"))
+    if result.clamp_cost is not None:
+        c = result.clamp_cost
+        layers = list(c.get("layers", {}))
+        panels.append(lambda ax: plots.clamp_cost(
+            ax, {n: (c["layers"][n]["predicted"], c["layers"][n]["measured"]) for n in layers},
+            whole=(c["predicted"], c["measured"]), title="clamp cost: second-order prediction vs measured"))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plots.figure(rows, cols, width=5.2, height=3.8)
+    for i, panel in enumerate(panels):
+        panel(axes[i // cols, i % cols])
+    for i in range(len(panels), rows * cols):
+        axes[i // cols, i % cols].set_visible(False)
+    fig.suptitle(title, fontsize="medium")
+    return fig
+
+
+# -------------------------------------------------------------------------------------- the engine's analysis
+
+PATH_STATES = ("pretrained", "compressed", "clamped")
+
+
+@register(HessianSpec)
+class HessianAnalysis(Analysis):
+    """`landscape hessian`: spectra, traces, densities, the path and the clamp cost (specs.HessianSpec;
+    analysis/engine.py)."""
+
+    kind, group, figure, unit = "hessian", GROUP, "hessian", "quantities"
+
+    @property
+    def labels(self) -> list[str]:
+        from .states import spec_label
+
+        return [spec_label(s) for s in self.spec.states]
+
+    def default_name(self) -> str:
+        return "-".join(label.replace(":", "") for label in self.labels)
+
+    def prepare(self, model: nn.Module) -> list:
+        from .states import load_state_spec
+
+        check_layers(model, self.spec.config)
+        self.states = {label: load_state_spec(self.run, s) for label, s in zip(self.labels, self.spec.states,
+                                                                                strict=True)}
+        self.path = [self.run.state(s) for s in PATH_STATES] if self.spec.path else None
+        self.clamp = (self.run.state("compressed"), self.run.state("clamped")) if self.spec.clamp_cost else None
+        return list(self.states.values()) + list(self.path or ()) + list(self.clamp or ())
+
+    def settings(self) -> dict:
+        s, c = self.spec, self.spec.config
+        return {"states": list(s.states), "labels": self.labels, "params": c.params, "top_k": c.top_k,
+                "smallest": c.smallest, "tol": c.tol, "trace": c.trace, "samples": c.samples, "density": c.density,
+                "steps": c.steps, "vectors": c.vectors, "sigma": c.sigma, "per_layer": c.per_layer,
+                "layer_trace": c.layer_trace, "path": s.path, "points": c.points, "clamp_cost": s.clamp_cost,
+                "seed": c.seed, "split": s.split, "limit": s.limit, "batch_size": s.batch_size,
+                "layers_asked": list(c.layers)}
+
+    def compute(self, ctx) -> HessianResult | None:
+        return analyze(ctx.model, list(ctx.batches()), self.states, self.spec.config, path=self.path,
+                       clamp=self.clamp, keep_graph=self.spec.keep_graph, progress=ctx.progress, world=ctx.world,
+                       journal=ctx.journal)
+
+    def write(self, file, name: str, result: HessianResult, attrs: Mapping) -> str:
+        return write_hessian(file, name, result, attrs, force=self.spec.force)
+
+    def draw(self, result: HessianResult, name: str):
+        return draw_hessian(result, f"{self.run.path.name}: hessian {name}  (n = {result.n} {self.spec.split} "
+                                    f"images)")

@@ -49,6 +49,8 @@ from ..bn import check_bn_mode
 from ..checks import check_int
 from ..distributed import World
 from ..metrics import LossFn
+from ..specs import PathSpec
+from .engine import Analysis, register
 from .evaluator import StateEvaluator, check_states
 from .storage import new_result, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
@@ -162,3 +164,64 @@ def read_path(path: str | os.PathLike, name: str) -> tuple[PathResult, dict]:
 
 def stored_paths(path: str | os.PathLike) -> list[str]:
     return stored(path, GROUP)
+
+
+def default_name(states: Sequence[str], bn: str) -> str:
+    """The states' labels joined by '-', then the BN mode: pretrained-compressed-clamped_bn-keep."""
+    from .states import spec_label
+
+    return "-".join(spec_label(s).replace(":", "") for s in states) + f"_bn-{bn}"
+
+
+def draw_path(result: PathResult, knots: list[str], title: str):
+    """Loss and accuracy along the path, one curve per split, the states marked at their knots."""
+    from .. import plots
+
+    fig, axes = plots.figure(1, 2, width=5.5, height=3.8)
+    splits = list(result.metrics)
+    which = "/".join(splits)
+    plots.path_curves(axes[0, 0], result.alpha, {s: result.metrics[s]["loss"] for s in splits}, knots=knots,
+                      ylabel=f"{which} loss (cross-entropy, nats)", title="task loss")
+    plots.path_curves(axes[0, 1], result.alpha, {s: result.metrics[s]["accuracy"] for s in splits},
+                      knots=knots,
+                      ylabel=f"{which} accuracy (%)", title="accuracy", percent=True)
+    fig.suptitle(f"{title}  (n = {', '.join(f'{s} {n}' for s, n in result.n.items())})", fontsize="medium")
+    return fig
+
+
+# -------------------------------------------------------------------------------------- the engine's analysis
+
+
+@register(PathSpec)
+class PathAnalysis(Analysis):
+    """`landscape interpolate`: the path through a run's states (specs.PathSpec; analysis/engine.py)."""
+
+    kind, group, figure, unit = "paths", GROUP, "path", "points"
+
+    def default_name(self) -> str:
+        return default_name(self.spec.states, self.spec.config.bn)
+
+    def prepare(self, model: nn.Module) -> list:
+        from .states import load_state_spec
+
+        self.states = [load_state_spec(self.run, s) for s in self.spec.states]
+        return self.states
+
+    def settings(self) -> dict:
+        s, c = self.spec, self.spec.config
+        return {"states": list(s.states), "points": c.points, "bn": c.bn, "bn_batches": c.bn_batches,
+                "fast": c.fast, "split": s.split, "limit": s.limit, "batch_size": s.batch_size}
+
+    def compute(self, ctx) -> PathResult | None:
+        splits = ["test", "train"] if self.spec.split == "both" else [self.spec.split]
+        return evaluate_path(ctx.model, self.states, {s: ctx.batches(s) for s in splits}, self.spec.config,
+                             bn_data=ctx.bn_data(self.spec.config), labels=list(self.spec.states),
+                             progress=ctx.progress, world=ctx.world, journal=ctx.journal)
+
+    def write(self, file, name: str, result: PathResult, attrs: Mapping) -> str:
+        return write_path(file, name, result, attrs, force=self.spec.force)
+
+    def draw(self, result: PathResult, name: str):
+        from .states import spec_label
+
+        return draw_path(result, [spec_label(s) for s in self.spec.states], f"{self.run.path.name}: {name}")

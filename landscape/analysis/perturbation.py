@@ -61,7 +61,9 @@ from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..params import check_selection, select_params
+from ..specs import PerturbSpec
 from .directions import NORMS, Directions, displacement, global_norm, tensor_norm
+from .engine import Analysis, register
 from .evaluator import StateEvaluator, check_states
 from .storage import new_result, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
@@ -77,6 +79,7 @@ class PerturbConfig:
     params: str = "weights"  # which parameters are displaced (params.select_params): conv/linear weights
     alphas: tuple[float, ...] = ()  # 1-D scan positions in units of the step (α = 1: a step of norm ‖Δθ‖)
     bn: str = "recalibrate"  # BN statistics of every state: re-estimated on bn_data | "keep": pretrained
+    bn_batches: int = 4  # recalibrate: training batches per state the caller draws bn_data from (4 × 500 images)
     fast: bool = True  # BN-folded channels-last forward (paths.StateEvaluator); False: the model as is
 
     def __post_init__(self):
@@ -85,6 +88,7 @@ class PerturbConfig:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         check_selection(self.params)
         check_bn_mode(self.bn)
+        check_int("bn_batches", self.bn_batches, 1)
         if not all(isinstance(a, (int, float)) and math.isfinite(a) for a in self.alphas):
             raise ValueError(f"scan alphas must be finite numbers, got {self.alphas!r}")
 
@@ -255,3 +259,48 @@ def read_perturb(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarr
 
 def stored_perturbs(path: str | os.PathLike) -> list[str]:
     return stored(path, GROUP)
+
+
+def default_name(target: str, norm: str, split: str = "test") -> str:
+    """TARGET_NORM (test split, the name results had before the split was a setting), TARGET_NORM_train (train)."""
+    return f"{target.replace(':', '-')}_{norm}" + ("" if split == "test" else f"_{split}")
+
+
+# -------------------------------------------------------------------------------------- the engine's analysis
+
+
+@register(PerturbSpec)
+class PerturbAnalysis(Analysis):
+    """`landscape perturb`: the real displacement against equal-norm random ones (specs.PerturbSpec;
+    analysis/engine.py). No figure: analyses/fig3_protocols.py draws stored results side by side."""
+
+    kind, group = "perturb", GROUP
+
+    def default_name(self) -> str:
+        return default_name(self.spec.target, self.spec.config.norm, self.spec.split)
+
+    def prepare(self, model: nn.Module) -> list:
+        from .states import load_state_spec
+
+        self.target = load_state_spec(self.run, self.spec.target)
+        return [model.state_dict(), self.target]
+
+    def settings(self) -> dict:
+        s, c = self.spec, self.spec.config
+        return {"target": s.target, "norm": c.norm, "directions": c.directions, "seed": c.seed, "params": c.params,
+                "alphas": list(c.alphas), "bn": c.bn, "bn_batches": c.bn_batches, "fast": c.fast, "split": s.split,
+                "limit": s.limit, "batch_size": s.batch_size}
+
+    def compute(self, ctx) -> PerturbResult | None:
+        return perturbation_test(ctx.model, self.target, ctx.batches(), self.spec.config,
+                                 bn_data=ctx.bn_data(self.spec.config), progress=ctx.progress, world=ctx.world,
+                                 journal=ctx.journal)
+
+    def result_attrs(self, result: PerturbResult) -> dict:
+        return {"alphas": list(self.spec.config.alphas) or None}
+
+    def write(self, file, name: str, result: PerturbResult, attrs: Mapping) -> str:
+        return write_perturb(file, name, result, attrs, force=self.spec.force)
+
+    def summary(self, result: PerturbResult) -> dict:
+        return result.summary()

@@ -54,7 +54,9 @@ from ..bn import check_bn_mode
 from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
+from ..specs import SurfaceSpec
 from . import directions as dirs
+from .engine import Analysis, register
 from .evaluator import StateEvaluator, check_states
 from .storage import new_result, open_result, set_attrs, stored
 from .sweep import Journal, run_sweep
@@ -74,6 +76,7 @@ class SurfaceConfig:
     ignore: str = "biasbn"  # random directions: 1-D tensors zeroed ("biasbn") or normalized as one slice
     seed: int = 0  # CPU generator of the random directions
     bn: str = "keep"  # BN statistics: "keep" (module docstring) | "recalibrate" (re-estimated at every point)
+    bn_batches: int = 4  # recalibrate: training batches per point the caller draws bn_data from (4 × 500 images)
     fast: bool = True  # BN-folded channels-last forward (analysis/evaluator.py)
 
     def __post_init__(self):
@@ -98,6 +101,8 @@ class SurfaceConfig:
         if self.ignore not in dirs.IGNORES:
             raise ValueError(f"ignore must be one of {', '.join(dirs.IGNORES)}, got {self.ignore!r}")
         check_bn_mode(self.bn)
+        if not isinstance(self.bn_batches, int) or self.bn_batches < 1:
+            raise ValueError(f"bn_batches must be an integer ≥ 1, got {self.bn_batches!r}")
 
 
 def _per_axis(value, dims: int, what: str) -> tuple:
@@ -313,3 +318,88 @@ def read_surface(path: str | os.PathLike, name: str) -> tuple[SurfaceResult, dic
 
 def stored_surfaces(path: str | os.PathLike) -> list[str]:
     return stored(path, GROUP)
+
+
+def draw_surface(result: SurfaceResult, kind: str, units: str, title: str):
+    """The figure of a stored surface: filled contours + 3-D view (a line for a 1-D scan)."""
+    from .. import plots
+
+    if len(result.coords) == 1:
+        fig, axes = plots.figure(1, 1, width=6, height=4)
+        plots.line_scan(axes[0, 0], result.coords[0], result.loss,
+                        anchors=[(a, c[0], lo) for a, c, lo, _ in result.anchors], xlabel=units, title=title)
+        return fig
+    x, y = result.coords
+    fig, axes = plots.figure(1, 2, width=6.5, height=5.2)
+    anchors = [(a, c) for a, c, _, _ in result.anchors]
+    plots.surface_contour(axes[0, 0], x, y, result.loss, anchors=anchors, path=kind == "states",
+                          equal_aspect=kind == "states", xlabel=f"x ({units})", ylabel=f"y ({units})",
+                          title="loss (filled contours)")
+    axes[0, 1].remove()
+    ax3d = fig.add_subplot(1, 2, 2, projection="3d")
+    plots.surface_3d(ax3d, x, y, result.loss, xlabel="x", ylabel="y", title="loss surface")
+    fig.suptitle(title, fontsize="medium")
+    return fig
+
+
+# -------------------------------------------------------------------------------------- the engine's analysis
+
+
+@register(SurfaceSpec)
+class SurfaceAnalysis(Analysis):
+    """`landscape surface`: the loss on the states plane or a random plane (specs.SurfaceSpec;
+    analysis/engine.py)."""
+
+    kind, group, figure, unit = "surface", GROUP, "surface", "points"
+
+    @property
+    def specs(self) -> list[str]:
+        return list(self.spec.states) if self.spec.config.plane == "states" else [self.spec.around]
+
+    def default_name(self) -> str:
+        from .states import spec_label
+
+        if self.spec.config.plane == "states":
+            return "states_" + "-".join(spec_label(s).replace(":", "") for s in self.spec.states)
+        return f"random{'1d' if self.spec.config.dims == 1 else ''}_{spec_label(self.spec.around).replace(':', '')}"
+
+    def prepare(self, model: nn.Module) -> list:
+        from .states import load_state_spec, spec_label
+
+        c = self.spec.config
+        states = [load_state_spec(self.run, s) for s in self.specs]
+        labels = [spec_label(s) for s in self.specs]
+        if c.plane == "states":
+            self.plane = states_plane(model, states, labels)
+        else:
+            self.plane = random_plane(model, states[0], labels[0], dims=c.dims, seed=c.seed, norm=c.norm,
+                                      ignore=c.ignore)
+        return states
+
+    def settings(self) -> dict:
+        s, c = self.spec, self.spec.config
+        attrs = {"plane": c.plane, "states": self.specs, "resolution": list(c.resolution),
+                 "range": [list(r) for r in (c.range or self.plane.default_range(c.margin))], "norm": c.norm,
+                 "ignore": c.ignore, "seed": c.seed, "bn": c.bn, "bn_batches": c.bn_batches, "fast": c.fast,
+                 "split": s.split, "limit": s.limit, "batch_size": s.batch_size}
+        if c.plane == "states":  # settings that only shape random directions do not apply
+            attrs = {k: v for k, v in attrs.items() if k not in ("norm", "ignore", "seed")}
+        return attrs
+
+    def compute(self, ctx) -> SurfaceResult | None:
+        return evaluate_surface(ctx.model, self.plane, ctx.batches(), self.spec.config,
+                                bn_data=ctx.bn_data(self.spec.config), progress=ctx.progress, world=ctx.world,
+                                journal=ctx.journal)
+
+    def result_attrs(self, result: SurfaceResult) -> dict:
+        from ..store import git_commit
+
+        return {"units": self.plane.units, "axis_norms": self.plane.info.get("axis_norms"),
+                "cosine": self.plane.info.get("cosine"), "git_commit": git_commit()}
+
+    def write(self, file, name: str, result: SurfaceResult, attrs: Mapping) -> str:
+        return write_surface(file, name, result, attrs, force=self.spec.force)
+
+    def draw(self, result: SurfaceResult, name: str):
+        return draw_surface(result, self.plane.kind, self.plane.units,
+                            f"{self.run.path.name}: {name}  (n = {result.n} {self.spec.split} images)")

@@ -1,5 +1,6 @@
-"""Shared pieces of the `python -m landscape.<tool>` entry points: common arguments, output-path checks, and
-the rule that a user error prints one line (`<tool>: error: ...`), exits 2 and shows no traceback.
+"""Shared pieces of the commands (`landscape <command>`, or `python -m landscape.<command>`): common arguments,
+declared once (data, device, evaluation split/limit/BN/--no-fast, seed, --name/--out/--force/--json), output-path
+checks, and the rule that a user error prints one line (`<tool>: error: ...`), exits 2 and shows no traceback.
 Set LANDSCAPE_DEBUG=1 to see the traceback anyway."""
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from ..errors import LandscapeError
+from ..outputs import check_out  # noqa: F401  (cli.check_out, as the commands and scripts call it)
 
 EXIT_USER_ERROR = 2
 
@@ -61,11 +62,72 @@ def add_model_args(p: argparse.ArgumentParser, *, checkpoint_required: bool = Tr
 
 
 def add_result_args(p: argparse.ArgumentParser, group: str, default: str) -> None:
-    """--name, --force and --json of an analysis CLI that stores its result under /<group>/<name> of a run file."""
+    """--name, --out, --force and --json of an analysis command that stores its result under /<group>/<name>."""
     p.add_argument("--name", default=None, help=f"result name under /{group} (default: {default})")
-    p.add_argument("--force", action="store_true", help="replace an existing result of the same name (and its PNG), "
-                   "and discard a journal left by a different command")
+    p.add_argument("--out", default=None, help="write the result (and its PNG, beside it) into this HDF5 file "
+                   "instead of the run file")
+    p.add_argument("--force", action="store_true", help="replace an existing result of the same name (and its PNG, "
+                   "and an --out file), and discard a journal left by a different command")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def add_eval_args(p: argparse.ArgumentParser, *, splits: tuple[str, ...] = ("test", "train"),
+                  split_help: str = "", limit: int | None = None, bn: str | None = None, bn_help: str = "",
+                  bn_batches: int = 4, fast: bool = True) -> None:
+    """The evaluation options every analysis command shares, declared once: --split, --limit, --bn and
+    --bn-batches (if the analysis has a BN mode: `bn` is its default), --no-fast (if it has the BN-folded forward:
+    `fast`)."""
+    from ..bn import BN_MODES
+
+    p.add_argument("--split", default="test", choices=splits,
+                   help="the images evaluated (default: test; train images are unaugmented"
+                        + (f"; {split_help})" if split_help else ")"))
+    p.add_argument("--limit", type=positive_int, default=limit,
+                   help=f"first N images of the split (class-balanced prefix; default: {limit or 'all'})")
+    if bn is not None:
+        p.add_argument("--bn", default=bn, choices=BN_MODES,
+                       help=f"BN running statistics: {bn_help} (default: {bn})")
+        p.add_argument("--bn-batches", type=positive_int, default=bn_batches,
+                       help=f"--bn recalibrate: training batches of --batch-size images per evaluated state "
+                            f"(default: {bn_batches})")
+    if fast:
+        p.add_argument("--no-fast", action="store_true", help="evaluate the model as is (no BN folding, default "
+                       "memory layout): bit-identical to landscape.evaluate, ~1.5× slower on CPU")
+
+
+def add_seed_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default: 0)")
+
+
+def data_source(args: argparse.Namespace):
+    """The --data/--dataset/--image-size/--normalization/--download options as a specs.DataSource."""
+    from ..specs import DataSource
+
+    return DataSource(folder=args.data, dataset=args.dataset, image_size=args.image_size,
+                      normalization=args.normalization, download=args.download)
+
+
+def analysis_fields(args: argparse.Namespace) -> dict:
+    """The fields every analysis spec takes (specs.AnalysisSpec), from the shared options."""
+    return {"run": args.run, "name": args.name, "out": args.out, "force": args.force, "split": args.split,
+            "limit": args.limit, "batch_size": args.batch_size, "data": data_source(args), "device": args.device}
+
+
+def run_analysis_command(spec, as_json: bool, report: Callable) -> int:
+    """An analysis command's body: run `spec` under torchrun's process group if there is one
+    (analysis.engine.run_analysis) and, on rank 0, print the outcome as JSON or by `report(outcome)`."""
+    from ..analysis.engine import run_analysis
+
+    def body(dev, world) -> int:
+        outcome = run_analysis(spec, world=world, device=dev, progress=not as_json)
+        if outcome is not None:
+            if as_json:
+                print_json(outcome.to_dict())
+            else:
+                report(outcome)
+        return 0
+
+    return in_world(spec.device, body)
 
 
 def json_object(text: str) -> dict:
@@ -80,23 +142,13 @@ def json_object(text: str) -> dict:
 
 def data_spec(args: argparse.Namespace, run=None) -> dict:
     """The data to use: --dataset/--image-size/--normalization where given, else what `run` (a store.Run)
-    recorded, else CIFAR-10 (datasets.load_recorded reads it)."""
-    spec = dict((run.config.get("data") if run is not None else None) or {})
-    if args.dataset is not None and args.dataset != spec.get("name", "cifar10"):
-        spec = {"name": args.dataset}
-    if args.image_size is not None:
-        spec["image_size"] = args.image_size
-    if args.normalization is not None:
-        spec = {k: v for k, v in spec.items() if k not in ("mean", "std")} | {"normalization": args.normalization}
-    return spec
+    recorded, else CIFAR-10 (datasets.load_recorded reads it); specs.DataSource.recorded says how."""
+    return data_source(args).recorded(run.config.get("data") if run is not None else None)
 
 
 def load_data(args: argparse.Namespace, run=None):
     """(train, test) splits for a CLI: `data_spec` loaded from --data (or the default places)."""
-    from ..datasets import load_recorded
-
-    train, test, _ = load_recorded(data_spec(args, run), args.data, download=args.download)
-    return train, test
+    return data_source(args).load(run)
 
 
 def positive_int(text: str) -> int:
@@ -111,27 +163,6 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
     return value
-
-
-def check_out(path: str | os.PathLike, force: bool) -> Path:
-    """An output path that may be written: refuses to overwrite without --force and checks the folder is
-    writable, before any work is done."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise LandscapeError(f"{path} exists; pass --force to overwrite it")
-    folder = path.parent if str(path.parent) else Path(".")
-    if folder.exists() and not folder.is_dir():
-        raise LandscapeError(f"cannot write {path}: {folder} is a file, not a folder")
-    if path.is_dir():
-        raise LandscapeError(f"cannot write {path}: it is a folder")
-    if folder.exists() and not os.access(folder, os.W_OK):
-        raise LandscapeError(f"cannot write to {folder}/ (permission denied)")
-    if not folder.exists():
-        try:
-            folder.mkdir(parents=True)
-        except OSError as e:
-            raise LandscapeError(f"cannot create {folder}/ ({e.strerror})") from None
-    return path
 
 
 def device(name: str) -> torch.device:

@@ -1,7 +1,7 @@
-"""python -m landscape.evaluate: test accuracy and mean cross-entropy of a checkpoint.
+"""landscape evaluate: test accuracy and mean cross-entropy of a checkpoint.
 
 Example:
-  python -m landscape.evaluate --arch resnet20 --checkpoint ../shared/models/resnet20-cifar10jpeg.pt --json
+  landscape evaluate --arch resnet20 --checkpoint ../shared/models/resnet20-cifar10jpeg.pt --json
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..models import load_model
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.Parser("python -m landscape.evaluate", __doc__)
+    p = cli.Parser("landscape evaluate", __doc__)
     cli.add_model_args(p)
     cli.add_data_args(p)
     p.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate the first N test images only "

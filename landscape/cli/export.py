@@ -1,4 +1,4 @@
-"""python -m landscape.export: a run's clamped model as a small file (codebooks + bit-packed indices), and its
+"""landscape export: a run's clamped model as a small file (codebooks + bit-packed indices), and its
 real size on disk against the float32 checkpoint.
 
 Per compressed layer the file holds its codebook (the distinct values of the layer in the chosen state, or for
@@ -20,28 +20,25 @@ with its input quantizer.
 architecture against the stored state) and prints the same report.
 
 Example:
-  python -m landscape.export runs/wc.h5 --out runs/wc.safetensors
-  python -m landscape.export runs/wc.h5 --state recalibrated --out runs/wc-recal.safetensors --json
-  python -m landscape.export --check runs/wc.safetensors
+  landscape export runs/wc.h5 --out runs/wc.safetensors
+  landscape export runs/wc.h5 --state recalibrated --out runs/wc-recal.safetensors --json
+  landscape export --check runs/wc.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .. import cli
-from ..codec import export_run, load_exported, size_report
-from ..errors import LandscapeError
-from ..store import Run
-
-STATES = ("clamped", "recalibrated", "compressed")
+from ..codec import load_exported, size_report
+from ..codec.model import export
+from ..specs import EXPORT_STATES, ExportSpec
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.Parser("python -m landscape.export", __doc__)
+    p = cli.Parser("landscape export", __doc__)
     p.add_argument("run", nargs="?", help="run file (HDF5) written by landscape.train")
-    p.add_argument("--state", default="clamped", choices=STATES,
+    p.add_argument("--state", default="clamped", choices=EXPORT_STATES,
                    help="which state of the run: clamped (default), recalibrated (clamped with re-estimated BN "
                         "statistics; train --recalibrate-bn), compressed (before clamping: not packable)")
     p.add_argument("--out", help="the export file to write (e.g. MODEL.safetensors)")
@@ -64,16 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return _print(size_report(args.check), args.json)
     if not args.run or not args.out:
         p.error("give a run file and --out MODEL (or --check MODEL)")
-    run = Run(args.run)
-    if f"final/{args.state}" not in _keys(run):
-        hint = " (train --recalibrate-bn N writes it)" if args.state == "recalibrated" else " (is the run finished?)"
-        raise LandscapeError(f"{run.path} has no /final/{args.state}{hint}")
-    out = Path(args.out)
-    if out.exists() and out.resolve() == run.path.resolve():
-        raise LandscapeError(f"--out {out} is the run file itself")
-    cli.check_out(out, args.force)
-    export_run(run.path, out, state=args.state)
-    return _print(size_report(out), args.json)
+    return _print(export(ExportSpec(run=args.run, out=args.out, state=args.state, force=args.force)), args.json)
 
 
 def _print(report: dict, as_json: bool) -> int:
@@ -82,13 +70,6 @@ def _print(report: dict, as_json: bool) -> int:
     else:
         print("\n".join(table(report)))
     return 0
-
-
-def _keys(run: Run) -> set[str]:
-    import h5py
-
-    with h5py.File(run.path, "r") as f:
-        return {f"final/{k}" for k in f["final"]} if "final" in f else set()
 
 
 def table(report: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""python -m landscape.hessian: the curvature of the task loss at a run's states — the largest (and smallest)
+"""landscape hessian: the curvature of the task loss at a run's states — the largest (and smallest)
 Hessian eigenvalues, the trace, the spectral density, per compressed layer and for the whole model; λ_max and trace
 along pretrained → compressed → clamped; and what a second-order model predicts clamping costs.
 
@@ -25,27 +25,21 @@ Long jobs. Finished quantities are journaled in a hidden file beside the run fil
 the quantities are shared out over the processes: torchrun --nproc-per-node 2 -m landscape.hessian ...
 
 Example:
-  python -m landscape.hessian runs/wc.h5 --state pretrained compressed clamped --per-layer --trace
-  python -m landscape.hessian runs/wc.h5 --path --points 5 --density --json
+  landscape hessian runs/wc.h5 --state pretrained compressed clamped --per-layer --trace
+  landscape hessian runs/wc.h5 --path --points 5 --density --json
 """
 
 from __future__ import annotations
 
-from .. import cli, distributed
-from ..analysis.hessian import GROUP, HessianConfig, HessianResult, analyze, check_layers, write_hessian
-from ..analysis.states import load_state_spec, spec_label
-from ..analysis.storage import check_name, check_writable, png_path, write_with_png
-from ..analysis.sweep import open_journal
-from ..data import Batches
-from ..errors import LandscapeError
-from ..store import Run
+import argparse
 
-DEFAULT_STATES = ("clamped",)
-PATH_STATES = ("pretrained", "compressed", "clamped")
+from .. import cli
+from ..analysis.hessian import GROUP, HessianConfig, HessianResult
+from ..specs import HessianSpec
 
 
 def parser():
-    p = cli.Parser("python -m landscape.hessian", __doc__)
+    p = cli.Parser("landscape hessian", __doc__)
     p.add_argument("run", help="run file (HDF5) written by landscape.train")
     p.add_argument("--state", nargs="+", default=None, metavar="STATE",
                    help="states to analyse (default: clamped): pretrained, compressed, clamped, step:N, "
@@ -82,75 +76,32 @@ def parser():
     p.add_argument("--keep-graph", action="store_true", help="keep each batch's gradient graph between the "
                    "products of one quantity: each product ≈30%% cheaper, but holds the graph of every batch at once "
                    "(≈5 MB per image for ResNet-20)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the start and Rademacher vectors (default: 0)")
-    p.add_argument("--split", default="test", choices=["test", "train"], help="data (default: test)")
-    p.add_argument("--limit", type=cli.positive_int, default=1000,
-                   help="first N images of the split (class-balanced prefix; default: 1000)")
-    cli.add_result_args(p, "analysis/hessian", "the state labels joined by '-'")
+    cli.add_seed_arg(p, "the start and Rademacher vectors")
+    cli.add_eval_args(p, limit=HessianSpec.limit, fast=False)
+    cli.add_result_args(p, GROUP, "the state labels joined by '-'")
     cli.add_data_args(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    return cli.in_world(args.device, lambda dev, world: _hessian(args, dev, world))
-
-
-def _hessian(args, dev, world: distributed.World) -> int:
+def spec_from_args(args: argparse.Namespace) -> HessianSpec:
+    """The command line as a HessianSpec (what the library takes)."""
     config = HessianConfig(top_k=args.top_k, smallest=args.smallest, tol=args.tol, trace=args.trace,
                            samples=args.samples, density=args.density, steps=args.steps, vectors=args.vectors,
                            sigma=args.sigma, per_layer=args.per_layer or bool(args.layers),
                            layers=tuple(args.layers or ()), points=args.points, params=args.params, seed=args.seed,
                            layer_trace=args.layer_trace)
-    run = Run(args.run)
-    specs = list(args.state or DEFAULT_STATES)
-    labels = [spec_label(s) for s in specs]
-    if len(set(labels)) != len(labels):
-        raise LandscapeError(f"states {', '.join(specs)} repeat a name; give each state once")
-    name = args.name or "-".join(label.replace(":", "") for label in labels)
-    check_name(name)
-    png = png_path(run.path, "hessian", name)
+    return HessianSpec(**cli.analysis_fields(args), states=tuple(args.state or HessianSpec.states), path=args.path,
+                       clamp_cost=not args.no_clamp_cost, keep_graph=args.keep_graph, config=config)
 
-    # Everything that can fail on the user's input fails here, before any evaluation or write.
-    def check_outputs():
-        check_writable(run.path, GROUP, name, args.force)
-        if png.exists() and not args.force:
-            raise LandscapeError(f"{png} exists; pass --force to overwrite it")
 
-    distributed.on_main(check_outputs, world)
-    model = run.model("pretrained").to(dev)
-    check_layers(model, config)
-    states = {label: load_state_spec(run, spec) for label, spec in zip(labels, specs, strict=True)}
-    path = [run.state(s) for s in PATH_STATES] if args.path else None
-    clamp = None if args.no_clamp_cost else (run.state("compressed"), run.state("clamped"))
-    attrs = {"states": specs, "labels": labels, "params": args.params, "top_k": args.top_k,
-             "smallest": args.smallest, "tol": args.tol, "trace": args.trace, "samples": args.samples,
-             "density": args.density, "steps": args.steps, "vectors": args.vectors, "sigma": args.sigma,
-             "per_layer": config.per_layer, "layer_trace": args.layer_trace, "path": args.path,
-             "points": args.points, "clamp_cost": clamp is not None, "seed": args.seed, "split": args.split,
-             "limit": args.limit, "batch_size": args.batch_size,
-             "layers_asked": list(config.layers)}
-    inputs = list(states.values()) + list(path or ()) + list(clamp or ())
-    journal = open_journal(run.path, "hessian", name, {**attrs, "device": dev.type}, inputs, world,
-                           discard_other=args.force, unit="quantities")
-    train, test = cli.load_data(args, run)
-    split = (test if args.split == "test" else train).subset(args.limit)
-    batches = list(Batches(split, args.batch_size, train=False, device=dev))
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return cli.run_analysis_command(spec_from_args(args), args.json, report)
 
-    result = analyze(model, batches, states, config, path=path, clamp=clamp, keep_graph=args.keep_graph,
-                     progress=not args.json, world=world, journal=journal)
-    if not world.is_main:
-        return 0
-    attrs = {**attrs, "run": str(run.path), "world_size": world.size}
-    fig = draw(result, f"{run.path.name}: hessian {name}  (n = {result.n} {args.split} images)")
-    key = write_with_png(fig, png, lambda: write_hessian(run.path, name, result, attrs, force=args.force))
-    journal.remove()
-    if args.json:
-        cli.print_json({"file": str(run.path), "group": f"/{key}", "png": str(png), **attrs, **result.to_dict()})
-    else:
-        print_table(result, args.split)
-        print(f"wrote {run.path}:/{key} and {png}")
-    return 0
+
+def report(outcome) -> None:
+    print_table(outcome.result, outcome.attrs["split"])
+    print(f"wrote {outcome.file}:/{outcome.key} and {outcome.png}")
 
 
 def _fmt(entry: dict) -> str:
@@ -185,53 +136,6 @@ def print_table(result: HessianResult, split: str) -> None:
         if c["other_changed"]:
             print(f"  clamping also changed {len(c['other_changed'])} entries outside the selection (left out of "
                   f"δ); the full clamped state's loss is {c['loss_clamped']:.4f}")
-
-
-def draw(result: HessianResult, title: str):
-    """One panel per computed kind: eigenvalues per state, density, per-layer λ_max and trace, path, clamp cost."""
-    from .. import plots
-
-    states, panels = result.states, []
-    if any("density" in e for e in states.values()):
-        panels.append(lambda ax: plots.spectral_density(
-            ax, {lb: (e["density_grid"], e["density"]) for lb, e in states.items() if "density" in e},
-            title="spectral density (SLQ), whole model"))
-    else:
-        panels.append(lambda ax: plots.hessian_bars(
-            ax, [f"λ{i + 1}" for i in range(len(next(iter(states.values()))["top"]))],
-            {lb: e["top"] for lb, e in states.items()}, title="largest eigenvalues, whole model",
-            ylabel="eigenvalue"))
-    if result.layers and any("layers" in e for e in states.values()):
-        layers = result.layers
-        panels.append(lambda ax: plots.hessian_bars(
-            ax, layers, {lb: [e["layers"][n]["top"][0] for n in layers] for lb, e in states.items()},
-            title="λ_max of each layer's diagonal block", ylabel="λ_max (log scale)", log=True))
-        if any("trace" in e["layers"][layers[0]] for e in states.values()):
-            panels.append(lambda ax: plots.hessian_bars(
-                ax, layers, {lb: [e["layers"][n]["trace"] for n in layers] for lb, e in states.items()},
-                errors={lb: [e["layers"][n]["trace_se"] for n in layers] for lb, e in states.items()},
-                title="trace of each layer's diagonal block (± SE)", ylabel="trace", log=False))
-    if result.path is not None:
-        p = result.path
-        panels.append(lambda ax: plots.path_curves(ax, p["alpha"], {"λ_max": p["lambda_max"]}, knots=p["states"],
-                                                   ylabel="λ_max", title="λ_max along the path"))
-        panels.append(lambda ax: plots.path_curves(ax, p["alpha"], {"trace": p["trace"]}, knots=p["states"],
-                                                   ylabel="trace (Hutchinson)", title="trace along the path"))
-    if result.clamp_cost is not None:
-        c = result.clamp_cost
-        layers = list(c.get("layers", {}))
-        panels.append(lambda ax: plots.clamp_cost(
-            ax, {n: (c["layers"][n]["predicted"], c["layers"][n]["measured"]) for n in layers},
-            whole=(c["predicted"], c["measured"]), title="clamp cost: second-order prediction vs measured"))
-    cols = min(3, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plots.figure(rows, cols, width=5.2, height=3.8)
-    for i, panel in enumerate(panels):
-        panel(axes[i // cols, i % cols])
-    for i in range(len(panels), rows * cols):
-        axes[i // cols, i % cols].set_visible(False)
-    fig.suptitle(title, fontsize="medium")
-    return fig
 
 
 if __name__ == "__main__":

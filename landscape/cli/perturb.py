@@ -1,4 +1,4 @@
-"""python -m landscape.perturb: is the compressor's displacement special? Compare it with M random directions
+"""landscape perturb: is the compressor's displacement special? Compare it with M random directions
 of the same norm (soft-quantization paper, Fig. 3).
 
 Δθ = θ_target − θ_pretrained over the conv/linear weights, the target being the run's compressed or clamped
@@ -27,9 +27,9 @@ same numbers as an uninterrupted run. Under torchrun the evaluations are shared 
 writes the result: torchrun --nproc-per-node 4 -m landscape.perturb ... (landscape/analysis/sweep.py, README).
 
 Example:
-  python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000
-  python -m landscape.perturb runs/wc.h5 --directions 50 --target clamped --limit 1000 --split train
-  python -m landscape.perturb runs/wc.h5 --directions 20 --target ptq:heq:4 --norm per-layer \\
+  landscape perturb runs/wc.h5 --directions 50 --target clamped --limit 1000
+  landscape perturb runs/wc.h5 --directions 50 --target clamped --limit 1000 --split train
+  landscape perturb runs/wc.h5 --directions 20 --target ptq:heq:4 --norm per-layer \\
       --alphas -1 -0.5 0 0.5 1
 """
 
@@ -37,16 +37,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import cli, distributed
-from ..analysis.perturbation import GROUP, NORMS, PerturbConfig, perturbation_test, write_perturb
-from ..analysis.states import load_state_spec
-from ..analysis.storage import check_name, check_writable
-from ..analysis.sweep import open_journal
-from ..bn import recalibration_batches
-from ..data import Batches
-from ..store import Run
-
-SPLITS = ("test", "train")
+from .. import cli
+from ..analysis.perturbation import GROUP, NORMS, PerturbConfig
+from ..specs import PerturbSpec
 
 
 def directions_arg(text: str) -> int:
@@ -66,7 +59,7 @@ def target_arg(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.Parser("python -m landscape.perturb", __doc__)
+    p = cli.Parser("landscape perturb", __doc__)
     p.add_argument("run", help="run file (HDF5) written by landscape.train")
     p.add_argument("--directions", type=directions_arg, required=True, metavar="M",
                    help="number of random directions, ≥ 1")
@@ -78,85 +71,48 @@ def parser() -> argparse.ArgumentParser:
                         "(per-layer)")
     p.add_argument("--alphas", type=float, nargs="+", default=None, metavar="A",
                    help="1-D scan along Δθ and along random direction 0 at these multiples of the step")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default: 0)")
-    p.add_argument("--split", default="test", choices=SPLITS,
-                   help="evaluate on test images (default) or on unaugmented training images (train: the loss "
-                        "the compressor lowers; default --name gets a _train suffix; with --bn recalibrate the "
-                        "recalibration batches are among the evaluated images, see above)")
-    p.add_argument("--limit", type=cli.positive_int, default=None,
-                   help="evaluate on the first N images of --split (class-balanced prefix; default: all)")
-    p.add_argument("--bn", default="recalibrate", choices=["keep", "recalibrate"],
-                   help="BN statistics of every perturbed state: re-estimate them on --bn-batches training "
-                        "batches (recalibrate, default) or keep the pretrained ones (keep)")
-    p.add_argument("--bn-batches", type=cli.positive_int, default=4,
-                   help="--bn recalibrate: training batches of --batch-size images per state (default: 4)")
-    p.add_argument("--no-fast", action="store_true", help="evaluate the model as is (no BN folding)")
-    cli.add_result_args(p, "analysis/perturb", "TARGET_NORM, TARGET_NORM_train for --split train")
+    cli.add_seed_arg(p, "the random directions")
+    cli.add_eval_args(p, split_help="train is the loss the compressor lowers; the default --name gets a _train "
+                      "suffix; with --bn recalibrate the recalibration batches are among the evaluated images, see "
+                      "above", bn=PerturbConfig.bn, bn_batches=PerturbConfig.bn_batches,
+                      bn_help="of every perturbed state: re-estimate them on --bn-batches training batches "
+                              "(recalibrate) or keep the pretrained ones (keep)")
+    cli.add_result_args(p, GROUP, "TARGET_NORM, TARGET_NORM_train for --split train")
     cli.add_data_args(p)
     return p
 
 
-def default_name(target: str, norm: str, split: str = "test") -> str:
-    """TARGET_NORM (test split, the name results had before --split existed), TARGET_NORM_train (train)."""
-    return f"{target.replace(':', '-')}_{norm}" + ("" if split == "test" else f"_{split}")
+def spec_from_args(args: argparse.Namespace) -> PerturbSpec:
+    """The command line as a PerturbSpec (what the library takes)."""
+    config = PerturbConfig(directions=args.directions, norm=args.norm, seed=args.seed,
+                           alphas=tuple(args.alphas or ()), bn=args.bn, bn_batches=args.bn_batches,
+                           fast=not args.no_fast)
+    return PerturbSpec(**cli.analysis_fields(args), target=args.target, config=config)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return cli.in_world(args.device, lambda dev, world: _perturb(args, dev, world))
+    return cli.run_analysis_command(spec_from_args(args), args.json, report)
 
 
-def _perturb(args, dev, world: distributed.World) -> int:
-    config = PerturbConfig(directions=args.directions, norm=args.norm, seed=args.seed,
-                           alphas=tuple(args.alphas or ()), bn=args.bn, fast=not args.no_fast)
-    run = Run(args.run)
-    name = args.name or default_name(args.target, args.norm, args.split)
-    check_name(name)
-
-    # Everything that can fail on the user's input fails here, before any evaluation or write.
-    distributed.on_main(lambda: check_writable(run.path, GROUP, name, args.force), world)
-    target = load_state_spec(run, args.target)
-    model = run.model("pretrained").to(dev)
-    attrs = {"target": args.target, "norm": args.norm, "directions": args.directions, "seed": args.seed,
-             "params": config.params, "alphas": list(config.alphas), "bn": args.bn, "bn_batches": args.bn_batches,
-             "fast": config.fast, "split": args.split, "limit": args.limit, "batch_size": args.batch_size}
-    journal = open_journal(run.path, "perturb", name, {**attrs, "device": dev.type}, [model.state_dict(), target],
-                           world, discard_other=args.force)
-    train, test = cli.load_data(args, run)
-    batches = Batches((train if args.split == "train" else test).subset(args.limit), args.batch_size, train=False,
-                      device=dev)
-    bn_data = recalibration_batches(train, args.bn_batches, args.batch_size, dev) if args.bn == "recalibrate" \
-        else None
-
-    result = perturbation_test(model, target, batches, config, bn_data=bn_data, progress=not args.json,
-                               world=world, journal=journal)
-    if not world.is_main:
-        return 0
-    attrs = {**attrs, "alphas": attrs["alphas"] or None, "run": str(run.path), "world_size": world.size}
-    key = write_perturb(run.path, name, result, attrs, force=args.force)
-    journal.remove()
-    summary = result.summary()
-    if args.json:
-        cli.print_json({"file": str(run.path), "group": f"/{key}", **attrs, **summary})
-    else:
-        print(f"target {args.target}: ‖Δθ‖ = {result.displacement_norm:.4f} over {len(result.layer_norms)} "
-              f"layers; "
-              f"base loss {result.base['loss']:.4f} on {result.base['n']} {args.split} images")
-        print(f"  real displacement   ΔL = {result.real['delta_loss']:+.4f}  "
-              f"ΔL/‖Δθ‖ = {result.real['slope']:+.5f}  accuracy {100 * result.real['accuracy']:.2f}%  "
-              f"(target's full state: loss {result.target['loss']:.4f}, "
-              f"accuracy {100 * result.target['accuracy']:.2f}%)")
-        r = result.random_delta_loss
-        print(f"  random ({args.norm}, M={len(r)})  ΔL mean {r.mean():+.4f}  min {r.min():+.4f}  "
-              f"max {r.max():+.4f}")
-        print(f"  percentile {result.percentile:.1f}%  z-score {result.zscore:+.2f}")
-        if result.scan is not None:
-            print("  scan   alpha   real loss  random loss")
-            for a, lr, lx in zip(result.scan.alpha, result.scan.real["loss"], result.scan.random["loss"],
-                                 strict=True):
-                print(f"       {a:+6.2f}  {lr:10.4f}  {lx:10.4f}")
-        print(f"wrote {run.path}:/{key}")
-    return 0
+def report(outcome) -> None:
+    result, split = outcome.result, outcome.attrs["split"]
+    print(f"target {outcome.attrs['target']}: ‖Δθ‖ = {result.displacement_norm:.4f} over "
+          f"{len(result.layer_norms)} layers; base loss {result.base['loss']:.4f} on {result.base['n']} {split} "
+          f"images")
+    print(f"  real displacement   ΔL = {result.real['delta_loss']:+.4f}  "
+          f"ΔL/‖Δθ‖ = {result.real['slope']:+.5f}  accuracy {100 * result.real['accuracy']:.2f}%  "
+          f"(target's full state: loss {result.target['loss']:.4f}, "
+          f"accuracy {100 * result.target['accuracy']:.2f}%)")
+    r = result.random_delta_loss
+    print(f"  random ({outcome.attrs['norm']}, M={len(r)})  ΔL mean {r.mean():+.4f}  min {r.min():+.4f}  "
+          f"max {r.max():+.4f}")
+    print(f"  percentile {result.percentile:.1f}%  z-score {result.zscore:+.2f}")
+    if result.scan is not None:
+        print("  scan   alpha   real loss  random loss")
+        for a, lr, lx in zip(result.scan.alpha, result.scan.real["loss"], result.scan.random["loss"], strict=True):
+            print(f"       {a:+6.2f}  {lr:10.4f}  {lx:10.4f}")
+    print(f"wrote {outcome.file}:/{outcome.key}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""python -m landscape.pretrain: adapt a public CIFAR-10 checkpoint to the JPEG copy by short fine-tuning.
+"""landscape pretrain: adapt a public CIFAR-10 checkpoint to the JPEG copy by short fine-tuning.
 
 The defaults are the recipe of ../shared/models/resnet20-cifar10jpeg.pt (its README): start from the public
 ResNet-20, 6 epochs over the 50,000 JPEG train images, batch 128, SGD + Nesterov momentum 0.9, weight decay 1e-4,
@@ -9,7 +9,7 @@ Without --checkpoint the model starts from its own initialisation: training from
 e.g. torchvision.models:mobilenet_v3_small with --arch-kwargs '{"num_classes": 10}').
 
 Example (≈ 15 min on 2 CPU cores):
-  python -m landscape.pretrain --arch resnet20 --checkpoint ../shared/models/resnet20-12fca82f.th \\
+  landscape pretrain --arch resnet20 --checkpoint ../shared/models/resnet20-12fca82f.th \\
       --out runs/resnet20-cifar10jpeg.pt
 """
 
@@ -40,7 +40,7 @@ class EpochEval(Callback):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.Parser("python -m landscape.pretrain", __doc__)
+    p = cli.Parser("landscape pretrain", __doc__)
     cli.add_model_args(p, checkpoint_required=False)
     cli.add_data_args(p)
     p.add_argument("--epochs", type=cli.positive_int, default=6, help="passes over the train split (default: 6)")

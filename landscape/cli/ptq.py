@@ -1,10 +1,10 @@
-"""python -m landscape.ptq: post-training quantization baseline of a checkpoint, saved as a new checkpoint.
+"""landscape ptq: post-training quantization baseline of a checkpoint, saved as a new checkpoint.
 
 Quantizes the conv/linear weights of a copy of the model per layer with 2^B levels (--params all: every
 parameter), evaluates it on the test split and writes the quantized checkpoint to --out.
 
 Example:
-  python -m landscape.ptq --method heq --bits 4 --arch resnet20 \\
+  landscape ptq --method heq --bits 4 --arch resnet20 \\
       --checkpoint ../shared/models/resnet20-cifar10jpeg.pt --out runs/resnet20-heq4.pt --json
 """
 
@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 
 from .. import cli
-from ..bn import RECALIBRATION_BATCH, recalibrate_bn_, recalibration_batches
-from ..compress.ptq import quantize_model
-from ..data import Batches
-from ..metrics import evaluate
-from ..models import load_model, save_checkpoint
+from ..compress.ptq import run_ptq
 from ..quantize import QUANTIZERS
+from ..specs import PTQSpec
 
 
 def bits_arg(text: str) -> int:
@@ -29,7 +26,7 @@ def bits_arg(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.Parser("python -m landscape.ptq", __doc__)
+    p = cli.Parser("landscape ptq", __doc__)
     p.add_argument("--method", required=True, choices=sorted(QUANTIZERS),
                    help="uniform: 2^B evenly spaced levels over [min,max]; heq: 2^B equal-population bins, each "
                         "weight → its bin's mean; kmeans: 2^B k-means centroids")
@@ -49,32 +46,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def spec_from_args(args: argparse.Namespace) -> PTQSpec:
+    """The command line as a PTQSpec (what the library takes)."""
+    return PTQSpec(arch=args.arch, checkpoint=args.checkpoint, arch_kwargs=args.arch_kwargs or {}, method=args.method,
+                   bits=args.bits, params=args.params, limit=args.limit, recalibrate_bn=args.recalibrate_bn,
+                   out=args.out, force=args.force, batch_size=args.batch_size, data=cli.data_source(args),
+                   device=args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    out = cli.check_out(args.out, args.force)
-    dev = cli.device(args.device)
-    model = load_model(args.arch, args.checkpoint, args.arch_kwargs)
-    train, test = cli.load_data(args)
-    q = quantize_model(model, args.method, args.bits, which=args.params)
-    test_batches = Batches(test.subset(args.limit), args.batch_size, train=False, device=dev)
-    result = evaluate(q.model.to(dev), test_batches, progress=not args.json)
-    summary = {"method": args.method, "bits": args.bits, **result, "mean_effective_bits": q.mean_bits(),
-               "bits_per_layer": q.bits, "out": str(out)}
-    if args.recalibrate_bn:  # the saved model is the recalibrated one; the un-recalibrated numbers stay reported
-        recalibrate_bn_(q.model, recalibration_batches(train, args.recalibrate_bn, RECALIBRATION_BATCH, dev))
-        after = evaluate(q.model, test_batches, progress=not args.json)
-        summary.update({"accuracy_before_recalibration": result["accuracy"], "loss_before_recalibration":
-                        result["loss"], **after, "recalibrate_bn": args.recalibrate_bn})
-    save_checkpoint(q.model.cpu(), out, arch=args.arch, arch_kwargs=args.arch_kwargs or {},
-                    ptq={k: v for k, v in summary.items() if k != "out"},
-                    source=str(args.checkpoint))
+    spec = spec_from_args(args)
+    cli.device(spec.device)  # an unusable device is a one-line error before any work
+    summary = run_ptq(spec, progress=not args.json)
     if args.json:
         cli.print_json(summary)
     else:
-        if args.recalibrate_bn:
-            print(f"before BN recalibration: accuracy {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}")
-        print(f"{args.method} {args.bits}-bit: accuracy {100 * summary['accuracy']:.2f}%  loss {summary['loss']:.4f}  "
-              f"(mean effective bits {summary['mean_effective_bits']:.2f}) → {out}")
+        if spec.recalibrate_bn:
+            print(f"before BN recalibration: accuracy {100 * summary['accuracy_before_recalibration']:.2f}%  "
+                  f"loss {summary['loss_before_recalibration']:.4f}")
+        print(f"{spec.method} {spec.bits}-bit: accuracy {100 * summary['accuracy']:.2f}%  loss {summary['loss']:.4f}  "
+              f"(mean effective bits {summary['mean_effective_bits']:.2f}) → {summary['out']}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""python -m landscape.study: many compression runs on Optuna — a grid of settings × seeds, or a multi-objective
+"""landscape study: many compression runs on Optuna — a grid of settings × seeds, or a multi-objective
 search — resumable, and shared out over worker processes and machines.
 
   create NAME --grid h=0.01,0.05 w=0.15,0.3 --seeds 0,1 [train options…]      every point × seed once
@@ -19,11 +19,11 @@ machines, a PostgreSQL database: `--storage postgresql://USER:PASSWORD@HOST/DB` 
 inside). Killed workers: see landscape/studies/engine.py (their trials are retried and resume their run files).
 
 Example (the soft-quantization paper's Fig. 2 grid, 2 seeds, one epoch over 20,000 images):
-  python -m landscape.study create fig2 --grid h=0.01,0.05,0.1,0.25 w=0.15,0.3,0.45 --seeds 0,1 \\
+  landscape study create fig2 --grid h=0.01,0.05,0.1,0.25 w=0.15,0.3,0.45 --seeds 0,1 \\
       --arch resnet20 --checkpoint ../shared/models/resnet20-cifar10jpeg.pt --epochs 1 --limit-train 20000 \\
       --recalibrate-bn 10
-  python -m landscape.study run fig2 -j 1
-  python -m landscape.study report fig2
+  landscape study run fig2 -j 1
+  landscape study report fig2
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from ..errors import LandscapeError
 from ..studies import engine, report
 from ..studies import spec as specs
 
-PROG = "python -m landscape.study"
+PROG = "landscape study"
 
 
 def _common(p) -> None:

@@ -1,11 +1,11 @@
-"""python -m landscape.train: fine-tune a pretrained model with a compression loss, clamp it, and write a run file.
+"""landscape train: fine-tune a pretrained model with a compression loss, clamp it, and write a run file.
 
 The run file (HDF5, schema in landscape/store.py and README) holds the settings, the pretrained state, weights
 every --checkpoint-every steps, per-step scalars, the fine-tuned and clamped states, clusters and bits per layer,
 and test accuracy pretrained / fine-tuned / clamped.
 
 Example (soft quantization of the adapted ResNet-20, paper hyperparameters):
-  python -m landscape.train --arch resnet20 --checkpoint ../shared/models/resnet20-cifar10jpeg.pt \\
+  landscape train --arch resnet20 --checkpoint ../shared/models/resnet20-cifar10jpeg.pt \\
       --method weight-coupling --h 0.05 --w 0.3 --epochs 3 --out runs/wc.h5
 """
 
@@ -23,7 +23,7 @@ from .config import add_config_options, chosen_settings
 
 
 def parser() -> tuple[argparse.ArgumentParser, dict]:
-    p = cli.Parser("python -m landscape.train", __doc__)
+    p = cli.Parser("landscape train", __doc__)
     cli.add_model_args(p, checkpoint_required=False)
     cli.add_data_args(p)
     p.add_argument("--method", default="weight-coupling", choices=sorted(METHODS),

@@ -167,3 +167,34 @@ def export_run(run_path: str | os.PathLike, out: str | os.PathLike, *, state: st
 
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
+
+
+def export(spec) -> dict:
+    """Export the state `spec` (a specs.ExportSpec) names and return the export's size report (`size_report`);
+    every check on the user's input (the state is in the run file, `out` may be written and is not the run file)
+    runs before anything is written.
+
+        >>> from landscape.specs import ExportSpec
+        >>> export(ExportSpec(run="no-such-run.h5", out="x.safetensors"))
+        Traceback (most recent call last):
+        ...
+        landscape.errors.RunFileError: run file no-such-run.h5 does not exist
+    """
+    import h5py
+
+    from ..outputs import check_out
+    from ..store import Run
+    from .sizes import size_report
+
+    run = Run(spec.run)
+    with h5py.File(run.path, "r") as f:
+        stored = set(f["final"]) if "final" in f else set()
+    if spec.state not in stored:
+        hint = " (train --recalibrate-bn N writes it)" if spec.state == "recalibrated" else " (is the run finished?)"
+        raise LandscapeError(f"{run.path} has no /final/{spec.state}{hint}")
+    out = Path(spec.out)
+    if out.exists() and out.resolve() == run.path.resolve():
+        raise LandscapeError(f"--out {out} is the run file itself")
+    check_out(out, spec.force)
+    export_run(run.path, out, state=spec.state)
+    return size_report(out)

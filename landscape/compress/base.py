@@ -69,6 +69,13 @@ class Compressor(ABC):
     def display_name(cls) -> str:
         return cls.label or cls.name
 
+    @classmethod
+    def settings_for_bits(cls, bits: int) -> dict[str, Any] | None:
+        """The method's settings for `bits` bits per weight (per input feature where `quantizes` is "inputs"), as a
+        table or a sweep over bits sets them; None where the method has no bit setting (its bits follow from other
+        settings, e.g. weight coupling's h and w)."""
+        return None
+
     def selected(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return select_params(model, self.params)
 

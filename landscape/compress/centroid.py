@@ -72,6 +72,10 @@ def safe_pow(d: Tensor, rho: float) -> Tensor:
 class Centroid(Compressor):
     name = "centroid"
 
+    @classmethod
+    def settings_for_bits(cls, bits: int) -> dict[str, Any]:
+        return {"bits": bits}  # K = 2^bits centroids per layer
+
     def __init__(self, config: CentroidConfig = CentroidConfig(), *, seed: int = 0):
         self.config, self.params, self.seed = config, config.params, seed  # seed: k-means init (unused)
         self.centroids: dict[str, nn.Parameter] = {}

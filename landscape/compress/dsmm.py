@@ -64,6 +64,10 @@ def soft_range(w: Tensor, alpha: Tensor) -> Tensor:
 class DSMM(Compressor):
     name = "dsmm"
 
+    @classmethod
+    def settings_for_bits(cls, bits: int) -> dict[str, Any]:
+        return {"bits": bits}  # the PTQ clamp after the regulariser: 2^bits levels per layer
+
     def __init__(self, config: DSMMConfig = DSMMConfig(), *, seed: int = 0):
         self.config, self.params = config, config.params
         self.ptq = PTQ(PTQConfig(config.then, config.bits, config.params), seed=seed)

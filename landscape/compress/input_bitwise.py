@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -120,6 +121,10 @@ class InputQuantized(nn.Module):
 class InputBitwise(Compressor):
     name = "input-bitwise"
     quantizes = "inputs"  # its codebooks are the input channels' decoders; no weight is compressed
+
+    @classmethod
+    def settings_for_bits(cls, bits: int) -> dict[str, Any]:
+        return {"input_bits": bits}  # 2^bits levels per input channel
 
     def __init__(self, config: InputBitwiseConfig = InputBitwiseConfig(), *, seed: int = 0):
         self.config = config

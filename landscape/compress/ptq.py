@@ -5,6 +5,7 @@ they sit in the same tables as the fine-tuning methods, with zero fine-tuning ep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -30,6 +31,10 @@ class PTQConfig:
 class PTQ(Compressor):
     name = "ptq"
 
+    @classmethod
+    def settings_for_bits(cls, bits: int) -> dict[str, Any]:
+        return {"bits": bits}
+
     def __init__(self, config: PTQConfig = PTQConfig(), *, seed: int = 0):
         self.config, self.params, self.seed = config, config.params, seed  # seed: k-means initialisation
 
@@ -46,3 +51,33 @@ class PTQ(Compressor):
 def quantize_model(model: nn.Module, method: str, bits: int, *, which: str = "weights") -> Clamped:
     """Quantize the parameters chosen by `which` of a *copy* of `model`, each layer separately."""
     return PTQ(PTQConfig(method, bits, which)).clamp(model)
+
+
+def run_ptq(spec, *, progress: bool = False) -> dict:
+    """The PTQ baseline `spec` (a specs.PTQSpec) describes: quantize a copy of the checkpoint's model, evaluate it on
+    the test split (before and after BN recalibration, if asked), save it to `spec.out` with the numbers in the
+    checkpoint's `ptq` entry; returns those numbers (accuracy, loss, bits per layer, ...). The output is checked
+    before any work."""
+    from ..bn import RECALIBRATION_BATCH, recalibrate_bn_, recalibration_batches
+    from ..data import Batches
+    from ..metrics import evaluate
+    from ..models import load_model, save_checkpoint
+    from ..outputs import check_out
+
+    out = check_out(spec.out, spec.force)
+    dev = torch.device(spec.device)
+    model = load_model(spec.arch, spec.checkpoint, spec.arch_kwargs or None)
+    train, test = spec.data.load()
+    q = quantize_model(model, spec.method, spec.bits, which=spec.params)
+    test_batches = Batches(test.subset(spec.limit), spec.batch_size, train=False, device=dev)
+    result = evaluate(q.model.to(dev), test_batches, progress=progress)
+    summary = {"method": spec.method, "bits": spec.bits, **result, "mean_effective_bits": q.mean_bits(),
+               "bits_per_layer": q.bits, "out": str(out)}
+    if spec.recalibrate_bn:  # the saved model is the recalibrated one; the un-recalibrated numbers stay reported
+        recalibrate_bn_(q.model, recalibration_batches(train, spec.recalibrate_bn, RECALIBRATION_BATCH, dev))
+        after = evaluate(q.model, test_batches, progress=progress)
+        summary.update({"accuracy_before_recalibration": result["accuracy"], "loss_before_recalibration":
+                        result["loss"], **after, "recalibrate_bn": spec.recalibrate_bn})
+    save_checkpoint(q.model.cpu(), out, arch=spec.arch, arch_kwargs=spec.arch_kwargs, ptq={k: v for k, v in
+                    summary.items() if k != "out"}, source=spec.checkpoint)
+    return summary

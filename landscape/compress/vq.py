@@ -193,6 +193,11 @@ def _unpatch(model: nn.Module) -> nn.Module:
 class VQ(Compressor):
     name = "vq"
 
+    @classmethod
+    def settings_for_bits(cls, bits: int) -> dict[str, Any]:
+        # d = 2, the smallest true vector, with 2·bits index bits: bits/d = `bits` bits per weight (paper: b/d)
+        return {"dim": 2, "codebook_bits": 2 * bits}
+
     def __init__(self, config: VQConfig = VQConfig(), *, seed: int = 0):
         self.config, self.seed, self.params = config, seed, config.params
         self.layers: dict[str, LayerVQ] = {}
