@@ -69,7 +69,7 @@ from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..params import check_selection, select_params
-from ..specs import HessianSpec
+from ..specs import PATH_STATES, HessianSpec
 from . import lanczos
 from .engine import Analysis, register
 from .evaluator import check_states
@@ -402,8 +402,6 @@ def draw_hessian(result: HessianResult, title: str):
 
 
 # -------------------------------------------------------------------------------------- the engine's analysis
-
-PATH_STATES = ("pretrained", "compressed", "clamped")
 
 
 @register(HessianSpec)
