@@ -206,6 +206,18 @@ def test_dead_trial_with_a_free_lock_is_failed_and_retried(tmp_path, monkeypatch
     assert s.get_trials()[1].params == {"h": 0.1, "seed": 0}
 
 
+def test_a_grid_run_half_way_through_its_suggestions_is_not_enqueued_again(tmp_path):
+    # a worker suggests a grid run's parameters one at a time; read in between, the trial's params are partial,
+    # and recover once took the run for lost and enqueued it again (a point trained twice under -j 2)
+    spec = StudySpec(name="p", method="weight-coupling", kind="grid", seeds=[0], runs=str(tmp_path / "runs"),
+                     grid={"h": [0.1], "w": [0.3]})
+    s, _ = engine.create(engine.open_storage(str(tmp_path / "journal.log")), spec)
+    trial = s.ask()
+    trial.suggest_categorical("h", [0.1])  # "w" and "seed" not yet suggested
+    assert engine.recover(s, spec) == (0, 0)
+    assert [t.state.name for t in s.get_trials()] == ["RUNNING"]
+
+
 @pytest.mark.parametrize("case, needle", [
     (["create", "b", "--grid", "foo=1,2"], "unknown parameter 'foo'"),
     (["create", "b", "--grid", "h="], "empty list"),

@@ -182,8 +182,13 @@ def system_attrs(trial) -> dict:
 
 
 def trial_params(trial) -> dict:
-    """A trial's parameters: suggested ones, or those it was enqueued with (popped, not yet suggested)."""
-    return dict(trial.params) or dict(system_attrs(trial).get("fixed_params", {}))
+    """A trial's parameters: those it was enqueued with (a grid run), else the suggested ones.
+
+    The enqueued ones come first: a worker suggests a grid run's parameters one at a time, and in between its
+    `params` hold only some of them — read then, the run looked missing and `recover` enqueued it again (a grid
+    point trained twice under `study run -j 2`, seen once in CI)."""
+    fixed = system_attrs(trial).get("fixed_params")
+    return dict(fixed) if fixed else dict(trial.params)
 
 
 def recover(study: optuna.Study, spec: StudySpec) -> tuple[int, int]:
