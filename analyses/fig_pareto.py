@@ -21,7 +21,6 @@ import common
 
 from landscape import cli
 from landscape.studies import engine, report
-from landscape.study import base_spec
 
 STEM = "fig2_pareto"
 
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     url = args.storage or f"{args.dir}/{args.study}/journal.log"
     study, spec = engine.open_study(url, args.study)
-    result, files = report.write(study, spec, base_spec(spec), args.out_dir, STEM, force=args.force,
+    result, files = report.write(study, spec, spec.base, args.out_dir, STEM, force=args.force,
                                  ptq=not args.no_ptq, data=args.data, download=args.download,
                                  device=str(cli.device(args.device)),
                                  script="analyses/fig_pareto.py", settings=vars(args))

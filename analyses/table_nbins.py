@@ -56,9 +56,7 @@ STEM = "nbins"
 
 def study_settings(spec, point: dict, device: str) -> dict:
     """The run settings of a grid point (as the study's runs were trained; seed: the study's first)."""
-    from landscape.study import base_spec
-
-    return base_spec(spec, device).at(point, seed=spec.seeds[0]).to_settings()
+    return spec.base.at(point, seed=spec.seeds[0], device=device).to_settings()
 
 
 def coupled_layers(compressor, model) -> tuple[list[torch.Tensor], list[float], list[float]]:

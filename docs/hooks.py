@@ -1,7 +1,7 @@
 """mkdocs hooks: pages made from the code and the repository at build time, so they cannot drift.
 
 - cli-reference.md: every command's --help, from its parser (landscape.cli.main.reference);
-- reproduction.md: REPRODUCTION.md, the report analyses/reproduce.py writes at the repository's root;
+- reproduction.md: REPRODUCTION.md, the report `landscape reproduce` writes at the repository's root;
 - figures/: the repository's figures and tables (PNG, CSV, JSON), which the pages link to.
 """
 

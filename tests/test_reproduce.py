@@ -1,7 +1,7 @@
-"""analyses/reproduce.py: a step runs once and is skipped after (its command recorded in the ledger); a changed
-command reruns it and makes the rows that read it stale; a failed step leaves its rows uncomputed; the report
-lists every row with its verdict; and the headline rows run end to end on the tiny model, their numbers
-recomputable from the run files."""
+"""landscape/reproduce (`landscape reproduce`): a step runs once and is skipped after (its digest recorded in the
+ledger); a changed step reruns it and makes the rows that read it stale; a failed step leaves its rows
+uncomputed; the report lists every row with its verdict; the headline rows run end to end on the tiny model,
+their numbers recomputable from the run files; typed steps build what the old commands built."""
 
 from __future__ import annotations
 
@@ -12,34 +12,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from landscape.reproduce import budgets, claims
+from landscape.reproduce import engine as reproduce
+from landscape.reproduce import report as repro_report
+from landscape.reproduce import steps as rsteps
+from landscape.store import Run
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "analyses"))
-
-import repro_claims as claims  # noqa: E402
-import repro_report  # noqa: E402
-import reproduce  # noqa: E402
-
-from landscape.store import Run  # noqa: E402
 
 
 def quiet(*_args) -> None:
     pass
 
 
-def engine(tmp_path: Path, steps: list[claims.Step]) -> reproduce.Engine:
-    ctx = claims.Context.for_budget(claims.Budget("toy"), REPO, tmp_path)
+def engine(tmp_path: Path, steps: list[rsteps.Step]) -> reproduce.Engine:
+    ctx = budgets.Context.for_budget(budgets.Budget("toy"), REPO, tmp_path)
     eng = reproduce.Engine(ctx, log=quiet)
     eng.steps = {s.name: s for s in steps}
     return eng
 
 
-def counting_step(tmp_path: Path, text: str, *, code: int = 0) -> claims.Step:
+def counting_step(tmp_path: Path, text: str, *, code: int = 0) -> rsteps.CommandStep:
     """A step whose command counts its runs in tmp/count and writes `text` to tmp/out.txt (or fails)."""
     counter, out = tmp_path / "count", tmp_path / "out.txt"
     script = (f"import pathlib, sys; c = pathlib.Path({str(counter)!r}); "
               f"c.write_text(str(int(c.read_text()) + 1 if c.exists() else 1)); "
               f"pathlib.Path({str(out)!r}).write_text({text!r}); sys.exit({code})")
-    return claims.Step("toy:a", lambda ctx: [[sys.executable, "-c", script]], lambda ctx: [out])
+    return rsteps.CommandStep("toy:a", lambda ctx: [[sys.executable, "-c", script]], lambda ctx: [out])
 
 
 def toy_row(tmp_path: Path) -> claims.Row:
@@ -110,10 +109,10 @@ def test_report_lists_every_row_with_its_verdict_or_why_not(tmp_path):
     assert text.count("not run yet") >= len([r for r in every if r.testable]) - 1
     # the budgets are described from their settings: a changed setting changes the text (it once said 2,000
     # images per perturbation evaluation while the full budget used 1,000)
-    assert repro_report.budget_line(claims.BUDGETS["full"]) in text
+    assert repro_report.budget_line(budgets.BUDGETS["full"]) in text
     from dataclasses import replace
 
-    assert "on 2,000 images per evaluation" in repro_report.budget_line(replace(claims.BUDGETS["full"], images=2000))
+    assert "on 2,000 images per evaluation" in repro_report.budget_line(replace(budgets.BUDGETS["full"], images=2000))
 
 
 def test_unknown_row_is_a_one_line_error():
@@ -122,8 +121,8 @@ def test_unknown_row_is_a_one_line_error():
 
 
 def test_headline_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpoint, cifar):
-    budget = claims.budget_for_tests(str(tiny_checkpoint), seeds=(0, 1))
-    ctx = claims.Context.for_budget(budget, REPO, tmp_path)
+    budget = budgets.budget_for_tests(str(tiny_checkpoint), seeds=(0, 1))
+    ctx = budgets.Context.for_budget(budget, REPO, tmp_path)
     eng = reproduce.Engine(ctx, log=quiet)
     rows = claims.select(["sq-bits", "sq-failure", "sq-mixed", "bl-seeds"])
     assert eng.run_rows(rows) == 0
@@ -147,12 +146,13 @@ def test_headline_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpoin
 def test_a_rule_covers_the_helpers_of_the_rule_modules_it_calls_transitively(monkeypatch):
     """A row's stored result goes stale when a helper its rule calls changes (sq-mixed's Spearman helper
     once changed without staling the row), not only when the rule's own function does."""
-    import repro_rows
+    from landscape.reproduce import rules as repro_rows
 
     sources = reproduce.rule_sources(repro_rows.sq_mixed)
     assert {"sq_mixed", "spearman", "read_csv"} <= set(sources)
     assert all(name in vars(repro_rows) for name in sources)  # the toolkit's functions are not the rule
-    import repro_rows_bl  # its rows call the shared helpers of repro_rows: those are part of their rules
+    # its rows call the shared helpers of rules.py: those are part of their rules
+    from landscape.reproduce import rules_bl as repro_rows_bl
 
     assert {"bl_cwc_ptq", "_cwc_best", "ptq_table", "report", "read_csv"} <= set(
         reproduce.rule_sources(repro_rows_bl.bl_cwc_ptq))
@@ -172,13 +172,13 @@ def test_a_rule_covers_the_helpers_of_the_rule_modules_it_calls_transitively(mon
 # -- the verdict rules, on synthetic outputs --------------------------------------------------------------------
 import csv  # noqa: E402
 
-import repro_rows as rules  # noqa: E402
-import repro_rows_bl as bl_rules  # noqa: E402
+from landscape.reproduce import rules  # noqa: E402
+from landscape.reproduce import rules_bl as bl_rules  # noqa: E402
 
 
 class FakeContext:
-    def __init__(self, folder: Path, budget: claims.Budget | None = None):
-        self.folder, self.budget = folder, budget or claims.Budget("toy")
+    def __init__(self, folder: Path, budget: budgets.Budget | None = None):
+        self.folder, self.budget = folder, budget or budgets.Budget("toy")
 
     def figure(self, stem: str, suffix: str) -> Path:
         return self.folder / f"{stem}{suffix}"
@@ -195,7 +195,7 @@ def fig3_rows(percentile_train_global: float, seeds=(0, 1, 2)) -> list[dict]:
     rows = []
     for seed in seeds:
         for target in ("compressed", "clamped"):
-            for split, norm, bn in claims.PROTOCOLS:
+            for split, norm, bn in rsteps.PROTOCOLS:
                 pct = percentile_train_global if (split, norm) == ("train", "global") else 40.0
                 rows.append({"label": "h=0.05", "run": f"r{seed}.h5", "seed": seed, "target": target,
                              "split": split, "norm": norm, "bn": bn, "directions": 100, "real_z": -3.0 if pct == 0
@@ -297,7 +297,7 @@ def test_dsmm_rule_judges_the_papers_settings_and_the_alpha10_design_against_lam
 def test_methods_rules_compare_the_seeds_means_of_every_seeds_table(tmp_path):
     """vq-cosine and bw-input read one methods table per sweep seed (the first seed's plain, the others with the
     suffix _s<seed>) and compare the seeds' means with the rules' thresholds."""
-    ctx = FakeContext(tmp_path, claims.Budget("toy", sweep_seeds=(0, 1)))
+    ctx = FakeContext(tmp_path, budgets.Budget("toy", sweep_seeds=(0, 1)))
     (tmp_path / "methods_table.config.json").write_text(json.dumps({"accuracy_full_precision": 0.88}))
 
     def tables(cosine_acc: list[float], bitwise4: list[float]) -> None:
@@ -317,3 +317,73 @@ def test_methods_rules_compare_the_seeds_means_of_every_seeds_table(tmp_path):
     assert bw["verdict"] == "partly" and bw["numbers"] == {"wins": 4}
     tables([0.85, 0.70], [0.875, 0.885])  # cosine mean 0.775 < 0.80: entries only; bitwise within 1 pt
     assert bl_rules.vq_cosine(ctx)["verdict"] == "partly" and bl_rules.bw_input(ctx)["verdict"] == "reproduced"
+
+
+# -- typed steps --------------------------------------------------------------------------------------------------
+# The train options the command-string engine passed to `study create` for each study (its Budget.train_args and
+# StudyDef extras, as they were): the typed step must build the study that command built.
+OLD_EXTRAS = {"sq": [], "cwc": ["--method", "centroid"], "est-subset": ["--estimator", "subset"],
+              "dsmm-alpha10": ["--method", "dsmm", "--then", "uniform", "--bits", "2", "--alpha-init", "10"]}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_EXTRAS))
+def test_a_study_step_is_the_study_its_old_create_command_made(tmp_path, tiny_checkpoint, name):
+    from landscape.cli.study import _base_run
+
+    b = budgets.budget_for_tests(str(tiny_checkpoint), seeds=(0, 1))
+    ctx = budgets.Context.for_budget(b, REPO, tmp_path)
+    d = rsteps.STUDY[name]
+    old = ["--arch", b.arch, "--checkpoint", b.checkpoint, "--epochs", str(d.epochs(b)), "--limit-train",
+           str(b.limit_train), "--recalibrate-bn", str(b.recalibrate_bn), *OLD_EXTRAS[name], "--limit-test", "64",
+           "--train-batch-size", "64"]
+    assert rsteps.StudyStep(d).spec(ctx).base == _base_run(old)
+
+
+def test_a_typed_step_runs_in_process_logs_and_migrates_an_old_ledger(tmp_path, tiny_checkpoint, cifar):
+    b = budgets.budget_for_tests(str(tiny_checkpoint))
+    ctx = budgets.Context.for_budget(b, REPO, tmp_path)
+    d = rsteps.StudyDef("toy", "weight-coupling", {"h": "0.05", "w": "0.3"}, lambda b: (0,), lambda b: 1)
+    step = rsteps.StudyStep(d)
+    eng = reproduce.Engine(ctx, log=quiet)
+    eng.steps = {step.name: step}
+    assert eng.run_step(step.name)
+    assert [r["seed"] for r in ctx.at("toy", h=0.05)] == [0]  # the study trained its one run
+    log = (ctx.work / "logs" / "study_toy.log").read_text()
+    assert "trial 0 h=0.05 w=0.3 seed=0" in log  # the worker's lines went to the step's log
+    entry = eng.ledger.steps[step.name]
+    assert entry["digest"] == step.digest(ctx) and entry["what"] == step.describe(ctx)
+    assert reproduce.Engine(ctx, log=quiet).ledger.steps[step.name]["digest"] == step.digest(ctx)
+    # a ledger of the command-string engine: the entry held the digest of its argv; a row read it
+    ctx.work.joinpath("ledger.json").write_text(json.dumps({"steps": {step.name: {
+        "commands": ["python -m landscape.study create toy …"], "digest": "0123456789abcdef", "seconds": 1.0,
+        "finished": "2026-12-01T00:00:00+00:00"}}}))
+    ctx.work.joinpath("rows").mkdir(parents=True, exist_ok=True)
+    ctx.work.joinpath("rows", "toy-row.json").write_text(json.dumps({"steps": {step.name: "0123456789abcdef"}}))
+    old = reproduce.Engine(ctx, log=quiet)
+    old.steps = {step.name: step}
+    assert not old.done(step.name)
+    assert old.migrate() == (1, [])
+    again = reproduce.Engine(ctx, log=quiet)
+    again.steps = {step.name: step}
+    assert again.done(step.name)
+    assert again.ledger.steps[step.name]["commands"] == ["python -m landscape.study create toy …"]
+    stored = json.loads(ctx.work.joinpath("rows", "toy-row.json").read_text())
+    assert stored["steps"][step.name] == step.digest(ctx)
+    assert again.migrate() == (0, [])
+
+
+def test_a_step_key_does_not_depend_on_where_the_checkout_is(tmp_path, tiny_checkpoint):
+    b = budgets.budget_for_tests(str(tiny_checkpoint))
+    step = rsteps.ReportStep("sq")
+    here = budgets.Context.for_budget(b, REPO)
+    there = budgets.Context.for_budget(b, tmp_path)
+    assert step.digest(here) == step.digest(there)
+    assert step.key(here) != step.key(there)
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    import landscape.reproduce as package
+
+    assert all(doctest.testmod(m).failed == 0 for m in (package, budgets, claims))

@@ -41,6 +41,11 @@ def study(*args: str, cwd, timeout: float = 300, check: bool = True) -> subproce
     return done
 
 
+def result(done: subprocess.CompletedProcess):
+    """A finished `study` command as conftest.assert_one_line_error reads it."""
+    return type("R", (), {"code": done.returncode, "err": done.stderr, "out": done.stdout})()
+
+
 def load(cwd, name):
     return engine.load(engine.open_storage(str(cwd / "studies" / name / "journal.log")), name)
 
@@ -237,7 +242,7 @@ def test_bad_input_is_one_line_and_leaves_the_study_untouched(tmp_path, tiny_che
     extra = tiny_train_args(tiny_checkpoint) if case[0] == "create" else []
     done = study(*case, *extra, cwd=tmp_path, check=False)
     assert done.returncode == 2
-    assert_one_line_error(type("R", (), {"code": done.returncode, "err": done.stderr, "out": done.stdout})(), needle)
+    assert_one_line_error(result(done), needle)
     assert "secret" not in done.stderr
     assert journal.read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == ["a"]  # no other study was created
@@ -264,3 +269,18 @@ def test_sigterm_to_run_stops_its_workers(tmp_path, tiny_checkpoint, cifar):
         assert time.time() < deadline, "the worker outlived its command"
         time.sleep(0.1)
     assert "final" not in Run(path).groups()
+
+
+def test_a_study_of_an_older_landscape_is_refused_in_one_line_until_migrated(tmp_path, tiny_checkpoint):
+    # older studies stored their train options as argv (StudySpec.train_args); the library takes a RunSpec now
+    train = tiny_train_args(tiny_checkpoint)
+    study("create", "old", "--grid", "h=0.5", "--seeds", "0", *train, cwd=tmp_path)
+    s, spec = load(tmp_path, "old")
+    legacy = json.loads(spec.to_json())
+    del legacy["base"]
+    s.set_user_attr(engine.SPEC_ATTR, json.dumps({**legacy, "train_args": train}))
+    refused = study("report", "old", "--no-ptq", cwd=tmp_path, check=False)
+    assert_one_line_error(result(refused), "landscape study migrate old")
+    assert "spec migrated" in study("migrate", "old", cwd=tmp_path).stdout
+    assert load(tmp_path, "old")[1] == spec  # the same spec as `create` makes today
+    assert "nothing to migrate" in study("migrate", "old", cwd=tmp_path).stdout

@@ -24,7 +24,8 @@ COMMANDS: dict[str, str] = {
     "surface": "a 2-D loss surface (or a 1-D scan) through a run's states or random directions",
     "hessian": "Hessian spectra of a run's states: top/bottom eigenvalues, trace, density, per layer",
     "export": "a run's clamped model as codebooks + bit-packed indices, and its size on disk",
-    "study": "grids and Pareto searches over settings × seeds on Optuna (create, run, report)",
+    "study": "grids and Pareto searches over settings × seeds on Optuna (create, run, report, migrate)",
+    "reproduce": "run the steps behind REPRODUCTION.md (resumable), compute each claim's row, write the report",
 }
 
 

@@ -5,6 +5,7 @@ search — resumable, and shared out over worker processes and machines.
   create NAME --search tpe|nsga2 --trials N --space h=0.01:0.25:log w=0.15:0.45 [--max-bits 3] [train options…]
   run NAME [-j WORKERS]          the same command on every machine; rerun it after a crash or Ctrl-C
                                  (--device cuda: worker i trains on cuda:i mod the visible GPUs; cuda:N: all on N)
+  migrate NAME                   once, for a study made by an older landscape (train options stored as argv)
   report NAME [--json]           table of every run, mean ± std over seeds per point, Pareto front, PTQ baselines,
                                  and figures/study-NAME.{png,csv,json}
 
@@ -87,6 +88,9 @@ def parser() -> cli.Parser:
     o.add_argument("--no-ptq", action="store_true", help="leave out the PTQ baselines (they evaluate 15 models)")
     o.add_argument("--force", action="store_true", help="overwrite existing report files")
     o.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    m = sub.add_parser("migrate", allow_abbrev=False, help="rewrite the spec of a study made by an older landscape "
+                       "(train options stored as command-line strings) as a typed spec")
+    _common(m)
     return p
 
 
@@ -103,41 +107,37 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = p.parse_known_args(argv)
     if rest and args.command != "create":
         p.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"create": _create, "run": _run, "report": _report}[args.command](args, rest)
+    return {"create": _create, "run": _run, "report": _report, "migrate": _migrate}[args.command](args, rest)
 
 
-def base_spec(spec: specs.StudySpec, device: str = "cpu"):
-    """The RunSpec every run of the study shares: its train options, as typed at `create` and stored with the
-    study, parsed here once (the CLI's job); the library takes the spec (`base.at(point, seed=…)` per run)."""
+# train options a study sets itself (per trial or per worker), so they may not be among the shared ones
+RESERVED = ("--out", "--resume", "--force", "--json", "--seed", "--device", "--data", "--download")
+
+
+def _base_run(train_args: list[str]):
+    """The RunSpec every run of a study shares, from the train options typed at `create` (or stored by an older
+    landscape, for `migrate`): parsed here once, the CLI's job; the study stores the spec."""
     from . import train
 
+    for option in train_args:
+        if option.split("=")[0] in RESERVED:
+            raise ValueError(f"{option.split('=')[0]} is set by the study itself; leave it out of the train "
+                             "options (seeds: --seeds; device, data: on `study run`)")
     tp, owners = train.parser()
-    return train.spec_from_args(tp.parse_args([*spec.train_args, "--method", spec.method]), owners, device)
+    return train.spec_from_args(tp.parse_args(train_args), owners, "cpu")
 
 
 def _create(args, train_args: list[str]) -> int:
-    from . import train
-
-    tp, owners = train.parser()
-    targs = tp.parse_args(train_args)
+    base = _base_run(train_args)
     seeds = specs.parse_seeds(args.seeds)
     if args.grid and (args.space or args.trials or args.max_bits is not None):
         raise ValueError("--space, --trials and --max-bits are for --search studies")
     spec = specs.StudySpec(
-        name=args.name, method=targs.method, kind="grid" if args.grid else args.search, seeds=seeds,
-        runs=str(Path(args.runs or Path(args.dir) / args.name / "runs").resolve()),
-        train_args=list(train_args), grid=specs.parse_grid(targs.method, args.grid) if args.grid else {},
-        space=specs.parse_space(targs.method, args.space or []) if args.search else {}, trials=args.trials,
+        name=args.name, method=base.method, kind="grid" if args.grid else args.search, seeds=seeds,
+        runs=str(Path(args.runs or Path(args.dir) / args.name / "runs").resolve()), base=base,
+        grid=specs.parse_grid(base.method, args.grid) if args.grid else {},
+        space=specs.parse_space(base.method, args.space or []) if args.search else {}, trials=args.trials,
         objective=args.objective, max_bits=args.max_bits, sampler_seed=args.sampler_seed)
-    if spec.objective == "recalibrated" and not targs.recalibrate_bn:
-        raise ValueError("--objective recalibrated needs the train option --recalibrate-bn N")
-    # every setting is checked before the storage is touched: build each corner's settings (the method's config
-    # validates its values), which also resolves the checkpoint
-    corners = spec.grid_runs() if spec.kind == "grid" else [
-        {n: v for n, v in zip(spec.parameters, c, strict=True)} for c in _corners(spec)]
-    base = train.spec_from_args(targs, owners, "cpu")
-    for point in corners:
-        base.at({k: v for k, v in point.items() if k != "seed"})
     if args.storage is None:
         Path(_storage(args)).parent.mkdir(parents=True, exist_ok=True)
     study, created = engine.create(engine.open_storage(_storage(args)), spec)
@@ -150,10 +150,26 @@ def _create(args, train_args: list[str]) -> int:
     return 0
 
 
-def _corners(spec: specs.StudySpec):
-    import itertools
+def _migrate(args, _rest) -> int:
+    """Rewrite the spec of a study made before specs held the base run (its train options were stored as argv)."""
+    import json
 
-    return itertools.product(*([lo, hi] for lo, hi, _ in (spec.space[n] for n in spec.parameters)))
+    storage = engine.open_storage(_storage(args))
+    try:
+        import optuna
+
+        study = optuna.load_study(study_name=args.name, storage=storage)
+    except KeyError:
+        raise LandscapeError(f"no study named {args.name!r} in this storage") from None
+    data = json.loads(study.user_attrs.get(engine.SPEC_ATTR, "{}"))
+    if "train_args" not in data:
+        print(f"study {args.name!r}: its spec is current; nothing to migrate")
+        return 0
+    base = _base_run([*data.pop("train_args"), "--method", data["method"]])
+    spec = specs.StudySpec(**data, base=base)
+    study.set_user_attr(engine.SPEC_ATTR, spec.to_json())
+    print(f"study {args.name!r}: spec migrated (base run {base.arch} from {base.checkpoint}, method {base.method})")
+    return 0
 
 
 def _run(args, _rest) -> int:
@@ -223,22 +239,21 @@ def _watch(procs, study, spec) -> int:
 def _worker(args, study, spec) -> int:
     import torch
 
-    from ..studies.runs import make_run_one
+    from ..studies.runs import run_worker
 
     if args.threads:
         torch.set_num_threads(args.threads)
     from .. import accel
 
     dev = cli.device(accel.worker_device(args.device, args.worker_index))  # `cuda`: the workers share out the GPUs
-    run_one = make_run_one(spec, base_spec(spec, str(dev)), data=args.data, download=args.download, device=str(dev),
-                           eval_batch_size=args.batch_size)
-    engine.work(study, spec, run_one, worker=engine.worker_name(args.worker_index))
+    run_worker(study, spec, device=str(dev), data=args.data, download=args.download,
+               eval_batch_size=args.batch_size, worker=engine.worker_name(args.worker_index))
     return 0
 
 
 def _report(args, _rest) -> int:
     study, spec = _open(args)
-    result, files = report.write(study, spec, base_spec(spec), args.out_dir, f"study-{spec.name}", force=args.force,
+    result, files = report.write(study, spec, spec.base, args.out_dir, f"study-{spec.name}", force=args.force,
                                  ptq=not args.no_ptq, data=args.data, download=args.download,
                                  device=str(cli.device(args.device)), command=" ".join(sys.argv))
     if args.json:

@@ -59,3 +59,17 @@ def make_run_one(spec: StudySpec, base: RunSpec, *, data=None, download: bool = 
                 "trained": trained}
 
     return run_one
+
+
+def run_worker(study, spec: StudySpec, *, device: str = "cpu", data=None, download: bool = False,
+               eval_batch_size: int = 500, worker: str | None = None) -> int:
+    """Train the study's trials in this process until nothing is left for it (one worker; `landscape study run
+    -j N` starts N of these); returns the number of trials it finished. Every run is `spec.base.at(point, seed)`
+    on `device`."""
+    from .engine import work, worker_name
+
+    if spec.base is None:
+        raise LandscapeError(f"study {spec.name!r} has no base run to train")
+    run_one = make_run_one(spec, spec.base, data=data, download=download, device=device,
+                           eval_batch_size=eval_batch_size)
+    return work(study, spec, run_one, worker=worker or worker_name(0))

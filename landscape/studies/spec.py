@@ -1,4 +1,4 @@
-"""What a study is: the settings every trial shares (train options), the method settings it varies (a grid, or a
+"""What a study is: the run every trial shares (`base`, a RunSpec), the method settings it varies (a grid, or a
 search space), the seeds, and where the run files go. Checked at construction; stored with the study as JSON.
 
 A *point* is one assignment of the varied settings (e.g. h=0.05, w=0.3); a *run* is a point and a seed, one run
@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compress import METHODS
+from ..errors import LandscapeError
+from ..specs import RunSpec
 
 KINDS = ("grid", "tpe", "nsga2")
 OBJECTIVES = ("clamped", "recalibrated")  # which evaluation of the run is the accuracy objective
-# train options a study sets itself (per trial or per worker), so they may not be among the shared ones
-RESERVED = ("--out", "--resume", "--force", "--json", "--seed", "--device", "--data", "--download")
-
-
 def numeric_fields(method: str) -> dict[str, type]:
     """The method's config fields a study can vary: name → int or float."""
     cfg = METHODS[method][1]
@@ -123,7 +121,8 @@ class StudySpec:
     kind: str  # "grid" (every point × seed once) | "tpe" | "nsga2" (Optuna's multi-objective samplers)
     seeds: list[int]  # training seeds; grid: each a trial, search: every trial trains each and averages
     runs: str  # folder of the run files (absolute; on several machines it must be the same shared path)
-    train_args: list[str] = field(default_factory=list)  # train options every run shares, as on the train CLI
+    base: RunSpec | None = None  # the run every point shares (a point's run: base.at(point, seed=…)); None only
+    #                              for a spec that never trains (the engine's own tests)
     grid: dict[str, list] = field(default_factory=dict)  # grid: parameter → values
     space: dict[str, list] = field(default_factory=dict)  # search: parameter → [lo, hi, log]
     trials: int = 0  # search: trials to finish (each trains len(seeds) runs); grid: unused
@@ -146,12 +145,23 @@ class StudySpec:
             raise ValueError("a search study needs --space and --trials N ≥ 1 (and no --grid)")
         if self.max_bits is not None and (self.kind == "grid" or not self.max_bits > 0):
             raise ValueError("--max-bits takes a number > 0 and applies to search studies only")
-        for option in self.train_args:
-            if option.split("=")[0] in RESERVED:
-                raise ValueError(f"{option.split('=')[0]} is set by the study itself; leave it out of the train "
-                                 "options (seeds: --seeds; device, data: on `study run`)")
+        if self.base is not None and self.base.method != self.method:
+            raise ValueError(f"the base run's method {self.base.method!r} is not the study's {self.method!r}")
+        if self.objective == "recalibrated" and self.base is not None and not self.base.recalibrate_bn:
+            raise ValueError("--objective recalibrated needs the train option --recalibrate-bn N")
         if not self.seeds:
             raise ValueError("a study needs at least one seed")
+        if self.base is not None:  # every corner's settings are checked by the method's config (e.g. h ≥ 0)
+            for point in self.corners():
+                self.base.at(point)
+
+    def corners(self) -> list[dict]:
+        """The extreme points: every grid point, or every corner of a search space."""
+        import itertools
+
+        names = self.parameters
+        values = [self.grid[n] for n in names] if self.kind == "grid" else [self.space[n][:2] for n in names]
+        return [dict(zip(names, v, strict=True)) for v in itertools.product(*values)]
 
     @property
     def parameters(self) -> list[str]:
@@ -176,12 +186,21 @@ class StudySpec:
         return Path(self.runs) / f"{digest(trial_params)}.lock"
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The spec as JSON (stored with the study; the base run as `RunSpec.to_settings`, a run file's config)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "base"}
+        return json.dumps({**data, "base": self.base.to_settings() if self.base is not None else None},
+                          sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> StudySpec:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        if "train_args" in data:  # written before the base run was a RunSpec: its settings were train argv
+            raise LandscapeError(f"study {data['name']!r} stores its train options as command-line strings (made "
+                                 f"by an older landscape); run `landscape study migrate {data['name']}` once, with "
+                                 "the --dir or --storage it was created with, from the folder it was created in")
+        base = data.pop("base", None)
+        return cls(**data, base=RunSpec.from_settings(base) if base is not None else None)
 
     def differences(self, other: StudySpec) -> list[str]:
-        a, b = dataclasses.asdict(self), dataclasses.asdict(other)
+        a, b = json.loads(self.to_json()), json.loads(other.to_json())
         return [k for k in a if a[k] != b[k]]

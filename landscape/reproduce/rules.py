@@ -1,12 +1,12 @@
 """How each row of the reproduction report turns its steps' outputs into numbers and a verdict.
 
-Every function takes the budget's Context (analyses/repro_claims.py) and returns
+Every function takes the budget's Context (landscape/reproduce/budgets.py) and returns
   {"result": one line with the numbers, "verdict": reproduced | partly | not reproduced, "seeds": "0,1,2",
    "budget": what was trained/evaluated, "numbers": {…}}.
 Means are over training seeds, ± the sample standard deviation (ddof = 1; none shown for one seed). Accuracies
 are fractions of the evaluated test images, shown in percent. The verdict rules are written next to each
 function and in the report; they were fixed before the full-budget results were seen. This module holds the
-shared helpers and the soft-quantization rows; analyses/repro_rows_bl.py the bottom-of-the-landscape paper's and
+shared helpers and the soft-quantization rows; rules_bl.py the bottom-of-the-landscape paper's and
 the three abstracts' rows.
 """
 

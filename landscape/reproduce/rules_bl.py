@@ -1,6 +1,6 @@
 """How the rows of the bottom-of-the-loss-landscape paper and of the three abstracts (DSMM, VQ-QAT, bitwise
 input quantization) turn their steps' outputs into numbers and a verdict. The conventions (return value, means
-± sample standard deviation over seeds, percent) and the shared helpers are those of analyses/repro_rows.py,
+± sample standard deviation over seeds, percent) and the shared helpers are those of rules.py,
 which holds the soft-quantization rows; a row's rule is its function and the helpers of both modules it calls.
 """
 
@@ -10,7 +10,8 @@ import json
 from collections import defaultdict
 
 import numpy as np
-from repro_rows import NOT, PARTLY, REPRODUCED, ms, pm, ptq_table, read_csv, report, seeds_text, train_budget
+
+from .rules import NOT, PARTLY, REPRODUCED, ms, pm, ptq_table, read_csv, report, seeds_text, train_budget
 
 
 def _cwc_best(rep: dict) -> dict[int, dict]:
