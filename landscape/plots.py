@@ -17,6 +17,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 STYLE = "whitegrid"
 CONTEXT = "notebook"
@@ -110,7 +111,9 @@ def perturbation_distribution(ax: Axes, random: np.ndarray, real: Mapping[str, f
         ax.axvline(value, color=colors[label], linewidth=2, linestyle="-", label=label)
     ax.axvline(0, color="black", linewidth=0.6, linestyle=":")
     ax.set(title=title, xlabel=xlabel, ylabel="random directions (count)")
-    ax.legend(fontsize="x-small", loc="best")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole numbers
+    ax.set_ylim(top=1.35 * ax.get_ylim()[1])  # headroom, so the legend does not cover the tallest bars
+    ax.legend(fontsize="x-small", loc="upper left")
     return ax
 
 
