@@ -307,9 +307,9 @@ class PerturbStep(Step):
     def execute(self, ctx: Context, log) -> None:
         from ..analysis import run_analysis
 
-        outcome = run_analysis(self.spec(ctx), progress=True)
-        print(f"stored {outcome.attrs.get('name', '')} in {self.spec(ctx).run}" if outcome else "", file=log,
-              flush=True)
+        spec = self.spec(ctx)  # once: it reads the study's runs
+        outcome = run_analysis(spec, progress=True)
+        print(f"stored {outcome.attrs.get('name', '')} in {spec.run}" if outcome else "", file=log, flush=True)
 
 
 # -- the steps of the report --------------------------------------------------------------------------------------

@@ -145,14 +145,14 @@ class StudySpec:
             raise ValueError("a search study needs --space and --trials N ≥ 1 (and no --grid)")
         if self.max_bits is not None and (self.kind == "grid" or not self.max_bits > 0):
             raise ValueError("--max-bits takes a number > 0 and applies to search studies only")
-        if self.base is not None and self.base.method != self.method:
-            raise ValueError(f"the base run's method {self.base.method!r} is not the study's {self.method!r}")
-        if self.objective == "recalibrated" and self.base is not None and not self.base.recalibrate_bn:
-            raise ValueError("--objective recalibrated needs the train option --recalibrate-bn N")
         if not self.seeds:
             raise ValueError("a study needs at least one seed")
-        if self.base is not None:  # every corner's settings are checked by the method's config (e.g. h ≥ 0)
-            for point in self.corners():
+        if self.base is not None:
+            if self.base.method != self.method:
+                raise ValueError(f"the base run's method {self.base.method!r} is not the study's {self.method!r}")
+            if self.objective == "recalibrated" and not self.base.recalibrate_bn:
+                raise ValueError("--objective recalibrated needs the train option --recalibrate-bn N")
+            for point in self.corners():  # every corner's settings are checked by the method's config (e.g. h ≥ 0)
                 self.base.at(point)
 
     def corners(self) -> list[dict]:
