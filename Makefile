@@ -18,7 +18,7 @@ test: $(STAMP)
 
 # The many-machine path against a real PostgreSQL server (tests/postgres.py starts and stops its own cluster).
 # postgres-server installs Debian's server when initdb is missing (as root; otherwise it says what to run).
-PG_TESTS = $(wildcard tests/test_postgres.py tests/test_study_postgres.py)
+PG_TESTS = $(wildcard tests/studies/test_postgres.py tests/studies/test_study_postgres.py)
 test-postgres: $(STAMP) postgres-server
 	LANDSCAPE_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest $(PG_TESTS)
 
@@ -48,7 +48,7 @@ docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # The GPU check (bench/gpu_check.py): every CPU-vs-device comparison in one table; `make gpu-check DEVICE=cuda`.
-# On DEVICE=cpu (the default) it runs the checks that apply (what tests/test_gpu_check.py does with --quick).
+# On DEVICE=cpu (the default) it runs the checks that apply (what tests/scripts/test_gpu_check.py does with --quick).
 gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py --device $(DEVICE)
 

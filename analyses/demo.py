@@ -17,7 +17,7 @@ paper's numbers. The figures in figures/ itself (full budgets) are not touched. 
 process (`python -m landscape.train`, `python analyses/...`), exactly as a user would run it; a failing step
 stops the demo with its exit status. The timing table printed at the end is the measurement of record.
 Every step overwrites its outputs (`--force`): figures/demo/ is committed, so a fresh clone already holds them, and
-`make demo` run twice in a row rewrites them both times (tests/test_demo.py runs it at a tiny budget into a copy
+`make demo` run twice in a row rewrites them both times (tests/scripts/test_demo.py runs it at a tiny budget into a copy
 of the committed folder; CI runs `make demo` on its fresh clone after `make test`).
 
   python analyses/demo.py [--device cpu] [--limit-train 2560] [--epochs 2] [--limit 1000] [--reuse-runs]

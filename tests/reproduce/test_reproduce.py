@@ -18,7 +18,7 @@ from landscape.reproduce import report as repro_report
 from landscape.reproduce import steps as rsteps
 from landscape.store import Run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def quiet(*_args) -> None:
