@@ -22,6 +22,12 @@ if str(REPO) not in sys.path:
 from landscape import cli  # noqa: E402
 from landscape.bn import recalibration_batches  # noqa: E402
 from landscape.data import Batches  # noqa: E402
+from landscape.figures.base import (  # noqa: E402, F401  (the helpers the scripts call as common.*)
+    checkpoint_epochs,
+    energy_gradient,
+    run_label,
+    study_runs,
+)
 from landscape.outputs import write_csv, write_json  # noqa: E402, F401  (the scripts' writers)
 
 FIGURES = REPO / "figures"
@@ -93,22 +99,20 @@ def write_config(path: Path, args: argparse.Namespace, **extra) -> Path:
                              "written": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
-def run_label(run, *, method: bool = True) -> str:
-    """A short description of a run's compressor settings, e.g. 'weight-coupling h=0.05 w=0.3'."""
-    settings = run.config.get("compressor", {})
-    shown = " ".join(f"{k}={settings[k]}" for k in ("h", "w", "quantizer", "bits") if k in settings)
-    return f"{run.method} {shown}".strip() if method else (shown or run.method)
+def figure_fields(args: argparse.Namespace) -> dict:
+    """The fields every figure spec (landscape.figures.FigureSpec) takes, from the options `parser` declares."""
+    return {"out_dir": args.out_dir, "force": args.force, "limit": args.limit, "batch_size": args.batch_size,
+            "data": cli.data_source(args), "device": args.device, "quiet": args.json}
 
 
-def checkpoint_epochs(path: str | os.PathLike) -> dict[int, float]:
-    """step → epoch (fractional) of every complete checkpoint of a run file."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if "checkpoints" not in f:
-            return {}
-        return {int(g.attrs["step"]): float(g.attrs["epoch"]) for g in f["checkpoints"].values()
-                if g.attrs.get("complete", 0) == 1}
+def show(result, as_json: bool) -> int:
+    """Print a figure job's result (landscape.figures.FigureResult): one JSON object, or its lines."""
+    if as_json:
+        cli.print_json(result.to_dict())
+    else:
+        for line in result.lines:
+            print(line)
+    return 0
 
 
 def small_run(out_dir: str | os.PathLike, *, data: str | None, device: str, quiet: bool) -> Path:
@@ -138,29 +142,12 @@ def small_run(out_dir: str | os.PathLike, *, data: str | None, device: str, quie
     return path
 
 
-def resolve_runs(args: argparse.Namespace) -> list[Path]:
-    """The --run file(s), or the small run made on demand."""
+def resolve_runs(args: argparse.Namespace, figure: type | None = None, stem: str | None = None) -> list[Path]:
+    """The --run file(s), or the small run made on demand; with `figure` (a FigureSpec type) its outputs under
+    `stem` are checked first, so an existing output is refused before a small run is trained."""
+    if figure is not None:
+        outputs(args.out_dir, stem or figure.STEM, figure.SUFFIXES, args.force)
     runs = args.run if isinstance(args.run, list) else ([args.run] if args.run else [])
     if not runs:
         runs = [small_run(args.out_dir, data=args.data, device=args.device, quiet=args.json)]
     return [Path(r) for r in runs]
-
-
-def study_runs(name: str, folder: str | os.PathLike = "studies", *, storage: str | None = None) -> tuple:
-    """(spec, one row per finished run: grid point, seed, run file and numbers) of the study `name`, from its
-    journal <folder>/<name>/journal.log or from `storage` (an Optuna storage URL)."""
-    from landscape.studies import engine, report
-
-    study, spec = engine.open_study(storage or f"{folder}/{name}/journal.log", name)
-    return spec, report.run_rows(study, spec)
-
-
-def energy_gradient(fn, x, *args, **kw) -> tuple:
-    """(fn(x′, *args, **kw) detached, the gradient of its sum with respect to x′) for a fresh leaf copy x′ of x, a
-    tensor or a list of tensors (then a list of gradients): the energy and force of a coupling estimator."""
-    many = isinstance(x, list | tuple)
-    leaves = [t.detach().clone().requires_grad_(True) for t in (x if many else [x])]
-    energy = fn(leaves if many else leaves[0], *args, **kw)
-    energy.sum().backward()  # the layers' energies are independent: each gradient is its own layer's
-    grads = [t.grad for t in leaves]
-    return energy.detach(), (grads if many else grads[0])

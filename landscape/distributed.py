@@ -54,6 +54,22 @@ def init(device: torch.device) -> World:
     return World(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
+def usable_device(name: str) -> torch.device:
+    """`torch.device(name)`, checked by allocating on it: raises LandscapeError (one line) where it is not usable.
+
+        >>> usable_device("cpu")
+        device(type='cpu')
+    """
+    from .errors import LandscapeError
+
+    try:
+        dev = torch.device(name)
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as e:
+        raise LandscapeError(f"device {name!r} is not usable here ({str(e).splitlines()[0]})") from None
+    return dev
+
+
 def device_for(name: str) -> torch.device:
     """Under torchrun with CUDA, each process takes the GPU of its local rank: `cuda` → `cuda:LOCAL_RANK`, and
     `cuda:N` too, with one line on stderr from local rank 0 (N would put every rank on one GPU; choose the GPUs

@@ -166,12 +166,10 @@ def nonnegative_int(text: str) -> int:
 
 
 def device(name: str) -> torch.device:
-    try:
-        dev = torch.device(name)
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError) as e:
-        raise LandscapeError(f"device {name!r} is not usable here ({str(e).splitlines()[0]})") from None
-    return dev
+    """--device checked (distributed.usable_device): one-line error where it is not usable."""
+    from ..distributed import usable_device
+
+    return usable_device(name)
 
 
 def in_world(device_name: str, body: Callable) -> int:

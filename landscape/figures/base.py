@@ -1,0 +1,196 @@
+"""What every figure and table job shares: its spec's common fields, the result it returns, and the registry that
+maps a spec's type to the function that makes it.
+
+A figure job is a frozen spec (a subclass of `FigureSpec`) and one function `make(spec) -> FigureResult` that
+computes, draws and writes `<out_dir>/<stem>.png`, `.csv` and `.config.json` (the spec as JSON, and the facts the
+figure found). The scripts of `analyses/` parse argv into the spec; the demo and the reproduction engine build it
+in Python. `landscape.figures.make(spec)` runs any of them.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Example(FigureSpec):
+    ...     STEM = "example"
+    >>> spec = Example(out_dir="/tmp/figs", limit=100)
+    >>> spec.name, spec.paths()[".csv"].name
+    ('example', 'example.csv')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..outputs import check_out, write_json
+from ..specs import DataSource
+
+SPLITS = ("test", "train", "both")  # the evaluated images of the figures that take a split (as `landscape interpolate`)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """The fields every figure job has: where it writes, on which images and device it evaluates."""
+
+    out_dir: str = "figures"  # folder of the PNG, CSV and config JSON (created if missing)
+    stem: str = ""  # output names <stem>.png/.csv/.config.json ("": the figure's own STEM)
+    force: bool = False  # overwrite this figure's existing outputs (else refuse before any work)
+    limit: int | None = 1000  # first N images of the evaluated split (class-balanced prefix; None: all)
+    batch_size: int = 500  # images per evaluation batch
+    data: DataSource = field(default_factory=DataSource)  # where the images are, and which dataset
+    device: str = "cpu"  # torch device
+    quiet: bool = False  # no progress lines on stderr
+
+    STEM: ClassVar[str] = ""  # default output stem of the figure
+    SUFFIXES: ClassVar[tuple[str, ...]] = (".png", ".csv", ".config.json")
+
+    def __post_init__(self):
+        object.__setattr__(self, "out_dir", str(self.out_dir))
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be ≥ 1 image, got {self.limit}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1 image, got {self.batch_size}")
+
+    @property
+    def name(self) -> str:
+        """The output stem: `stem`, else the figure's STEM."""
+        return self.stem or self.STEM
+
+    def paths(self, suffixes: Iterable[str] | None = None) -> dict[str, Path]:
+        """suffix → `<out_dir>/<name><suffix>` for `suffixes` (default: the figure's SUFFIXES)."""
+        return {s: Path(self.out_dir) / f"{self.name}{s}" for s in (self.SUFFIXES if suffixes is None else suffixes)}
+
+    def outputs(self, suffixes: Iterable[str] | None = None) -> dict[str, Path]:
+        """`paths`, checked before any work: raises LandscapeError where one exists and `force` is off, or the
+        folder cannot be written."""
+        out = self.paths(suffixes)
+        for path in out.values():
+            check_out(path, self.force)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready values (what `.config.json` records)."""
+        return {"figure": type(self).__name__, **json.loads(json.dumps(dataclasses.asdict(self), default=str))}
+
+    def log(self, message: str) -> None:
+        """A progress line on stderr, unless quiet."""
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class FigureResult:
+    """What a figure job wrote and found: `outputs` (a name such as "png" or "csv" → path), `summary` (JSON-ready
+    numbers), `lines` (the same for a reader: what a script prints)."""
+
+    outputs: dict[str, str]
+    summary: Any = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outputs and the summary as one JSON-ready object (a script's --json)."""
+        return {**self.outputs, "summary": self.summary}
+
+
+def write_config(path: Path, spec: FigureSpec, **facts) -> Path:
+    """`<stem>.config.json`: the spec's fields, the facts the figure found, and when it was written."""
+    return write_json(path, {**spec.to_dict(), **facts, "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def test_batches(spec: FigureSpec, run=None):
+    """(unaugmented test Batches of the first `spec.limit` images, the device)."""
+    from ..distributed import usable_device
+
+    batches, _ = eval_batches(spec, "test", run)
+    return batches["test"], usable_device(spec.device)
+
+
+def bn_batches(spec: FigureSpec, n_batches: int, run=None) -> list:
+    """The first `n_batches` unaugmented training batches of `spec.batch_size` images (for BN recalibration), as a
+    list so that every recalibration sees exactly the same tensors."""
+    from ..bn import recalibration_batches
+    from ..distributed import usable_device
+
+    train, _ = spec.data.load(run)
+    return recalibration_batches(train, n_batches, spec.batch_size, usable_device(spec.device))
+
+
+def checkpoint_epochs(path: str | Path) -> dict[int, float]:
+    """step → epoch (fractional) of every complete checkpoint of a run file."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "checkpoints" not in f:
+            return {}
+        return {int(g.attrs["step"]): float(g.attrs["epoch"]) for g in f["checkpoints"].values()
+                if g.attrs.get("complete", 0) == 1}
+
+
+def study_runs(name: str, folder: str | Path = "studies", *, storage: str | None = None) -> tuple:
+    """(spec, one row per finished run: grid point, seed, run file and numbers) of the study `name`, from its
+    journal <folder>/<name>/journal.log or from `storage` (an Optuna storage URL)."""
+    from ..studies import engine, report
+
+    study, spec = engine.open_study(storage or f"{folder}/{name}/journal.log", name)
+    return spec, report.run_rows(study, spec)
+
+
+def energy_gradient(fn, x, *args, **kw) -> tuple:
+    """(fn(x′, *args, **kw) detached, the gradient of its sum with respect to x′) for a fresh leaf copy x′ of x, a
+    tensor or a list of tensors (then a list of gradients): the energy and force of a coupling estimator."""
+    many = isinstance(x, list | tuple)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (x if many else [x])]
+    energy = fn(leaves if many else leaves[0], *args, **kw)
+    energy.sum().backward()  # the layers' energies are independent: each gradient is its own layer's
+    grads = [t.grad for t in leaves]
+    return energy.detach(), (grads if many else grads[0])
+
+
+def run_label(run, *, method: bool = True) -> str:
+    """A short description of a run's (store.Run) compressor settings, e.g. 'weight-coupling h=0.05 w=0.3'."""
+    settings = run.config.get("compressor", {})
+    shown = " ".join(f"{k}={settings[k]}" for k in ("h", "w", "quantizer", "bits") if k in settings)
+    return f"{run.method} {shown}".strip() if method else (shown or run.method)
+
+
+MAKERS: dict[type, Callable[[Any], FigureResult]] = {}
+
+
+def maker(spec_type: type) -> Callable:
+    """Register `make` as the function that makes figures of `spec_type` (`landscape.figures.make` dispatches)."""
+    def register(fn: Callable) -> Callable:
+        MAKERS[spec_type] = fn
+        return fn
+
+    return register
+
+
+def make(spec: FigureSpec) -> FigureResult:
+    """Make the figure or table `spec` describes (the function registered for its type)."""
+    try:
+        fn = MAKERS[type(spec)]
+    except KeyError:
+        raise TypeError(f"no figure is registered for {type(spec).__name__}") from None
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return fn(spec)
+
+
+def eval_batches(spec: FigureSpec, split: str = "test", run=None) -> tuple[dict, Any]:
+    """({"test": …, "train": …} unaugmented Batches of the first `spec.limit` images of each split asked for
+    (test, train or both; class-balanced prefixes, as `landscape interpolate --split`), the training split (for BN
+    recalibration batches)), on the data `run` (a store.Run or None) recorded unless `spec.data` says otherwise."""
+    from ..data import Batches
+    from ..distributed import usable_device
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    dev = usable_device(spec.device)
+    train, test = spec.data.load(run)
+    names = ["test", "train"] if split == "both" else [split]
+    return {s: Batches((test if s == "test" else train).subset(spec.limit), spec.batch_size, train=False,
+                       device=dev) for s in names}, train
