@@ -32,10 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from .. import cli
@@ -80,7 +77,7 @@ def parser() -> cli.Parser:
     r.add_argument("--threads", type=cli.positive_int, default=None,
                    help="torch threads per worker (default: CPU cores // workers)")
     cli.add_data_args(r)
-    r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set for the worker processes
+    r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # be worker i, in this process
     o = sub.add_parser("report", allow_abbrev=False, help="tables, Pareto front, PTQ baselines and the figure")
     _common(o)
     cli.add_data_args(o)
@@ -173,81 +170,51 @@ def _migrate(args, _rest) -> int:
 
 
 def _run(args, _rest) -> int:
+    from ..studies.workers import WorkerSpec, worker
+
     study, spec = _open(args)
-    if args.worker_index is not None:  # one worker process (started by the command below)
-        return _worker(args, study, spec)
     cores = os.cpu_count() or 1
-    threads = args.threads or max(1, cores // args.workers)
-    command = [sys.executable, "-m", "landscape.study", "run", args.name, "--storage", _storage(args), "--dir",
-               args.dir, "--device", args.device, "--batch-size", str(args.batch_size), "--threads", str(threads),
-               "--heartbeat", str(args.heartbeat)]
-    command += (["--data", args.data] if args.data else []) + (["--download"] if args.download else [])
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    procs = [subprocess.Popen([*command, "--worker-index", str(i)], stdout=subprocess.PIPE, text=True, env=env,
-                              bufsize=1) for i in range(args.workers)]
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` of this command stops its workers too (see _watch)
-    return _watch(procs, study, spec)
+    workers = WorkerSpec(storage=_storage(args), name=args.name, device=args.device, data=args.data,
+                         download=args.download, eval_batch_size=args.batch_size,
+                         threads=args.threads or max(1, cores // args.workers), heartbeat_s=args.heartbeat)
+    if args.worker_index is not None:  # one worker, in this process
+        worker(workers, args.worker_index)
+        return 0
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` of this command stops its workers too (run_workers)
+    return _watch(workers, args.workers, study, spec)
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _watch(procs, study, spec) -> int:
-    """Show the study's bar (finished / total, polled from the storage) and pass the workers' lines through."""
+def _watch(workers, n: int, study, spec) -> int:
+    """Run the n workers (studies.workers.run_workers) under the study's bar (finished / total, polled from the
+    storage), their lines shown above it."""
     from tqdm import tqdm
+
+    from ..studies.workers import run_workers
 
     done, total = engine.done_count(study, spec)
     bar = tqdm(total=total, initial=done, desc=f"study {spec.name}", unit="run" if spec.kind == "grid" else "trial",
                dynamic_ncols=True)
-    lock = threading.Lock()
 
-    def relay(proc):
-        for line in proc.stdout:
-            with lock:
-                bar.write(line.rstrip("\n"))
+    def poll() -> None:
+        n_done = engine.done_count(study, spec)[0]
+        if n_done != bar.n:  # redraw only on change: a log file of a long study stays short
+            bar.n = n_done
+            bar.refresh()
 
-    threads = [threading.Thread(target=relay, args=(p,), daemon=True) for p in procs]
-    for t in threads:
-        t.start()
     try:
-        while any(p.poll() is None for p in procs):
-            time.sleep(2)
-            n = engine.done_count(study, spec)[0]
-            if n != bar.n:  # redraw only on change: a log file of a long study stays short
-                with lock:
-                    bar.n = n
-                    bar.refresh()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
-    for t in threads:
-        t.join(timeout=5)
-    with lock:
+        codes = run_workers(workers, n, on_line=bar.write, poll=poll)
+    finally:
         bar.n = engine.done_count(study, spec)[0]
         bar.close()
-    codes = [p.returncode for p in procs]
     done, total = engine.done_count(study, spec)
     if any(codes):
         bad = ", ".join(f"worker {i} exited with {c}" for i, c in enumerate(codes) if c)
         raise LandscapeError(f"{bad}; {done}/{total} done — rerun the same command to continue")
     print(f"study {spec.name!r}: {done}/{total} done", file=sys.stderr)
-    return 0
-
-
-def _worker(args, study, spec) -> int:
-    import torch
-
-    from ..studies.runs import run_worker
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from .. import accel
-
-    dev = cli.device(accel.worker_device(args.device, args.worker_index))  # `cuda`: the workers share out the GPUs
-    run_worker(study, spec, device=str(dev), data=args.data, download=args.download,
-               eval_batch_size=args.batch_size, worker=engine.worker_name(args.worker_index))
     return 0
 
 
