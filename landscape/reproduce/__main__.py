@@ -1,6 +1,8 @@
-"""`python -m landscape.reproduce` = `landscape reproduce`."""
+"""`python -m landscape.reproduce` = `landscape reproduce`. Guarded: importing this module (doctest collection,
+`pkgutil.walk_packages`) must not start a reproduction."""
 
-from ..cli import run
-from ..cli.reproduce import main
+if __name__ == "__main__":
+    from ..cli import run
+    from ..cli.reproduce import main
 
-run(main, "landscape.reproduce")
+    run(main, "landscape.reproduce")
