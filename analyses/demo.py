@@ -25,8 +25,7 @@ of the committed folder; CI runs `make demo` on its fresh clone after `make test
 
 from __future__ import annotations
 
-import os
-import subprocess
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,17 @@ from pathlib import Path
 import common
 
 from landscape import cli
-from landscape.errors import LandscapeError
+from landscape.analysis.paths import PathConfig
+from landscape.analysis.perturbation import PerturbConfig
+from landscape.figures import make
+from landscape.figures.accuracy_vs_bits import AccuracyVsBitsFigure
+from landscape.figures.paths import PathsFigure
+from landscape.figures.perturbation import PerturbationFigure
+from landscape.figures.ptq_table import PTQTable
+from landscape.figures.weight_histograms import WeightHistogramsFigure
+from landscape.specs import DataSource, RunSpec
+from landscape.trainer import TrainConfig
+from landscape.training import run_training
 
 RUNS = {  # name → weight-coupling settings
     "soft-quant": {"h": 0.05, "w": 0.3},  # the paper's setting for ResNet-20
@@ -67,15 +76,42 @@ def parser():
     return p
 
 
-def step(name: str, argv: list[str], log: list) -> None:
-    """Run one step as a subprocess from the checkout's root, with this checkout first on PYTHONPATH."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(common.REPO), os.environ.get("PYTHONPATH", "")])}
-    print(f"\n=== {name}: {' '.join(argv)}", flush=True)
+def run_spec(settings: dict, args) -> RunSpec:
+    """The demo's run of the adapted ResNet-20 with weight-coupling `settings` (h, w), at the demo's budget: a
+    checkpoint every half epoch, cluster stats once per epoch, evaluations on the first --limit test images."""
+    steps_per_epoch = args.limit_train // args.train_batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"--limit-train {args.limit_train} is less than one batch of {args.train_batch_size}")
+    train = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, stats_every=steps_per_epoch,
+                        device=args.device)
+    return RunSpec.resolved(str(common.ADAPTED_R20), arch="resnet20", method="weight-coupling",
+                            compressor=dict(settings), train=train, limit_train=args.limit_train,
+                            limit_test=args.limit, checkpoint_every=max(1, steps_per_epoch // 2))
+
+
+def figure_specs(args, good: Path, weak: Path) -> dict[str, object]:
+    """step name → the spec of each figure and table of the demo, on the two runs."""
+    shared = {"out_dir": args.out_dir, "force": True, "device": args.device, "data": DataSource(folder=args.data)}
+    return {
+        "fig_weight_histograms": WeightHistogramsFigure(**shared, run=str(good), limit=args.limit),
+        "fig_perturbation": PerturbationFigure(
+            **shared, run=str(good), limit=args.perturb_limit, batch_size=args.perturb_limit,
+            config=PerturbConfig(directions=args.directions, alphas=(-1.0, 0.0, 1.0, 2.0), bn_batches=1)),
+        "fig_paths": PathsFigure(**shared, runs=(str(good), str(weak)), limit=args.limit, config=PathConfig(points=6),
+                                 labels=("h=0.05 (paper's setting)", "h=0.001 (paper's failure setting)")),
+        "fig_accuracy_vs_bits": AccuracyVsBitsFigure(**shared, runs=(str(good), str(weak)), limit=args.limit,
+                                                     labels=("h=0.05", "h=0.001")),
+        "table_ptq": PTQTable(**shared, checkpoint=str(common.ADAPTED_R20), limit=args.limit),
+    }
+
+
+@contextlib.contextmanager
+def timed(name: str, log: list, what: str = ""):
+    """A step: its header line, then its seconds appended to `log` once it finished."""
+    print(f"\n=== {name}{what}", flush=True)
     t0 = time.perf_counter()
-    code = subprocess.run([sys.executable, *argv], cwd=common.REPO, env=env).returncode
+    yield
     log.append((name, time.perf_counter() - t0))
-    if code != 0:
-        raise LandscapeError(f"step '{name}' failed with exit status {code} (its message is above)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,47 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (runs_dir, out_dir):
         cli.check_out(folder / ".probe", force=True)  # creates the folder, checks it is writable
     cli.device(args.device)
-    data = ["--data", args.data] if args.data else []
-
-    def shared(limit: int) -> list[str]:  # the options every figure script takes
-        return ["--limit", str(limit), "--device", args.device, "--out-dir", str(out_dir), "--force", *data]
 
     started, log = time.perf_counter(), []
-    steps_per_epoch = args.limit_train // args.train_batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"--limit-train {args.limit_train} is less than one batch of "
-                         f"{args.train_batch_size}")
     run_paths = {}
     for name, settings in RUNS.items():
         path = runs_dir / f"{name}.h5"
         run_paths[name] = path
+        spec = run_spec(settings, args)
         if args.reuse_runs and path.is_file():
             print(f"\n=== train {name}: reusing {path}")
             continue
-        step(f"train {name}", [
-            "-m", "landscape.train", "--arch", "resnet20", "--checkpoint", str(common.ADAPTED_R20),
-            "--method", "weight-coupling", "--h", str(settings["h"]), "--w", str(settings["w"]),
-            "--epochs", str(args.epochs), "--limit-train", str(args.limit_train),
-            "--train-batch-size", str(args.train_batch_size), "--limit-test", str(args.limit),
-            "--checkpoint-every", str(max(1, steps_per_epoch // 2)),  # a checkpoint every half epoch
-            "--stats-every", str(steps_per_epoch), "--device", args.device, "--out", str(path), "--force",
-            *data], log)
+        with timed(f"train {name}", log, f": weight coupling h={settings['h']}, w={settings['w']} → {path}"):
+            summary = run_training(path, spec, data=args.data, device=args.device)
+        print(f"clamped: accuracy {100 * summary['accuracy_clamped']:.2f}%  loss {summary['loss_clamped']:.4f}; "
+              f"mean bits {summary['mean_bits']:.2f}")
 
-    good, weak = str(run_paths["soft-quant"]), str(run_paths["weak-coupling"])
-    step("fig_weight_histograms", ["analyses/fig_weight_histograms.py", "--run", good, *shared(args.limit)],
-         log)
-    step("fig_perturbation", [
-        "analyses/fig_perturbation.py", "--run", good, "--directions", str(args.directions),
-        "--alphas", "-1", "0", "1", "2", "--batch-size", str(args.perturb_limit), "--bn-batches", "1",
-        *shared(args.perturb_limit)], log)
-    step("fig_paths", [
-        "analyses/fig_paths.py", "--run", good, weak, "--points", "6",
-        "--labels", "h=0.05 (paper's setting)", "h=0.001 (paper's failure setting)", *shared(args.limit)],
-         log)
-    step("fig_accuracy_vs_bits", [
-        "analyses/fig_accuracy_vs_bits.py", "--run", good, weak, "--labels", "h=0.05", "h=0.001",
-        *shared(args.limit)], log)
-    step("table_ptq", ["analyses/table_ptq.py", "--checkpoint", str(common.ADAPTED_R20), *shared(args.limit)], log)
+    for name, spec in figure_specs(args, run_paths["soft-quant"], run_paths["weak-coupling"]).items():
+        with timed(name, log, f": {type(spec).__name__}"):
+            result = make(spec)
+        print("\n".join(result.lines))
 
     total = time.perf_counter() - started
     print("\n| step | seconds |\n|---|---|")
@@ -137,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {png}")
     jupyter = Path(sys.executable).parent / "jupyter"  # the venv's own, so it works without activating the venv
     install = "" if jupyter.exists() else f"{sys.executable} -m pip install -e '.[notebook]', then "
+    good = run_paths["soft-quant"]
     print(f"notebook: {install}LANDSCAPE_RUN={good} {jupyter} lab notebooks/explore.ipynb")
     return 0
 

@@ -50,6 +50,7 @@ split, norm, bn, directions, n_images, displacement_norm, real_slope, real_z, re
 actual_z, actual_percentile, random_mean, random_std — the last two of the random ΔL/‖Δθ‖ — then name,
 direction_seed, limit, base_loss, target_loss, real_delta_loss, actual_delta_loss); STEM_summary.csv (n_seeds
 and <column>_mean, <column>_std per label × target × protocol); STEM.config.json.
+The figure itself is landscape.figures.protocols (ProtocolsFigure); this script parses the options into it.
 
   python analyses/fig3_protocols.py --run a.h5 b.h5 c.h5 --labels "h=0.05" "h=0.05" "h=0.05" \\
       [--targets compressed clamped] [--names NAME ...] [--out-dir figures] [--stem fig3_protocols] [--force] [--json]
@@ -57,216 +58,33 @@ and <column>_mean, <column>_std per label × target × protocol); STEM.config.js
 
 from __future__ import annotations
 
-import math
-import textwrap
-from collections import defaultdict
-from pathlib import Path
-
 import common
-import numpy as np
-import seaborn as sns
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
-from landscape import cli, plots
-from landscape.analysis.perturbation import read_perturb, stored_perturbs
+from landscape import cli
 from landscape.errors import LandscapeError
-from landscape.store import Run
+from landscape.figures import make
+from landscape.figures.protocols import (  # noqa: F401  (the figure's pieces, importable from the script as before)
+    BNS,
+    COLUMNS,
+    FOOTNOTE,
+    NORMS,
+    PAPER,
+    SPLITS,
+    SUMMARY_OF,
+    ProtocolsFigure,
+    draw,
+    no_nan,
+    percentile,
+    protocol_key,
+    protocol_label,
+    protocol_of,
+    read_rows,
+    summarize,
+    target_key,
+    zscore,
+)
 
-STEM = "fig3_protocols"
-SPLITS, NORMS, BNS = ("train", "test"), ("global", "per-layer"), ("keep", "recalibrate")
-PAPER = ("train", "global")  # the (split, norm) the paper's wording speaks about; BN treatment not stated
-COLUMNS = ("label", "run", "seed", "target", "split", "norm", "bn", "directions", "n_images", "displacement_norm",
-           "real_slope", "real_z", "real_percentile", "actual_slope", "actual_z", "actual_percentile", "random_mean",
-           "random_std")
-SUMMARY_OF = ("real_z", "real_percentile", "actual_z", "actual_percentile", "real_slope", "actual_slope",
-              "random_mean", "random_std", "displacement_norm")
-
-
-def percentile(random: np.ndarray, x: float) -> float:
-    """Percent of the random values below x, ties counting half (PerturbResult.percentile)."""
-    return float(100 * (np.sum(random < x) + 0.5 * np.sum(random == x)) / len(random))
-
-
-def zscore(random: np.ndarray, x: float) -> float:
-    """(x − mean)/std, std with ddof=1; NaN for fewer than 2 values or zero spread (PerturbResult.zscore)."""
-    if len(random) < 2 or np.std(random, ddof=1) == 0:
-        return math.nan
-    return float((x - random.mean()) / np.std(random, ddof=1))
-
-
-def protocol_of(attrs: dict) -> tuple[str, str, str]:
-    return str(attrs.get("split", "test")), str(attrs["norm"]), str(attrs["bn"])
-
-
-def protocol_label(p: tuple[str, str, str]) -> str:
-    split, norm, bn = p
-    return f"{split}{' †' if (split, norm) == PAPER else ''}\n{norm}\nBN {'recal.' if bn == 'recalibrate' else bn}"
-
-
-def _order(value: str, known: tuple[str, ...]) -> tuple[int, str]:
-    return (known.index(value), "") if value in known else (len(known), value)
-
-
-def protocol_key(p: tuple[str, str, str]):
-    return _order(p[0], SPLITS), _order(p[1], NORMS), _order(p[2], BNS)
-
-
-def target_key(t: str):
-    return _order(t, ("compressed", "clamped")), t
-
-
-def read_rows(path: Path, label: str, names: list[str] | None,
-              targets: list[str] | None) -> list[tuple[dict, np.ndarray]]:
-    """(CSV row, random ΔL/‖Δθ‖) for every stored perturbation result of one run file that --names/--targets keep."""
-    run = Run(path)
-    stored = stored_perturbs(path)
-    if not stored:
-        raise LandscapeError(f"{path} has no perturbation results (/analysis/perturb is empty): run "
-                             f"python -m landscape.perturb {path} ... first")
-    if names:
-        missing = [n for n in names if n not in stored]
-        chosen = [n for n in stored if n in names]
-        if not chosen:
-            raise LandscapeError(f"{path} has none of the results {', '.join(missing)} (stored: {', '.join(stored)})")
-    else:
-        chosen = stored
-    out, seen = [], {}
-    for name in chosen:
-        data, attrs = read_perturb(path, name)
-        target = str(attrs.get("target", name))
-        if targets and target not in targets:
-            continue
-        proto = protocol_of(attrs)
-        if (target, proto) in seen:
-            raise LandscapeError(f"{path} has two results for target {target} under protocol "
-                                 f"{'/'.join(proto)} ({seen[target, proto]}, {name}): choose one with --names")
-        seen[target, proto] = name
-        r = np.asarray(data["random_delta_loss"], dtype=np.float64)
-        norm = float(attrs["displacement_norm"])
-        real = float(attrs["real_delta_loss"])
-        actual = float(attrs["target_loss"]) - float(attrs["base_loss"])
-        slopes = r / norm
-        row = {"label": label, "run": str(path), "seed": run.seed, "target": target, "split": proto[0],
-               "norm": proto[1], "bn": proto[2], "directions": int(attrs.get("directions", len(r))),
-               "n_images": int(attrs["n"]), "displacement_norm": norm,
-               "real_slope": real / norm, "real_z": zscore(r, real), "real_percentile": percentile(r, real),
-               "actual_slope": actual / norm, "actual_z": zscore(r, actual), "actual_percentile": percentile(r, actual),
-               "random_mean": float(slopes.mean()),
-               "random_std": float(np.std(slopes, ddof=1)) if len(slopes) > 1 else math.nan,
-               "name": name, "direction_seed": int(attrs["seed"]) if "seed" in attrs else "",
-               "limit": int(attrs["limit"]) if "limit" in attrs else "", "base_loss": float(attrs["base_loss"]),
-               "target_loss": float(attrs["target_loss"]), "real_delta_loss": real, "actual_delta_loss": actual}
-        out.append((row, slopes))
-    if not out:
-        raise LandscapeError(f"{path}: no stored perturbation result has a target among {', '.join(targets)} "
-                             f"(stored: {', '.join(stored)})")
-    return out
-
-
-def no_nan(rows: list[dict]) -> list[dict]:
-    """NaN → None, for JSON (a NaN is not valid JSON)."""
-    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
-
-
-def summarize(rows: list[dict]) -> list[dict]:
-    """mean ± std (ddof=1; NaN for one seed) over the runs of each label × target × protocol."""
-    groups = defaultdict(list)
-    for row in rows:
-        groups[row["label"], row["target"], row["split"], row["norm"], row["bn"]].append(row)
-    out = []
-    for (label, target, split, norm, bn), rs in groups.items():
-        s = {"label": label, "target": target, "split": split, "norm": norm, "bn": bn, "n_seeds": len(rs),
-             "seeds": " ".join(str(r["seed"]) for r in rs),
-             "directions": " ".join(sorted({str(r["directions"]) for r in rs})),
-             "n_images": " ".join(sorted({str(r["n_images"]) for r in rs}))}
-        for col in SUMMARY_OF:
-            v = np.array([r[col] for r in rs], dtype=np.float64)
-            s[f"{col}_mean"] = float(v.mean())
-            s[f"{col}_std"] = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
-        out.append(s)
-    return out
-
-
-FOOTNOTE = ("Panels: rows = targets, columns = protocols (split · norm matching · BN statistics of every state); "
-            "each panel has its own y scale. † = the paper's wording (training loss, equal global norm; it does not "
-            "say how BN is treated). Tick labels: z of the weight-only step | z of the actual model among the random "
-            "ΔL. Actual model = the target's full state minus the pretrained model on the same images; under BN "
-            "recal. both have their BN statistics re-estimated on the same training batches, under BN keep both are "
-            "the saved models.")
-
-
-def draw(rows: list[tuple[dict, np.ndarray]], labels: list[str], title: str):
-    """One panel per target (row) × protocol (column), linear y; in a panel one box per run, grouped by label."""
-    targets = sorted({r["target"] for r, _ in rows}, key=target_key)
-    protos = sorted({(r["split"], r["norm"], r["bn"]) for r, _ in rows}, key=protocol_key)
-    runs = sorted(dict.fromkeys((r["label"], r["run"]) for r, _ in rows), key=lambda x: labels.index(x[0]))
-    seeds = {r["run"]: r["seed"] for r, _ in rows}
-    tag = {}  # how a run is told apart from the other runs of its label: its seed, else its file name
-    for label in labels:
-        mine = [run for lab, run in runs if lab == label]
-        distinct = len({seeds[run] for run in mine}) == len(mine)
-        tag.update({run: "" if len(mine) == 1 else f"\nseed {seeds[run]}" if distinct else f"\n{Path(run).stem}"
-                    for run in mine})
-    xs, x = {}, 0.0  # a slot per run, a half-slot gap between labels
-    for i, (label, run) in enumerate(runs):
-        x += 0.5 if i and runs[i - 1][0] != label else 0.0
-        xs[label, run] = x
-        x += 1.0
-    colors = dict(zip(labels, sns.color_palette("deep", len(labels)).as_hex(), strict=True))
-    fig, axes = plots.figure(len(targets), len(protos), width=max(2.8, 1.0 + 0.75 * x, 9.0 / len(protos)),
-                               height=3.3)
-    rng = np.random.default_rng(0)  # jitter of the random dots only
-    by = {(r["target"], r["split"], r["norm"], r["bn"]): [] for r, _ in rows}
-    for row, slopes in rows:
-        by[row["target"], row["split"], row["norm"], row["bn"]].append((row, slopes))
-    for i, target in enumerate(targets):
-        for j, proto in enumerate(protos):
-            ax = axes[i, j]
-            title_ = f"{target} — {protocol_label(proto).replace(chr(10), ' · ')}"
-            ax.set_title(title_, fontsize="small")
-            cell = by.get((target, *proto), [])
-            if not cell:
-                ax.text(0.5, 0.5, "no stored result", ha="center", va="center", transform=ax.transAxes,
-                        color="#888888")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            ticks, names = [], []
-            for row, slopes in cell:
-                pos, color = xs[row["label"], row["run"]], colors[row["label"]]
-                box = ax.boxplot(slopes, positions=[pos], widths=0.55, whis=(0, 100), showfliers=False,
-                                 patch_artist=True, manage_ticks=False, zorder=2)
-                for patch in box["boxes"]:
-                    patch.set(facecolor=color, alpha=0.25, edgecolor="#555555")
-                for part in ("whiskers", "caps", "medians"):
-                    for line in box[part]:
-                        line.set(color="#555555", linewidth=0.8)
-                ax.scatter(pos + rng.uniform(-0.15, 0.15, len(slopes)), slopes, s=7, color="#444444", alpha=0.6,
-                           linewidths=0, zorder=3)
-                ax.scatter([pos - 0.12], [row["real_slope"]], marker="o", s=50, color=color, edgecolors="black",
-                           linewidths=0.8, zorder=5)
-                ax.scatter([pos + 0.12], [row["actual_slope"]], marker="D", s=40, color="white", edgecolors=color,
-                           linewidths=1.8, zorder=4)
-                ticks.append(pos)
-                names.append(f"{row['label']}{tag[row['run']]}\nz {row['real_z']:+.1f} | {row['actual_z']:+.1f}")
-            ax.axhline(0, color="black", linewidth=0.6, linestyle=":", zorder=1)
-            ax.set_xticks(ticks, names, fontsize="x-small")
-            ax.set_xlim(-0.6, x - 0.4)
-            if j == 0:
-                ax.set_ylabel("ΔL / ‖Δθ‖  (nats per unit norm)", fontsize="small")
-    handles = [Patch(facecolor="#bbbbbb", edgecolor="#555555", label="random directions (box: quartiles, range)"),
-               Line2D([], [], marker="o", linestyle="", color="#999999", markeredgecolor="black",
-                      label="weight-only Δθ (pretrained BN params, biases)"),
-               Line2D([], [], marker="D", linestyle="", color="white", markeredgecolor="#555555", markeredgewidth=1.8,
-                      label="actual model (target's full state)")]
-    handles += [Patch(color=colors[label], label=label) for label in labels]
-    width = fig.get_figwidth()  # inches; ~14 characters of x-small text per inch
-    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, min(len(handles), int(width // 3.2))),
-               fontsize="small", frameon=False, title=textwrap.fill(FOOTNOTE, width=int(width * 14)),
-               title_fontsize="x-small")
-    fig.suptitle(title, fontsize="medium")
-    return fig
+STEM = ProtocolsFigure.STEM
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,40 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite this script's existing outputs")
     p.add_argument("--json", action="store_true", help="print the output paths and the summary as one JSON object")
     args = p.parse_args(argv)
-    if args.labels is not None and len(args.labels) != len(args.run):
-        raise LandscapeError(f"--labels: got {len(args.labels)} labels for {len(args.run)} run files (give one per "
-                             f"run file, the same label for seeds of one setting)")
     if not args.stem or "/" in args.stem:
         raise LandscapeError(f"--stem must be a plain file-name stem, got {args.stem!r}")
-    out = common.outputs(args.out_dir, args.stem, [".png", ".csv", "_summary.csv", ".config.json"], args.force)
-    paths = [Path(r) for r in args.run]
-    if len(set(map(str, paths))) != len(paths):
-        raise LandscapeError("--run: a run file is given twice (seeds must be different run files)")
-    labels = args.labels or [common.run_label(Run(path)) for path in paths]
-    results = [x for path, label in zip(paths, labels, strict=True)
-               for x in read_rows(path, label, args.names, args.targets)]
-    rows = [row for row, _ in results]
-    summary = summarize(rows)
-    unique = list(dict.fromkeys(labels))
-    n_seeds = {label: labels.count(label) for label in unique}
-    seeds = ", ".join(f"{label}: {n} seed{'s' * (n > 1)}" for label, n in n_seeds.items())
-    fig = draw(results, unique, f"Fig. 3 protocols — ΔL/‖Δθ‖ of the real displacement vs equal-norm random "
-                                f"directions ({seeds})")
-    plots.save(fig, out[".png"])
-    common.write_csv(out[".csv"], rows)
-    common.write_csv(out["_summary.csv"], summary)
-    common.write_config(out[".config.json"], args, labels=labels, seeds=n_seeds, summary=no_nan(summary))
-    if args.json:
-        cli.print_json({"png": str(out[".png"]), "csv": str(out[".csv"]), "summary_csv": str(out["_summary.csv"]),
-                        "config": str(out[".config.json"]), "summary": no_nan(summary)})
-    else:
-        for s in summary:
-            print(f"{s['label']:>14} {s['target']:>12}  {s['split']:>5} {s['norm']:>9} BN {s['bn']:<11}"
-                  f" n={s['n_seeds']}  weight-only z {s['real_z_mean']:+.2f} ± {s['real_z_std']:.2f} "
-                  f"(percentile {s['real_percentile_mean']:.0f})  actual z {s['actual_z_mean']:+.2f} ± "
-                  f"{s['actual_z_std']:.2f} (percentile {s['actual_percentile_mean']:.0f})")
-        print(f"wrote {', '.join(map(str, out.values()))}")
-    return 0
+    spec = ProtocolsFigure(out_dir=args.out_dir, stem=args.stem, force=args.force, quiet=args.json,
+                           runs=tuple(args.run), labels=args.labels, targets=args.targets, names=args.names)
+    return common.show(make(spec), args.json)
 
 
 if __name__ == "__main__":

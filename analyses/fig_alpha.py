@@ -48,143 +48,27 @@ beta_shape) and alpha_powerlaw.config.json.
   python analyses/fig_alpha.py --checkpoint ../shared/models/resnet20-cifar10jpeg.pt --arch resnet20   (pretrained only)
 
 Without --run or --checkpoint the small soft-quantization run of analyses/common.py is made (once) and used.
+The figure itself is landscape.figures.alpha (AlphaFigure); this script parses the options into it.
 """
 
 from __future__ import annotations
 
-import math
-import time
-
 import common
-import numpy as np
-from scipy import stats
 
-from landscape import cli, coupling, plots
-from landscape.errors import LandscapeError, RunFileError
-from landscape.params import select_params
+from landscape import cli
+from landscape.figures import make
+from landscape.figures.alpha import (  # noqa: F401  (the figure's pieces, importable from the script as before)
+    DEFAULT_ALPHA,
+    DEFAULT_W,
+    AlphaFigure,
+    draw,
+    fit_power_law,
+    measure,
+    pick_steps,
+    slope,
+)
 
-STEM, FIT_STEM = "alpha_powerlaw", "alpha_fit"
-DEFAULT_W, DEFAULT_ALPHA = 0.3, 0.66  # WeightCouplingConfig's defaults, for runs/checkpoints that do not say
-
-
-def fit_power_law(n, e, level: float = 0.95) -> dict:
-    """Least-squares fit log e = beta log n + c over the layers: beta, its standard error, the `level` interval
-    (Student t with len(n) - 2 degrees of freedom), R^2, the intercept c and the number of layers. With fewer
-    than 3 layers (or all n equal) the slope or its error is undefined: NaN."""
-    x, y = np.log(np.asarray(n, dtype=np.float64)), np.log(np.asarray(e, dtype=np.float64))
-    k = x.size
-    nan = {"beta": math.nan, "beta_se": math.nan, "ci_lo": math.nan, "ci_hi": math.nan, "r2": math.nan,
-           "n_layers": int(k), "intercept": math.nan}
-    if k < 2 or not np.all(np.isfinite(y)):
-        return nan
-    sxx = float(np.sum((x - x.mean()) ** 2))
-    if sxx == 0:
-        return nan
-    beta = float(np.sum((x - x.mean()) * (y - y.mean())) / sxx)
-    c = float(y.mean() - beta * x.mean())
-    rss = float(np.sum((y - c - beta * x) ** 2))
-    tss = float(np.sum((y - y.mean()) ** 2))
-    out = {**nan, "beta": beta, "intercept": c, "r2": 1 - rss / tss if tss > 0 else math.nan}
-    if k > 2:
-        se = math.sqrt(rss / (k - 2) / sxx)
-        half = float(stats.t.ppf(0.5 + level / 2, k - 2)) * se
-        out.update(beta_se=se, ci_lo=beta - half, ci_hi=beta + half)
-    return out
-
-
-def slope(n, y) -> float:
-    """Least-squares slope of log y on log n (the parts of beta in alpha_fit.csv)."""
-    return fit_power_law(n, y)["beta"]
-
-
-def measure(state, names: list[str], w: float, sigmas: dict | None) -> list[coupling.LayerEnergy]:
-    return coupling.layer_energies({n: state[n] for n in names}, w, sigmas=sigmas)
-
-
-def pick_steps(steps: list[int], every: int | None, wanted: list[int] | None) -> list[int]:
-    """The checkpoints to measure: --steps as given (each must exist), or every `every`-th stored checkpoint
-    counting from the first, plus the last; default all."""
-    if wanted:
-        missing = [s for s in wanted if s not in steps]
-        if missing:
-            raise RunFileError(f"no complete checkpoint at step {missing[0]}; stored: "
-                               f"{', '.join(map(str, steps)) or 'none'}")
-        return sorted(set(wanted))
-    chosen = steps[:: every or 1]
-    return chosen + [steps[-1]] if steps and steps[-1] not in chosen else chosen
-
-
-def draw(rows: list[dict], fits: list[dict], alpha: float, title: str, path) -> None:
-    fig, axes = plots.figure(1, 2, width=6.0, height=4.6)
-    ax = axes[0, 0]
-    by_state: dict[tuple, list[dict]] = {}
-    for r in rows:
-        by_state.setdefault((r["state"], r["step"]), []).append(r)
-    fit_of = {(f["state"], f["step"]): f for f in fits}
-    keys = list(by_state)
-    shown = [keys[0]]  # pretrained
-    ckpts = [k for k in keys if k[0] == "checkpoint"]
-    if ckpts:
-        shown.append(ckpts[-1])
-    shown += [k for k in keys if k[0] == "clamped"]
-    labels = {k: k[0] if k[0] != "checkpoint" else f"checkpoint, step {k[1]}" for k in shown}
-    colors = plots.palette([labels[k] for k in shown])
-    styles = [("o", "-", 46, 1.0), ("s", "--", 26, 0.0), ("x", ":", 30, 1.0)]
-    for k, (marker, line, size, fill) in zip(shown, styles, strict=False):
-        n = np.array([r["N_l"] for r in by_state[k]], dtype=float)
-        e = np.array([r["E_l"] for r in by_state[k]])
-        f, c = fit_of[k], colors[labels[k]]
-        colour = {"color": c} if marker == "x" else {"facecolors": c if fill else "none", "edgecolors": c}
-        ax.scatter(n, e, s=size, marker=marker, linewidths=1.1, zorder=3, **colour,
-                   label=f"{labels[k]}: β = {f['beta']:.3f} ± {f['beta_se']:.3f}")
-        grid = np.geomspace(n.min() / 1.3, n.max() * 1.3, 50)
-        ax.plot(grid, np.exp(f["intercept"]) * grid ** f["beta"], line, color=c, linewidth=1.1)
-    # reference slopes through the pretrained layers' centre of mass (in log-log)
-    pre = by_state[keys[0]]
-    x0 = np.exp(np.mean(np.log([r["N_l"] for r in pre])))
-    y0 = np.exp(np.mean(np.log([r["E_l"] for r in pre])))
-    grid = np.geomspace(min(r["N_l"] for r in pre) / 1.3, max(r["N_l"] for r in pre) * 1.3, 50)
-    ax.plot(grid, y0 * (grid / x0) ** alpha, color="#444444", linewidth=0.9, linestyle=(0, (1, 2)),
-            label=f"slope α = {alpha:g}, reading (a)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"layer size $N_l$ (weights)")
-    ax.set_ylabel(r"$E_l = \sum_{i \neq j}\, U_{w_l}(\theta_i - \theta_j)$  (weight units)")
-    ax.set_title("unweighted coupling energy per layer (exact)")
-    ax.legend(fontsize="x-small", loc="upper left")
-
-    ax = axes[0, 1]
-    traj = [f for f in fits if f["state"] in ("pretrained", "checkpoint")]
-    steps = np.array([f["step"] for f in traj], dtype=float)
-    beta = np.array([f["beta"] for f in traj])
-    err = np.array([[f["beta"] - f["ci_lo"] for f in traj], [f["ci_hi"] - f["beta"] for f in traj]])
-    ax.errorbar(steps, beta, yerr=err, marker="o", markersize=4, capsize=3, linewidth=1.2, color="#2ca02c",
-                label="pretrained (step 0) and checkpoints")
-    span = max(steps.max(), 1.0) if steps.size else 1.0
-    for f, dx, marker in ((next((f for f in fits if f["state"] == "compressed"), None), 0.02, "s"),
-                          (next((f for f in fits if f["state"] == "clamped"), None), 0.04, "D")):
-        if f is not None:
-            x = (f["step"] if f["step"] != "" else span) + dx * span
-            ax.errorbar([x], [f["beta"]], yerr=[[f["beta"] - f["ci_lo"]], [f["ci_hi"] - f["beta"]]],
-                        marker=marker, markersize=5, capsize=3, linestyle="none",
-                        color=plots.COLORS[f["state"]], label=f"{f['state']} (final weights)")
-    ax.axhline(1 + alpha, color="black", linewidth=1.0, linestyle="--",
-               label=f"prediction (b): β = 1 + α = {1 + alpha:g}")
-    ax.axhline(alpha, color="#444444", linewidth=0.9, linestyle=(0, (1, 2)),
-               label=f"reading (a): β = α = {alpha:g}")
-    ax.set_xlabel("SGD step")
-    ax.set_ylabel(r"fitted $\beta$ in $E_l \propto N_l^{\beta}$  (± 95% CI)")
-    mean_m = {(r["state"], r["step"]): [] for r in rows}
-    for r in rows:
-        mean_m[(r["state"], r["step"])].append(r["m_l"])
-    first, last = keys[0], shown[1] if len(shown) > 1 else keys[-1]
-    ax.text(0.02, 0.1, "layer mean of $m_l = E_l / (N_l (N_l - 1)\\, w_l)$: "
-            f"{np.mean(mean_m[first]):.3f} ({first[0]}) → {np.mean(mean_m[last]):.3f} ({labels.get(last, last[0])})",
-            transform=ax.transAxes, fontsize="x-small", va="bottom")
-    ax.set_title("layer-size exponent during fine-tuning")
-    ax.legend(fontsize="x-small", loc="center right")
-    fig.suptitle(title, fontsize="medium")
-    plots.save(fig, path)
+STEM, FIT_STEM = f"{AlphaFigure.STEM}_powerlaw", f"{AlphaFigure.STEM}_fit"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,97 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--steps", type=int, nargs="+", default=None, metavar="S",
                        help="measure these checkpoint steps only")
     args = p.parse_args(argv)
-    if args.run and args.checkpoint:
-        raise LandscapeError("give --run or --checkpoint, not both")
-    if args.checkpoint and (args.every or args.steps):
-        raise LandscapeError("--every/--steps need --run (a checkpoint has only its pretrained state)")
-    if args.w is not None and not (math.isfinite(args.w) and args.w > 0):
-        raise ValueError(f"--w must be a finite number > 0, got {args.w}")
-    out = common.outputs(args.out_dir, STEM, [".png", ".csv", ".config.json"], args.force)
-    fit_csv = common.outputs(args.out_dir, FIT_STEM, [".csv"], args.force)[".csv"]
-    start = time.perf_counter()
-
-    if args.checkpoint:
-        from landscape.models import load_model
-
-        model = load_model(args.arch, args.checkpoint, args.arch_kwargs)
-        which, alpha = "weights", DEFAULT_ALPHA
-        w = DEFAULT_W if args.w is None else args.w
-        names = list(select_params(model, which))
-        pretrained = model.state_dict()
-        states = [("pretrained", 0, lambda: pretrained)]
-        source, label = str(args.checkpoint), f"{args.arch}, {args.checkpoint}"
-    else:
-        from landscape.store import Run
-
-        run = Run(common.resolve_runs(args)[0])
-        settings = run.config.get("compressor", {}) or {}
-        which = settings.get("params", "weights")
-        alpha = float(settings.get("alpha", DEFAULT_ALPHA))
-        w = float(settings.get("w", DEFAULT_W)) if args.w is None else args.w
-        names = list(select_params(run.model("pretrained"), which))
-        pretrained = run.state("pretrained")
-        all_steps = run.steps()
-        steps = pick_steps(all_steps, args.every, args.steps)
-        final = all_steps[-1] if all_steps else ""
-        states = [("pretrained", 0, lambda: pretrained)]
-        states += [("checkpoint", s, lambda s=s: run.state(s)) for s in steps]
-        if "final" in run.groups():
-            states += [(s, final, lambda s=s: run.state(s)) for s in ("compressed", "clamped")]
-        source, label = str(run.path), f"{common.run_label(run)}, {run.path.name}"
-    if not names:
-        raise LandscapeError(f"no coupled layers (parameter selection {which!r})")
-
-    reference = measure(pretrained, names, w, None)  # fixes sigma_l, hence w_l, for every state
-    sigmas = {le.name: le.sigma for le in reference}
-    rows, fits, timing = [], [], []
-    for state, step, get in states:
-        t0 = time.perf_counter()
-        current = get()
-        layers = reference if state == "pretrained" else measure(current, names, w, sigmas)
-        timing.append(time.perf_counter() - t0)
-        n = np.array([le.n for le in layers], dtype=float)
-        e = np.array([le.energy for le in layers])
-        m = e / (n * (n - 1) * np.array([le.w for le in layers]))
-        for le, m_l in zip(layers, m, strict=True):
-            rows.append({"state": state, "step": step, "layer": le.name, "N_l": le.n, "sigma_l": le.sigma,
-                         "w_l": le.w, "E_l": le.energy, "m_l": float(m_l),
-                         "std_l": current[le.name].double().std().item()})
-        fit = fit_power_law(n, e)
-        fits.append({"state": state, "step": step, **fit, "beta_pairs": slope(n, n * (n - 1)),
-                     "beta_sigma": slope(n, [le.sigma for le in layers]), "beta_shape": slope(n, m)})
-    elapsed = time.perf_counter() - start
-
-    draw(rows, fits, alpha, f"Layer-size power law of the coupling energy (w = {w:g}, α = {alpha:g}) — {label}",
-         out[".png"])
-    common.write_csv(out[".csv"], rows)
-    common.write_csv(fit_csv, fits)
-    common.write_config(out[".config.json"], args, source=source, w_used=w, alpha=alpha, params=which,
-                        layers=names, states=[f"{s}:{t}" for s, t, _ in states], seeds=1,
-                        random_draws="none (exact energies: deterministic given the run or checkpoint)",
-                        prediction={"b_per_weight": 1 + alpha, "a_per_layer": alpha},
-                        seconds_total=round(elapsed, 3), seconds_per_state=[round(t, 4) for t in timing])
-
-    def inside(f, v):
-        return bool(f["ci_lo"] <= v <= f["ci_hi"]) if math.isfinite(f["ci_lo"]) else None
-
-    summary = [{"state": f["state"], "step": f["step"], "beta": f["beta"], "beta_se": f["beta_se"],
-                "ci": [f["ci_lo"], f["ci_hi"]], "r2": f["r2"], "contains_1+alpha": inside(f, 1 + alpha),
-                "contains_alpha": inside(f, alpha)} for f in fits]
-    result = {"png": str(out[".png"]), "csv": str(out[".csv"]), "fit_csv": str(fit_csv), "n_layers": len(names),
-              "w": w, "alpha": alpha, "seconds": round(elapsed, 3), "fits": summary}
-    if args.json:
-        cli.print_json(result)
-    else:
-        print(f"{len(names)} coupled layers, N_l = {min(r['N_l'] for r in rows)} … {max(r['N_l'] for r in rows)}; "
-              f"w = {w:g}; prediction (b) β = 1 + α = {1 + alpha:g}, reading (a) β = α = {alpha:g}")
-        print("  state        step     beta     ± se      95% CI            R²    β_shape")
-        for f in fits:
-            print(f"  {f['state']:<11} {f['step']!s:>5}  {f['beta']:7.4f}  {f['beta_se']:7.4f}  "
-                  f"[{f['ci_lo']:.4f}, {f['ci_hi']:.4f}]  {f['r2']:.4f}  {f['beta_shape']:+.4f}")
-        print(f"{len(states)} states in {elapsed:.2f} s; wrote {out['.png']}, {out['.csv']}, "
-              f"{fit_csv}, {out['.config.json']}")
-    return 0
+    fields = dict(**common.figure_fields(args), checkpoint=args.checkpoint, arch=args.arch,
+                  arch_kwargs=args.arch_kwargs, w=args.w, every=args.every, steps=args.steps)
+    run = args.run
+    if not (run or args.checkpoint):
+        AlphaFigure(**fields, run="(the small run)")  # the options checked before the small run is trained
+        run = str(common.resolve_runs(args, AlphaFigure)[0])
+    return common.show(make(AlphaFigure(**fields, run=run)), args.json)
 
 
 if __name__ == "__main__":

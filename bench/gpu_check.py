@@ -19,8 +19,8 @@ Rows (each with its result, its target and ok / FAIL / n/a):
   resume       4 steps straight vs 2 + resume from the trainer's state: bit-identical (deterministic)
   study -j 2   a 2-point grid study run by 2 workers on the device
 
-On --device cpu (what CI runs, through tests/scripts/test_gpu_check.py) every check that compares the device with the CPU
-says n/a and the others run, so the script itself is tested. Exit status 1 when a check fails. Needs the
+On --device cpu (what CI runs, through tests/scripts/test_gpu_check.py) every check that compares the device with
+the CPU says n/a and the others run, so the script itself is tested. Exit status 1 when a check fails. Needs the
 reference model and CIFAR-10 from ../shared (or --data). The README's "GPU" section holds the table of the last
 run on a GPU, with the card's name.
 """

@@ -1,13 +1,45 @@
 """The papers' figures and tables as library jobs: one frozen spec and one `make` per figure (a module each), and
-`make(spec)` to run any of them. The scripts of `analyses/` parse argv into these specs; `make demo` and the
-reproduction engine (`landscape.reproduce`) build them in Python.
+`make(spec)` to run any of them. The scripts of `analyses/` parse argv into these specs; `make demo`
+(`analyses/demo.py`) and the reproduction engine (`landscape.reproduce`) build them in Python.
+
+| spec | module | figure or table (paper) |
+|---|---|---|
+| `WeightHistogramsFigure` | weight_histograms | weight histograms during soft quantization (SQ Fig. 1) |
+| `PerturbationFigure` | perturbation | real vs equal-norm random displacements (SQ Fig. 3) |
+| `ProtocolsFigure` | protocols | Fig. 3 under every perturbation protocol, across seeds |
+| `PathsFigure` | paths | linear paths pretrained → compressed → clamped (BL §4.2, Fig. 2A) |
+| `AccuracyVsBitsFigure` | accuracy_vs_bits | accuracy vs mean bits against HEQ PTQ (SQ Pareto) |
+| `MixedPrecisionFigure` | mixed_precision | bits per layer across seeds (SQ mixed precision) |
+| `SeedsFigure` | seeds | cluster structure across seeds (BL Fig. 1B) |
+| `AlphaFigure` | alpha | the layer-size power law of the coupling energy (SQ α ≈ 0.66) |
+| `EstimatorsFigure` | estimators | coupling estimators: bits, accuracy, force noise (BL) |
+| `NbinsTable` | nbins | histogram-estimator resolution N_b: accuracy and cost (SQ) |
+| `PTQTable` | ptq_table | PTQ baselines (uniform, HEQ, k-means) vs bits |
+| `DSMMTable` | dsmm_table | DSMM then uniform PTQ vs bits |
+| `MethodsTable` | methods_table | VQ-QAT and bitwise input quantization vs bits |
+| `CostFigure` | cost | the coupling estimators' time and memory (bench/coupling.py's JSON) |
 
     >>> from landscape.figures import PathsFigure
     >>> PathsFigure(runs=("runs/wc.h5",), out_dir="figures/demo", limit=1000).paths()[".png"].as_posix()
     'figures/demo/paths.png'
 """
 
+from .accuracy_vs_bits import AccuracyVsBitsFigure
+from .alpha import AlphaFigure
 from .base import FigureResult, FigureSpec, make
+from .cost import CostFigure
+from .dsmm_table import DSMMTable
+from .estimators import EstimatorsFigure
+from .methods_table import MethodsTable
+from .mixed_precision import MixedPrecisionFigure
+from .nbins import NbinsTable
 from .paths import PathsFigure
+from .perturbation import PerturbationFigure
+from .protocols import ProtocolsFigure
+from .ptq_table import PTQTable
+from .seeds import SeedsFigure
+from .weight_histograms import WeightHistogramsFigure
 
-__all__ = ["FigureResult", "FigureSpec", "PathsFigure", "make"]
+__all__ = ["AccuracyVsBitsFigure", "AlphaFigure", "CostFigure", "DSMMTable", "EstimatorsFigure", "FigureResult",
+           "FigureSpec", "MethodsTable", "MixedPrecisionFigure", "NbinsTable", "PTQTable", "PathsFigure",
+           "PerturbationFigure", "ProtocolsFigure", "SeedsFigure", "WeightHistogramsFigure", "make"]

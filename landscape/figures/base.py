@@ -85,18 +85,26 @@ class FigureSpec:
 @dataclass
 class FigureResult:
     """What a figure job wrote and found: `outputs` (a name such as "png" or "csv" → path), `summary` (JSON-ready
-    numbers), `lines` (the same for a reader: what a script prints)."""
+    numbers), `lines` (the same for a reader: what a script prints); `flat`: the summary's keys stand beside the
+    outputs in `to_dict` (the figures whose script printed them so) instead of under "summary".
+
+        >>> FigureResult({"png": "a.png"}, {"bits": 3.9}).to_dict()
+        {'png': 'a.png', 'summary': {'bits': 3.9}}
+        >>> FigureResult({"png": "a.png"}, {"bits": 3.9}, flat=True).to_dict()
+        {'png': 'a.png', 'bits': 3.9}
+    """
 
     outputs: dict[str, str]
     summary: Any = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    flat: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The outputs and the summary as one JSON-ready object (a script's --json)."""
-        return {**self.outputs, "summary": self.summary}
+        return {**self.outputs, **self.summary} if self.flat else {**self.outputs, "summary": self.summary}
 
 
-def write_config(path: Path, spec: FigureSpec, **facts) -> Path:
+def write_config(path: Path, spec: FigureSpec, /, **facts) -> Path:
     """`<stem>.config.json`: the spec's fields, the facts the figure found, and when it was written."""
     return write_json(path, {**spec.to_dict(), **facts, "written": time.strftime("%Y-%m-%d %H:%M:%S")})
 

@@ -121,7 +121,8 @@ class Engine:
 
     def migrate(self) -> tuple[int, list[str]]:
         """Re-key the ledger entries the command engine recorded for steps that are typed now (studies, study
-        reports, perturbation tests: they were `landscape study|perturb` commands) under their key's digest,
+        reports, perturbation tests, figures and tables: they were `landscape study|perturb` and `python
+        analyses/<script>` commands) under their key's digest,
         and the stored rows that read them; returns (migrated, steps whose key cannot be computed here yet —
         e.g. a perturbation test whose study's run files are elsewhere). The entry keeps its recorded commands."""
         moved, waiting = {}, []

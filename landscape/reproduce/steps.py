@@ -7,8 +7,11 @@ A step is typed. The library's own jobs are specs run in this process:
 - `ReportStep`: the study's report (`studies.report.write`: tables, Pareto front, PTQ baselines, figure).
 - `PerturbStep`: one perturbation test of a headline run (`PerturbSpec` → `analysis.run_analysis`).
 
-The figure and table scripts of `analyses/` and `bench/coupling.py` are experiment scripts, not library: a
-`CommandStep` runs them as commands (their argv is the step), each in its own process.
+- `FigureStep`: a figure or table (`landscape.figures`: a spec per figure, e.g. `PathsFigure`, `PTQTable`), built
+  from the budget and the earlier steps' outputs, made by `landscape.figures.make`.
+
+One step stays a command: the coupling benchmark (`bench/coupling.py`, a `CommandStep`), which times itself in a
+fresh process of its own.
 
 Every step has a `key` — the spec as JSON (paths relative to the checkout), or a command step's argv — whose
 digest the ledger records: a step whose key changed runs again and makes the rows that read it stale.
@@ -128,15 +131,46 @@ class CommandStep(Step):
                 raise StepFailed(f"exit {code}")
 
 
-def script_step(name: str, script: str, args: Callable[[Context], list[str] | None], stem: str,
-                suffix: str = ".csv") -> CommandStep:
-    """`python analyses/<script> ARGS --out-dir <budget figures> --force` (outputs <stem><suffix>)."""
-    def build(ctx: Context) -> list[list[str]] | None:
-        a = args(ctx)
-        return None if a is None else [[PY, str(ctx.repo / "analyses" / script), *a, "--out-dir", str(ctx.figures),
-                                        "--force"]]
+@dataclass(frozen=True)
+class FigureStep(Step):
+    """A figure or table of the report (`landscape.figures`): its spec is built from the budget and the earlier steps'
+    outputs, written into the budget's figures (overwriting), and made in this process."""
 
-    return CommandStep(name, build, lambda ctx: [ctx.figure(stem, suffix)])
+    name: str
+    build: Callable[[Context], Any]  # the figure's spec, out_dir/force/device left to the step (None: no input yet)
+    produces: tuple[str, str]  # (stem, suffix) of the output that must exist for "done"
+
+    def spec(self, ctx: Context):
+        import dataclasses
+
+        spec = self.build(ctx)
+        return None if spec is None else dataclasses.replace(spec, out_dir=str(ctx.figures), force=True,
+                                                             device=ctx.device)
+
+    def key(self, ctx: Context) -> dict | None:
+        spec = self.spec(ctx)
+        return None if spec is None else {k: v for k, v in spec.to_dict().items() if k not in ("device", "quiet")}
+
+    def describe(self, ctx: Context) -> list[str]:
+        spec = self.spec(ctx)
+        if spec is None:
+            return [f"{self.name}: its inputs are not there yet"]
+        return [f"{type(spec).__name__} → {relative(ctx.figure(*self.produces), ctx.repo)}"]
+
+    def outputs(self, ctx: Context) -> list[Path]:
+        return [ctx.figure(*self.produces)]
+
+    def execute(self, ctx: Context, log) -> None:
+        from ..figures.base import make
+
+        result = make(self.spec(ctx))
+        print("\n".join(result.lines), file=log, flush=True)
+
+
+def local_checkpoint(ctx: Context) -> str:
+    """The budget's checkpoint: a path relative to the checkout (made absolute) or an arch's public weights."""
+    local = ctx.repo / ctx.budget.checkpoint
+    return str(local) if local.exists() else ctx.budget.checkpoint
 
 
 # -- studies ------------------------------------------------------------------------------------------------------
@@ -159,8 +193,7 @@ def base_run(ctx: Context, method: str, epochs: int, settings: Mapping[str, Any]
     from ..trainer import TrainConfig
 
     b = ctx.budget
-    local = ctx.repo / b.checkpoint  # a path relative to the checkout, or an architecture's public weights
-    checkpoint = str(local) if local.exists() else b.checkpoint
+    checkpoint = local_checkpoint(ctx)
     train = TrainConfig(epochs=epochs, **({"batch_size": b.train_batch_size} if b.train_batch_size else {}))
     return RunSpec.resolved(checkpoint, arch=b.arch, method=method, compressor=dict(settings), train=train,
                             limit_train=None if sweep else b.limit_train, limit_test=b.limit_test,
@@ -349,57 +382,80 @@ def _labelled(ctx: Context, name: str, label: Callable[[dict], str]) -> tuple[li
     return [r["run"] for r in rows], [label(r) for r in rows]
 
 
-def fig3_args(ctx: Context, *, compare: bool = False) -> list[str] | None:
+def fig3_spec(ctx: Context, *, compare: bool = False):
     """The headline seeds' run files (and with `compare` the failure setting's); the PTQ displacements are stored
     in the first seed's file, so only `compare` shows them."""
+    from ..figures.protocols import ProtocolsFigure
+
     runs = [ctx.runs("sq", h=0.05, w=0.3).get(s) for s in ctx.budget.seeds]
     if None in runs:
         return None
     names = [perturb_name(t, *p) for t in ("compressed", "clamped") for p in PROTOCOLS]
     if not compare:
-        return ["--run", *runs, "--labels", *["h=0.05"] * len(runs), "--names", *names, "--stem",
-                "fig3_protocols"]
+        return ProtocolsFigure(runs=tuple(runs), labels=("h=0.05",) * len(runs), names=tuple(names),
+                               stem="fig3_protocols")
     failed = ctx.runs("sq", h=0.001, w=0.3).get(ctx.budget.seeds[0])
     if failed is None:
         return None
     names += [perturb_name(t, *p) for t in ("ptq:heq:4", "ptq:kmeans:4") for p in PROTOCOLS]
-    return ["--run", *runs, failed, "--labels", *["h=0.05"] * len(runs), "h=0.001", "--names", *names,
-            "--stem", "fig3_compare"]
+    return ProtocolsFigure(runs=(*runs, failed), labels=(*["h=0.05"] * len(runs), "h=0.001"), names=tuple(names),
+                           stem="fig3_compare")
 
 
-def paths_args(ctx: Context) -> list[str] | None:
+def paths_spec(ctx: Context):
+    from ..analysis.paths import PathConfig
+    from ..figures.paths import PathsFigure
+
     runs, labels = _labelled(ctx, "cwc", lambda r: f"K={2 ** int(r['bits'])}, λ={r['strength']:g}")
     if not runs:
         return None
     b = ctx.budget
-    return ["--run", *runs, "--labels", *labels, "--split", "both", "--limit", str(b.images), "--points",
-            str(b.points), "--stem", "paths_cwc"]
+    return PathsFigure(runs=tuple(runs), labels=tuple(labels), split="both", limit=b.images,
+                       config=PathConfig(points=b.points), stem="paths_cwc")
 
 
-def headline_args(ctx: Context) -> list[str] | None:
+def headline_runs(ctx: Context) -> tuple[str, ...] | None:
     """The headline setting's run files, one per seed (mixed precision and the seeds figure)."""
     runs = [ctx.runs("sq", h=0.05, w=0.3).get(s) for s in ctx.budget.seeds]
-    return None if None in runs else ["--run", *runs]
+    return None if None in runs else tuple(runs)
 
 
-def alpha_args(ctx: Context) -> list[str] | None:
+def mixed_spec(ctx: Context):
+    from ..figures.mixed_precision import MixedPrecisionFigure
+
+    runs = headline_runs(ctx)
+    return None if runs is None else MixedPrecisionFigure(runs=runs)
+
+
+def seeds_spec(ctx: Context):
+    from ..figures.seeds import SeedsFigure
+
+    runs = headline_runs(ctx)
+    return None if runs is None else SeedsFigure(runs=runs)
+
+
+def alpha_spec(ctx: Context):
+    from ..figures.alpha import AlphaFigure
+
     run = ctx.runs("sq", h=0.05, w=0.3).get(ctx.budget.seeds[0])
-    return None if run is None else ["--run", run, "--every", "1"]
+    return None if run is None else AlphaFigure(run=run, every=1)
 
 
-def methods_step(seed: int, first: bool) -> CommandStep:
+def methods_step(seed: int, first: bool) -> FigureStep:
     """The methods table (VQ-QAT, bitwise input) for one sweep seed: the first seed's outputs plain
     (table:methods), each other seed's beside them with the suffix _s<seed> (table:methods:s<seed>)."""
+    from ..figures.methods_table import MethodsTable
+
     suffix = "" if first else f"_s{seed}"
 
-    def args(ctx: Context) -> list[str]:
+    def build(ctx: Context):
         b = ctx.budget
-        return ["--arch", b.arch, "--checkpoint", b.checkpoint, "--epochs", str(b.sweep_epochs), "--train-limit",
-                str(b.limit_train or 50_000), "--seed", str(seed), "--methods", "vq", "vq-euclidean",
-                "input-bitwise", *(["--suffix", suffix] if suffix else [])]
+        return MethodsTable(arch=b.arch, checkpoint=local_checkpoint(ctx), epochs=b.sweep_epochs,
+                            train_limit=b.limit_train or 50_000, seed=seed,
+                            methods=("vq", "vq-euclidean", "input-bitwise"), suffix=suffix)
 
     name = "table:methods" if first else f"table:methods:s{seed}"
-    return script_step(name, "table_methods.py", args, f"methods_table{suffix}")
+    return FigureStep(name, build, (f"methods_table{suffix}", ".csv"))
 
 
 def methods_steps(ctx: Context) -> list[str]:
@@ -407,33 +463,42 @@ def methods_steps(ctx: Context) -> list[str]:
     return [methods_step(seed, i == 0).name for i, seed in enumerate(seeds)]
 
 
+def figure_steps(ctx: Context) -> list[Step]:
+    """The figures and tables of the report (landscape.figures), and the coupling benchmark fig:cost draws."""
+    from ..figures.cost import CostFigure
+    from ..figures.dsmm_table import DSMMTable
+    from ..figures.estimators import EstimatorsFigure
+    from ..figures.nbins import NbinsTable
+    from ..figures.ptq_table import PTQTable
+
+    b = ctx.budget
+    bench = ctx.figure("bench_coupling", ".json")
+    return [
+        FigureStep("fig:fig3", fig3_spec, ("fig3_protocols", "_summary.csv")),
+        FigureStep("fig:fig3-compare", lambda c: fig3_spec(c, compare=True), ("fig3_compare", "_summary.csv")),
+        FigureStep("fig:paths", paths_spec, ("paths_cwc", ".csv")),
+        FigureStep("fig:mixed", mixed_spec, ("mixed_precision", ".csv")),
+        FigureStep("fig:seeds", seeds_spec, ("seeds_clusters", ".png")),
+        FigureStep("fig:alpha", alpha_spec, ("alpha_fit", ".csv")),
+        FigureStep("fig:estimators", lambda c: EstimatorsFigure(studies=ESTIMATOR_STUDIES, dir=str(c.studies)),
+                   ("estimators_force", ".csv")),
+        FigureStep("fig:nbins", lambda c: NbinsTable(study="nbins", dir=str(c.studies)), ("nbins", ".csv")),
+        FigureStep("table:ptq", lambda c: PTQTable(arch=b.arch, checkpoint=local_checkpoint(c), bits=(2, 3, 4),
+                                                   methods=("uniform", "heq", "kmeans")), ("ptq_table", ".csv")),
+        FigureStep("table:dsmm", lambda c: DSMMTable(studies=("dsmm", "dsmm-alpha10"), dir=str(c.studies),
+                                                     limit=10_000), ("dsmm_ptq", ".csv")),
+        *[methods_step(seed, i == 0) for i, seed in enumerate(b.sweep_seeds)],
+        # a benchmark times itself in a fresh process of its own (no state of this one in its numbers): a command
+        CommandStep("bench:coupling", lambda c: [[PY, str(c.repo / "bench" / "coupling.py"), "--quick", "--json",
+                                                  "--out", str(bench)]], lambda c: [bench]),
+        FigureStep("fig:cost", lambda c: CostFigure(bench=str(bench)), ("coupling_cost", ".csv")),
+    ]
+
+
 def steps(ctx: Context) -> list[Step]:
     """Every step of the report at this budget."""
-    b = ctx.budget
     out: list[Step] = [StudyStep(d) for d in STUDIES]
     out += [ReportStep(n) for n in ("sq", "fig2")] + [ReportStep(n, ptq=False) for n in ("cwc", "dsmm")]
     out += [PerturbStep(*d, p) for d in displacements(ctx) for p in PROTOCOLS]
-    out += [script_step("fig:fig3", "fig3_protocols.py", fig3_args, "fig3_protocols", "_summary.csv"),
-            script_step("fig:fig3-compare", "fig3_protocols.py", lambda c: fig3_args(c, compare=True),
-                        "fig3_compare", "_summary.csv"),
-            script_step("fig:paths", "fig_paths.py", paths_args, "paths_cwc"),
-            script_step("fig:mixed", "fig_mixed_precision.py", headline_args, "mixed_precision"),
-            script_step("fig:seeds", "fig_seeds.py", headline_args, "seeds_clusters", ".png"),
-            script_step("fig:alpha", "fig_alpha.py", alpha_args, "alpha_fit"),
-            script_step("fig:estimators", "fig_estimators.py",
-                        lambda c: ["--study", *ESTIMATOR_STUDIES, "--dir", str(c.studies)], "estimators_force"),
-            script_step("fig:nbins", "table_nbins.py", lambda c: ["--study", "nbins", "--dir", str(c.studies)],
-                        "nbins"),
-            script_step("table:ptq", "table_ptq.py",
-                        lambda c: ["--arch", b.arch, "--checkpoint", b.checkpoint, "--bits", "2", "3", "4",
-                                   "--methods", "uniform", "heq", "kmeans"], "ptq_table"),
-            script_step("table:dsmm", "table_dsmm.py",
-                        lambda c: ["--study", "dsmm", "dsmm-alpha10", "--dir", str(c.studies), "--limit", "10000"],
-                        "dsmm_ptq"),
-            *[methods_step(seed, i == 0) for i, seed in enumerate(b.sweep_seeds)],
-            CommandStep("bench:coupling", lambda c: [[PY, str(c.repo / "bench" / "coupling.py"), "--quick", "--json",
-                                                      "--out", str(c.figure("bench_coupling", ".json"))]],
-                        lambda c: [c.figure("bench_coupling", ".json")]),
-            script_step("fig:cost", "fig_cost.py", lambda c: ["--bench", str(c.figure("bench_coupling", ".json"))],
-                        "coupling_cost")]
+    out += figure_steps(ctx)
     return out

@@ -31,3 +31,28 @@ def test_demo_overwrites_the_committed_outputs_twice(tmp_path):
     assert {n for n in before if n.endswith((".csv", ".config.json"))} <= set(rewritten)
     assert sorted((tmp_path / "runs").glob("*.h5")) == [tmp_path / "runs" / "soft-quant.h5",
                                                         tmp_path / "runs" / "weak-coupling.h5"]
+
+
+def test_the_demo_trains_the_run_its_old_train_command_made():
+    """The demo builds its runs' specs in Python; they are the specs `landscape train` parsed from the command the
+    demo ran before (as a subprocess) — so its run files and numbers are those of that command."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "analyses"))
+    try:
+        import demo
+    finally:
+        sys.path.remove(str(REPO / "analyses"))
+    from landscape.cli import train
+
+    args = demo.parser().parse_args([])
+    for settings in demo.RUNS.values():
+        spe = args.limit_train // args.train_batch_size
+        old = ["--arch", "resnet20", "--checkpoint", str(ADAPTED_R20), "--method", "weight-coupling", "--h",
+               str(settings["h"]), "--w", str(settings["w"]), "--epochs", str(args.epochs), "--limit-train",
+               str(args.limit_train), "--train-batch-size", str(args.train_batch_size), "--limit-test",
+               str(args.limit), "--checkpoint-every", str(max(1, spe // 2)), "--stats-every", str(spe), "--device",
+               args.device, "--out", "x.h5", "--force"]
+        p, owners = train.parser()
+        parsed: argparse.Namespace = p.parse_args(old)
+        assert demo.run_spec(settings, args) == train.spec_from_args(parsed, owners, args.device)
