@@ -99,6 +99,21 @@ def write_config(path: Path, args: argparse.Namespace, **extra) -> Path:
                              "written": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
+def described(doc: str, figure: type) -> str:
+    """A figure script's --help text: its own docstring, then its figure's (the spec's module docstring, without
+    its runnable examples): what a figure shows and which claim it reproduces is written once, in the library."""
+    text, skipping = [], False
+    for line in (sys.modules[figure.__module__].__doc__ or "").splitlines():
+        stripped = line.strip()
+        if stripped.startswith((">>>", "...")):
+            skipping = True
+        elif skipping and not stripped:
+            skipping = False
+        elif not skipping:
+            text.append(line)
+    return f"{doc.rstrip()}\n\n{figure.__name__} (landscape.figures):\n\n" + "\n".join(text).strip() + "\n"
+
+
 def figure_fields(args: argparse.Namespace) -> dict:
     """The fields every figure spec (landscape.figures.FigureSpec) takes, from the options `parser` declares."""
     return {"out_dir": args.out_dir, "force": args.force, "limit": args.limit, "batch_size": args.batch_size,

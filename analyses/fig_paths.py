@@ -1,21 +1,12 @@
 """Task loss and accuracy along the linear paths pretrained → compressed → clamped (workshop paper
 "quantization near the bottom of the loss landscape", §4.2 and Fig. 2A).
 
-Claim reproduced: in a successful compression the fine-tuning segment (pretrained → compressed) climbs the
-loss a little and the clamping segment (compressed → clamped) costs almost nothing — the optimizer has reached
-a clampable configuration; in a failed one (coupling too weak, e.g. h = 0.001) the compressed model stays
-close to the pretrained loss and the degradation happens in the clamping segment. One curve per run (one seed);
-give runs of several settings to compare them, several seeds of a setting under one --label to see the spread.
+Outputs: OUT_DIR/STEM.png, STEM.csv and STEM.config.json, STEM = --stem (default: paths), so one can write several
+variants side by side.
 
-One curve per run on two panels (loss, accuracy), --points per segment with both endpoints included, on the
-first --limit images (class-balanced prefix) of the test split, the training split (unaugmented), or both
-(--split, as `python -m landscape.interpolate`; both: train dashed, test solid); BN statistics interpolated
-(--bn keep) or re-estimated per point (--bn recalibrate). Each curve's legend label is the given --label, the
-run's seed, and its mean effective bits and clamped test accuracy as the run file records them (its own test
-evaluation, which may count more images than --limit), e.g. "h=0.05 (seed 0): 3.90 bits, 85.75%". Writes
-figures/STEM.png, STEM.csv (run, label, seed, bits, accuracy_clamped, split, alpha, segment, loss, accuracy) and
-STEM.config.json, STEM = --stem (default: paths), so one can write several variants side by side.
-The figure itself is landscape.figures.paths (PathsFigure); this script parses the options into it.
+What it shows, the claim it reproduces and what it writes:
+landscape.figures.paths (PathsFigure), whose
+description `--help` prints below; this script parses its options into that spec.
 
   python analyses/fig_paths.py --run runs/good.h5 runs/failed.h5 --labels "h=0.05" "h=0.001" [--points 11] \
       [--split both] [--stem paths-both]
@@ -25,13 +16,14 @@ from __future__ import annotations
 
 import common
 
-from landscape import cli
+from landscape import cli, figures
 from landscape.analysis.paths import PathConfig
 from landscape.figures import PathsFigure, make
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser("analyses/fig_paths.py", __doc__, run_nargs="+")
+    p = common.parser("analyses/fig_paths.py", common.described(__doc__, figures.PathsFigure),
+                      run_nargs="+")
     p.add_argument("--labels", nargs="+", default=None,
                    help="one legend label per run (default: its settings)")
     p.add_argument("--points", type=cli.positive_int, default=11,

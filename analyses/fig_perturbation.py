@@ -1,20 +1,9 @@
 """Soft quantization's displacement against random perturbations of the same norm (soft-quantization paper,
 Mechanism 3 and Fig. 3).
 
-Claim reproduced: the step from the pretrained to the compressed / clamped weights costs far less task loss
-per unit of weight-space distance (ΔL/‖Δθ‖) than random Gaussian steps of the same norm — it lies below the
-random distribution (low percentile, negative z-score) — whereas a PTQ step (HEQ) of similar size lies closer
-to it. Backed by one training run (one seed) and M random directions (one direction seed) per target; the
-spread of the random distribution is the only uncertainty shown.
-
-For each target (default: compressed, clamped, ptq:heq:4) one panel: histogram of ΔL/‖Δθ‖ over the M random
-directions with the real displacement as a vertical line; below it the 1-D scans (loss vs step size α) along
-the real displacement and along random direction 0. Every perturbed state, real or random, gets its BN
-statistics re-estimated on the same training batches (--bn recalibrate, default) and keeps the pretrained BN
-parameters and biases (landscape/analysis/perturbation.py explains why; --bn keep shows the biased alternative).
-Writes figures/perturbation.png, perturbation.csv (target, kind, direction, delta_loss, slope, accuracy),
-perturbation_scan.csv and perturbation.config.json.
-The figure itself is landscape.figures.perturbation (PerturbationFigure); this script parses the options into it.
+What it shows, the claim it reproduces and what it writes:
+landscape.figures.perturbation (PerturbationFigure), whose
+description `--help` prints below; this script parses its options into that spec.
 
   python analyses/fig_perturbation.py --run runs/wc.h5 [--targets compressed clamped ptq:heq:4] \\
       [--directions 20]
@@ -24,13 +13,13 @@ from __future__ import annotations
 
 import common
 
-from landscape import cli
+from landscape import cli, figures
 from landscape.analysis.perturbation import NORMS, PerturbConfig
 from landscape.figures.perturbation import ALPHAS, TARGETS, PerturbationFigure, make
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser("analyses/fig_perturbation.py", __doc__)
+    p = common.parser("analyses/fig_perturbation.py", common.described(__doc__, figures.PerturbationFigure))
     p.add_argument("--targets", nargs="+", default=list(TARGETS),
                    help="displacement ends: compressed, clamped, ptq:METHOD:BITS (default: compressed "
                         "clamped ptq:heq:4)")

@@ -1,17 +1,12 @@
 """Different seeds, different clusterings (bottom-of-the-loss-landscape paper, §4.1 and Fig. 1B).
 
-Claim shown: under fixed hyperparameters, weight–weight compression from the same pretrained model reaches
-different clustering configurations with different random seeds ("more than one distinct clustering
-configuration is reachable"). Shown: for a few layers (rows) and each run given (columns, the seeds of one
-setting), the layer's fine-tuned (compressed) weight distribution and the clamped model's cluster values as
-stems (height: weights per cluster). Nothing is re-evaluated: weights and clusters are read from the run files.
-The reproduction report's row bl-seeds counts, per pair of seeds, the layers whose clusters differ; this figure
-is what that count looks like.
-
 Writes figures/seeds_clusters.png, seeds_clusters_hist.csv (seed, layer, kind = "bin" | "cluster", lo, hi, count:
 a histogram bin [lo, hi) and its weights, or a cluster value lo = hi and its members) and
 seeds_clusters_hist.config.json.
-The figure itself is landscape.figures.seeds (SeedsFigure); this script parses the options into it.
+
+What it shows, the claim it reproduces and what it writes:
+landscape.figures.seeds (SeedsFigure), whose
+description `--help` prints below; this script parses its options into that spec.
 
   python analyses/fig_seeds.py --run runs/s0.h5 runs/s1.h5 runs/s2.h5 [--layers NAME ...] [--bins 120]
 """
@@ -20,7 +15,7 @@ from __future__ import annotations
 
 import common
 
-from landscape import cli
+from landscape import cli, figures
 from landscape.figures import make
 from landscape.figures.seeds import SeedsFigure, default_layers  # noqa: F401  (default_layers: as before)
 
@@ -28,7 +23,8 @@ STEM = SeedsFigure.STEM
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser("analyses/fig_seeds.py", __doc__, run_nargs="+")
+    p = common.parser("analyses/fig_seeds.py", common.described(__doc__, figures.SeedsFigure),
+                      run_nargs="+")
     p.add_argument("--layers", nargs="+", default=None,
                    help="layers to show (state-dict names; default: the smallest, median and largest clustered)")
     p.add_argument("--bins", type=cli.positive_int, default=120, help="histogram bins per layer (default: 120)")

@@ -1,16 +1,8 @@
 """Weight histograms during soft quantization (soft-quantization paper, Fig. 1).
 
-Claim reproduced: under weight coupling the smooth pretrained distribution of each layer's weights breaks up
-into sharp peaks — already visible after the first epoch — and the final weights sit on a few cluster values
-(after the 7-bit binning and the merge of clusters below n_min), so clamping moves them little. Backed by one
-run (one seed) per figure; it shows the run it is given, it does not average over seeds.
-
-For each chosen layer (default: first conv, a middle conv, the largest layer and the classifier): histograms
-on shared bins of the pretrained weights, the checkpoint nearest one epoch, the final fine-tuned (compressed)
-weights and the clamped weights (small clusters merged), log counts, with the final cluster values marked.
-Writes figures/weight_histograms.png, .csv (layer, series, bin_left, bin_right, count) and .config.json.
-The figure itself is landscape.figures.weight_histograms (WeightHistogramsFigure); this script parses the options
-into it.
+What it shows, the claim it reproduces and what it writes:
+landscape.figures.weight_histograms (WeightHistogramsFigure), whose
+description `--help` prints below; this script parses its options into that spec.
 
   python analyses/fig_weight_histograms.py --run runs/wc.h5 [--layers all|NAME ...] [--bins 150]
 """
@@ -19,12 +11,12 @@ from __future__ import annotations
 
 import common
 
-from landscape import cli
+from landscape import cli, figures
 from landscape.figures.weight_histograms import WeightHistogramsFigure, make
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser("analyses/fig_weight_histograms.py", __doc__)
+    p = common.parser("analyses/fig_weight_histograms.py", common.described(__doc__, figures.WeightHistogramsFigure))
     p.add_argument("--layers", nargs="+", default=None,
                    help="layer names (e.g. layer2.0.conv1.weight) or 'all' (default: 4 representative "
                         "layers)")

@@ -1,26 +1,12 @@
 """Accuracy after clamping of every compression method under one short fine-tuning budget, on the
 adapted ResNet-20.
 
-Claim checked (not assumed): the fine-tuning methods (weight-coupling, centroid–weight coupling, DSMM
-before HEQ, VQ-QAT) beat the post-training baselines (uniform, HEQ, k-means; zero fine-tuning) at 2, 3 and
-4 bits per weight after a short fine-tune, as the workshop paper's Table 1 reports for CWC on WRN-16.
-Wherever a method loses to the best PTQ baseline at the same bits, the script says so below the table.
-Bitwise input quantization is a different axis (bits per input feature, weights in full precision): its
-rows sit in a second table with the compression factor against 32-bit float inputs, beside the untrained
-uniform input quantizer it starts from.
-
-Budget (the same for every method): from the adapted ResNet-20, --epochs (1) over the first --train-limit
-(20,000) training images, i.e. 156 SGD steps of 128 images, lr 1e-3, Nesterov momentum 0.9, constant
-schedule, no weight decay (paper A.1), standard augmentation; seed 0 for data order, augmentation and the
-compressors' random draws. Every method keeps its defaults except the bits: centroid K = 2^b; DSMM then
-HEQ at b bits; VQ d = 2 with 2b index bits (b/d = b bits per weight), cosine assignment (the paper's) and,
-as a second row, euclidean; weight-coupling has no bit setting (paper h = 0.05, w = 0.3): one run, shown
-in the column within 0.5 of the mean bits it reaches, else under "other bits". Accuracy on the full test
-split (10,000 images) unless --limit. Deterministic given the seed on CPU.
-
 Writes figures/methods_table.csv, figures/methods_accuracy_vs_bits.png and figures/methods_table.config.json
 (each name + --suffix) and prints the tables as markdown.
-The figure itself is landscape.figures.methods_table (MethodsTable); this script parses the options into it.
+
+What it shows, the claim it reproduces and what it writes:
+landscape.figures.methods_table (MethodsTable), whose
+description `--help` prints below; this script parses its options into that spec.
 
   python analyses/table_methods.py [--bits 2 3 4] [--input-bits 1 2 3 4] [--train-limit 20000]
                                    [--epochs 1] [--limit N] [--methods ...] [--device cpu]
@@ -30,7 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from landscape import cli
+import common
+
+from landscape import cli, figures
 from landscape.figures.methods_table import (  # noqa: F401  (the table's names, importable from the script as before)
     DEFAULT_CHECKPOINT,
     FINETUNED,
@@ -49,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.Parser("analyses/table_methods.py", __doc__)
+    p = cli.Parser("analyses/table_methods.py", common.described(__doc__, figures.MethodsTable))
     p.add_argument("--arch", default="resnet20", help="architecture of --checkpoint (default: resnet20; or "
                    "package.module:factory)")
     p.add_argument("--arch-kwargs", type=cli.json_object, default=None, metavar="JSON",

@@ -1,11 +1,8 @@
 """Accuracy vs bits of the three post-training quantization baselines on the adapted ResNet-20.
 
-Claim reproduced: per-layer PTQ of the conv/linear weights keeps accuracy at 8 and 4 bits and collapses at 2 bits,
-and the ranking of naive uniform, HEQ and k-means (the baselines of the soft-quantization paper and Table 1 of the
-workshop paper) on this model. Deterministic: no training, no random draws except k-means' seeded init (seed 0),
-so one run backs every number. Writes figures/ptq_table.csv, figures/ptq_accuracy_vs_bits.png and
-figures/ptq_table.config.json; prints the table as markdown.
-The table itself is landscape.figures.ptq_table (PTQTable); this script parses the options into it.
+What it shows, the claim it reproduces and what it writes:
+landscape.figures.ptq_table (PTQTable), whose
+description `--help` prints below; this script parses its options into that spec.
 
   python analyses/table_ptq.py [--checkpoint PATH] [--bits 2 3 4 8] [--limit N] [--device cpu]
 """
@@ -14,7 +11,7 @@ from __future__ import annotations
 
 import common
 
-from landscape import cli
+from landscape import cli, figures
 from landscape.figures.ptq_table import PTQTable, make
 from landscape.quantize import QUANTIZERS
 
@@ -22,7 +19,7 @@ DEFAULT_CHECKPOINT = common.ADAPTED_R20
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = cli.Parser("analyses/table_ptq.py", __doc__)
+    p = cli.Parser("analyses/table_ptq.py", common.described(__doc__, figures.PTQTable))
     p.add_argument("--arch", default="resnet20", help="architecture of --checkpoint (default: resnet20; or "
                    "package.module:factory)")
     p.add_argument("--arch-kwargs", type=cli.json_object, default=None, metavar="JSON",

@@ -1,6 +1,12 @@
 """Task loss and accuracy along the linear paths pretrained → compressed → clamped of one or more runs (workshop
 paper "quantization near the bottom of the loss landscape", §4.2 and Fig. 2A; `analyses/fig_paths.py`).
 
+Claim reproduced: in a successful compression the fine-tuning segment (pretrained → compressed) climbs the loss a
+little and the clamping segment (compressed → clamped) costs almost nothing — the optimizer has reached a clampable
+configuration; in a failed one (coupling too weak, e.g. h = 0.001) the compressed model stays close to the
+pretrained loss and the degradation happens in the clamping segment. One curve per run (one seed); give runs of
+several settings to compare them, several seeds of a setting under one label to see the spread.
+
 One curve per run on two panels (loss, accuracy), `config.points` per segment with both endpoints, on the first
 `limit` images of the test split, the training split (unaugmented) or both (both: train dashed, test solid); BN
 statistics interpolated (`config.bn` keep) or re-estimated per point (recalibrate). Each curve's label is its
