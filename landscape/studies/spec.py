@@ -171,11 +171,7 @@ class StudySpec:
         """Every run of a grid study as trial parameters (the point and its seed), seeds outermost: the queue
         finishes the whole grid at the first seed before it starts the next, so a study cut short has every
         point."""
-        import itertools
-
-        names = self.parameters
-        return [{**dict(zip(names, values, strict=True)), "seed": seed}
-                for seed in self.seeds for values in itertools.product(*(self.grid[n] for n in names))]
+        return [{**point, "seed": seed} for seed in self.seeds for point in self.corners()]
 
     def run_path(self, point: dict, seed: int) -> Path:
         """The fixed run file of a point (method settings only) and a seed."""
