@@ -40,6 +40,12 @@ class Codebook:
     values: [K] float, strictly increasing, the distinct cluster values (dtype of the weights).
     index:  [N] int64, ``index[i]`` is the cluster of weight i.
     counts: [K] int64, members per cluster, all > 0.
+
+    Examples:
+        >>> import torch
+        >>> cb = Codebook(values=torch.tensor([-0.5, 0.5]), index=torch.tensor([0, 1, 1]), counts=torch.tensor([1, 2]))
+        >>> cb.apply().tolist(), cb.k, cb.bits, cb.storage_bits
+        ([-0.5, 0.5, 0.5], 2, 1.0, 1)
     """
 
     values: Tensor
@@ -55,22 +61,52 @@ class Codebook:
             )
 
     def apply(self) -> Tensor:
-        """The clamped weights, a new [N] tensor: every weight replaced by its cluster value."""
+        """The clamped weights, a new [N] tensor: every weight replaced by its cluster value.
+
+        Returns:
+            `values[index]`, in the weights' dtype.
+
+        Examples:
+            >>> import torch
+            >>> cb = uniform(torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0]), 2)
+            >>> [round(v, 3) for v in cb.apply().tolist()]
+            [-1.0, -1.0, -0.333, 0.333, 0.333, 1.0, 1.0, 1.0]
+        """
         return self.values[self.index]
 
     @property
     def k(self) -> int:
-        """Number of clusters K."""
+        """Number of clusters K.
+
+        Examples:
+            >>> import torch
+            >>> cb = uniform(torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0]), 2)
+            >>> cb.k
+            4
+        """
         return self.values.numel()
 
     @property
     def bits(self) -> float:
-        """Effective bit-width log2 K (0.0 for a single cluster)."""
+        """Effective bit-width log2 K (0.0 for a single cluster).
+
+        Examples:
+            >>> import torch
+            >>> cb = uniform(torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0]), 2)
+            >>> cb.bits
+            2.0
+        """
         return math.log2(self.k) if self.k > 1 else 0.0
 
     @property
     def storage_bits(self) -> int:
-        """Bits per weight needed to store the index, ceil(log2 K) (0 for a single cluster)."""
+        """Bits per weight needed to store the index, ceil(log2 K) (0 for a single cluster).
+
+        Examples:
+            >>> import torch
+            >>> nearest(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0.0, 1.0, 2.0])).storage_bits  # log2 3 = 1.58
+            2
+        """
         return (self.k - 1).bit_length()
 
 
@@ -140,7 +176,22 @@ def _heq_bins_sorted(s: Tensor, n_bins: int) -> Tensor:
 def uniform(theta: Tensor, bits: int) -> Codebook:
     """Naive uniform PTQ: 2^bits evenly spaced levels over the layer's [min, max], each weight rounded to the
     nearest level (exact halfway cases round to even). Only the levels in use are kept, so K <= 2^bits; a
-    constant layer gives one value."""
+    constant layer gives one value.
+
+    Args:
+        theta: the layer's weights, a 1-D tensor (any float dtype, any device).
+        bits: at most 2^bits clusters (1..16).
+
+    Returns:
+        The proposed `Codebook` (values in `theta`'s dtype).
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0])
+        >>> cb = uniform(theta, 2)
+        >>> [round(v, 3) for v in cb.values.tolist()], cb.index.tolist()
+        ([-1.0, -0.333, 0.333, 1.0], [0, 0, 1, 2, 2, 3, 3, 3])
+    """
     theta, bits = _check_theta(theta), _check_int("bits", bits, 1, MAX_BITS)
     x = theta.to(_acc_dtype(theta.device))
     lo, hi = x.min(), x.max()
@@ -167,6 +218,20 @@ def heq(theta: Tensor, bits: int) -> Codebook:
     a bin can exceed N/2^bits by the size of a tie group, and bins swallowed by a group stay empty
     (dropped). Without ties this is the plain rule. Bins whose means coincide (only possible after the cast
     to a low-precision dtype) merge.
+
+    Args:
+        theta: the layer's weights, a 1-D tensor (any float dtype, any device).
+        bits: at most 2^bits clusters (1..16).
+
+    Returns:
+        The proposed `Codebook` (values in `theta`'s dtype).
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0])
+        >>> cb = heq(theta, 2)
+        >>> [round(v, 3) for v in cb.values.tolist()], cb.counts.tolist()
+        ([-0.95, -0.05, 0.45, 1.0], [2, 2, 2, 2])
     """
     theta, bits = _check_theta(theta), _check_int("bits", bits, 1, MAX_BITS)
     s, perm = torch.sort(theta)
@@ -250,6 +315,22 @@ def kmeans(theta: Tensor, bits: int, *, seed: int = 0, max_iter: int = 1000) -> 
     O(K log N) (about 0.2 ms at K = 256, N = 10^6) instead of O(N·K). Iteration stops when the assignment no
     longer changes or after ``max_iter`` iterations (per init). Empty clusters are dropped. A layer with at
     most 2^bits distinct values gets one cluster per distinct value (the exact optimum, zero error).
+
+    Args:
+        theta: the layer's weights, a 1-D tensor (any float dtype, any device).
+        bits: at most 2^bits clusters (1..16).
+        seed: unused (the result is deterministic); accepted so callers can pass one.
+        max_iter: Lloyd iterations per init, at most.
+
+    Returns:
+        The proposed `Codebook` (values in `theta`'s dtype).
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0])
+        >>> cb = kmeans(theta, 2)
+        >>> [round(v, 3) for v in cb.values.tolist()], cb.counts.tolist()
+        ([-0.95, -0.05, 0.1, 0.933], [2, 2, 1, 3])
     """
     theta, bits = _check_theta(theta), _check_int("bits", bits, 1, MAX_BITS)
     _check_int("seed", seed, 0)
@@ -282,6 +363,21 @@ def refine_clusters(theta: Tensor, *, resolution_bits: int = 7, n_min: int = 10)
     right neighbour in sorted order, whichever has the closer mean (ties: the left one). A cluster's value
     is the mean of its members. Vectorised over weights; the merge loop runs over at most 2^resolution_bits
     clusters.
+
+    Args:
+        theta: the layer's weights, a 1-D tensor (any float dtype, any device).
+        resolution_bits: 2^resolution_bits equal-width bins over [min, max] (1..16).
+        n_min: clusters with fewer members are merged into a neighbour.
+
+    Returns:
+        The `Codebook` of the clusters found.
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0])
+        >>> cb = refine_clusters(theta, resolution_bits=2, n_min=2)
+        >>> [round(v, 3) for v in cb.values.tolist()], cb.counts.tolist()
+        ([-0.95, 0.0, 0.933], [2, 3, 3])
     """
     theta = _check_theta(theta)
     resolution_bits = _check_int("resolution_bits", resolution_bits, 1, MAX_BITS)
@@ -319,7 +415,22 @@ def refine_clusters(theta: Tensor, *, resolution_bits: int = 7, n_min: int = 10)
 
 def nearest(theta: Tensor, centroids: Tensor) -> Codebook:
     """Assign every weight to the nearest of the given centroid values (ties: the lower value); the values are
-    the centroids themselves (in ``theta``'s dtype), unused and duplicate centroids dropped."""
+    the centroids themselves (in ``theta``'s dtype), unused and duplicate centroids dropped.
+
+    Args:
+        theta: the layer's weights, a 1-D tensor.
+        centroids: the candidate values, a non-empty 1-D tensor of finite numbers.
+
+    Returns:
+        The `Codebook` of the centroids in use.
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([-1.0, -0.9, -0.1, 0.0, 0.1, 0.8, 1.0, 1.0])
+        >>> cb = nearest(theta, torch.tensor([-1.0, 0.0, 1.0, 5.0]))
+        >>> cb.values.tolist(), cb.apply().tolist()
+        ([-1.0, 0.0, 1.0], [-1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    """
     theta = _check_theta(theta)
     if not isinstance(centroids, Tensor) or centroids.dim() != 1 or centroids.numel() == 0:
         raise ValueError("centroids must be a non-empty 1-D torch.Tensor")

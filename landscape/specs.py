@@ -39,6 +39,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunSpec:
+    """One training run: the model, the data and its limits, the method and its full config, the trainer's
+    `TrainConfig`, and the run file's checkpoint interval and BN recalibration (module docstring). The method's
+    config is validated and completed at construction; a spec is frozen (`at` and `dataclasses.replace` make new
+    ones).
+
+    Examples:
+        >>> spec = RunSpec(arch="tiny", checkpoint=None, method="ptq", compressor={"bits": 2})
+        >>> spec.compressor
+        {'quantizer': 'heq', 'bits': 2, 'params': 'weights'}
+        >>> RunSpec(arch="tiny", checkpoint=None, method="ptq", compressor={"h": 0.1})
+        Traceback (most recent call last):
+        ...
+        ValueError: method ptq has no setting h (it takes: bits, params, quantizer)
+    """
+
     arch: str  # a built-in architecture (models.ARCHS) or a `package.module:factory`
     checkpoint: str | None  # starting weights: a checkpoint path (absolute once resolved), None for a Python model
     method: str = "weight-coupling"  # compression method (compress.METHODS)
@@ -71,13 +86,36 @@ class RunSpec:
 
     @property
     def seed(self) -> int:
-        """The run's seed: data order, augmentation and the compressor's random draws (TrainConfig.seed)."""
+        """The run's seed: data order, augmentation and the compressor's random draws (TrainConfig.seed).
+
+        Examples:
+            >>> RunSpec(arch="tiny", checkpoint=None, train=TrainConfig(seed=3)).seed
+            3
+        """
         return self.train.seed
 
     @classmethod
     def resolved(cls, checkpoint: str | None, **fields) -> RunSpec:
         """A spec whose checkpoint is resolved (an arch name → the public weights' file, found or downloaded),
-        made absolute, and fingerprinted (sha256), as a run file records it."""
+        made absolute, and fingerprinted (sha256), as a run file records it.
+
+        Args:
+            checkpoint: a checkpoint path, an arch name with public weights, or None (a model given in Python).
+            **fields (Any): the other fields of the spec (`arch` at least).
+
+        Returns:
+            The spec, with `checkpoint` absolute and `checkpoint_sha256` set where the checkpoint is a file.
+
+        Examples:
+            >>> import tempfile, torch
+            >>> from landscape.models import build_model
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> torch.save(build_model("tiny").state_dict(), f"{tmp.name}/tiny.pt")
+            >>> spec = RunSpec.resolved(f"{tmp.name}/tiny.pt", arch="tiny")
+            >>> len(spec.checkpoint_sha256), RunSpec.resolved(None, arch="tiny").checkpoint_sha256
+            (64, None)
+            >>> tmp.cleanup()
+        """
         from .data import sha256_of
         from .models import resolve_checkpoint
 
@@ -89,7 +127,22 @@ class RunSpec:
 
     def at(self, point: Mapping[str, Any] | None = None, *, seed: int | None = None,
            device: str | None = None) -> RunSpec:
-        """This spec with method settings from `point` (e.g. {"h": 0.1}), and/or another seed or device."""
+        """This spec with method settings from `point` (e.g. {"h": 0.1}), and/or another seed or device.
+
+        Args:
+            point: method settings that replace the spec's (None: none).
+            seed: another seed (None: the spec's).
+            device: another torch device (None: the spec's).
+
+        Returns:
+            A new spec (this one is unchanged).
+
+        Examples:
+            >>> spec = RunSpec(arch="tiny", checkpoint=None, compressor={"h": 0.05})
+            >>> point = spec.at({"h": 0.1}, seed=2, device="cuda")
+            >>> point.compressor["h"], point.seed, point.train.device, spec.compressor["h"]
+            (0.1, 2, 'cuda', 0.05)
+        """
         train = self.train
         if seed is not None or device is not None:
             train = dataclasses.replace(train, **({"seed": int(seed)} if seed is not None else {}),
@@ -97,13 +150,31 @@ class RunSpec:
         return dataclasses.replace(self, compressor={**self.compressor, **dict(point or {})}, train=train)
 
     def compressor_instance(self):
-        """A fresh compressor of this spec's method and config (seeded with the run's seed)."""
+        """A fresh compressor of this spec's method and config (seeded with the run's seed).
+
+        Returns:
+            (landscape.compress.Compressor): The compressor.
+
+        Examples:
+            >>> compressor = RunSpec(arch="tiny", checkpoint=None, method="ptq").compressor_instance()
+            >>> compressor.name, compressor.config.bits
+            ('ptq', 4)
+        """
         from .compress import make_compressor
 
         return make_compressor(self.method, dict(self.compressor), seed=self.seed)
 
     def to_settings(self) -> dict[str, Any]:
-        """The run file's `config` attribute (JSON-ready; the keys run files have always had)."""
+        """The run file's `config` attribute (JSON-ready; the keys run files have always had).
+
+        Returns:
+            The settings as plain JSON-ready data (`from_settings` rebuilds the spec).
+
+        Examples:
+            >>> settings = RunSpec(arch="tiny", checkpoint=None, method="ptq").to_settings()
+            >>> settings["method"], settings["compressor"]["bits"], settings["train"]["epochs"]
+            ('ptq', 4, 3)
+        """
         return {"train": dataclasses.asdict(self.train), "compressor": dict(self.compressor), "arch": self.arch,
                 "arch_kwargs": dict(self.arch_kwargs), "data": dict(self.data), "checkpoint": self.checkpoint,
                 "checkpoint_sha256": self.checkpoint_sha256, "method": self.method, "limit_train": self.limit_train,
@@ -113,7 +184,19 @@ class RunSpec:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> RunSpec:
         """The spec of a run file's `config` (older files lack newer fields: they get the defaults; a run file
-        written before TrainConfig.compile existed trained eagerly, so it continues so)."""
+        written before TrainConfig.compile existed trained eagerly, so it continues so).
+
+        Args:
+            settings: a run file's `config` (what `to_settings` wrote).
+
+        Returns:
+            The spec.
+
+        Examples:
+            >>> spec = RunSpec(arch="tiny", checkpoint=None, method="ptq", compressor={"bits": 3})
+            >>> RunSpec.from_settings(spec.to_settings()) == spec
+            True
+        """
         train = dict(settings["train"])
         train.setdefault("compile", "off")
         train["seed"] = int(settings.get("seed", train.get("seed", 0)))
@@ -128,7 +211,20 @@ class RunSpec:
 
 
 def checkpoint_changed(spec: RunSpec) -> bool:
-    """Whether the starting checkpoint's file differs from the one the spec fingerprinted."""
+    """Whether the starting checkpoint's file differs from the one the spec fingerprinted.
+
+    Args:
+        spec: a spec whose checkpoint may carry a fingerprint (`RunSpec.resolved`).
+
+    Returns:
+        True when the file is gone or its sha256 changed; False when it is the same or nothing was fingerprinted.
+
+    Examples:
+        >>> checkpoint_changed(RunSpec(arch="tiny", checkpoint=None))
+        False
+        >>> checkpoint_changed(RunSpec(arch="tiny", checkpoint="gone.pt", checkpoint_sha256="0" * 64))
+        True
+    """
     from .data import sha256_of
 
     if not spec.checkpoint_sha256 or spec.checkpoint is None:
@@ -165,7 +261,18 @@ class DataSource:
 
     def recorded(self, recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The data spec (`datasets.load_recorded`'s) of a run that recorded `recorded`, with this source's
-        fields applied: another dataset starts from scratch, a normalization replaces a recorded mean/std."""
+        fields applied: another dataset starts from scratch, a normalization replaces a recorded mean/std.
+
+        Args:
+            recorded: the data spec a run recorded (its config's "data"; None or {}: CIFAR-10).
+
+        Returns:
+            The data spec to load.
+
+        Examples:
+            >>> DataSource(normalization="imagenet").recorded({"name": "cifar10", "mean": [0.5] * 3, "std": [0.2] * 3})
+            {'name': 'cifar10', 'normalization': 'imagenet'}
+        """
         spec = dict(recorded or {})
         if self.dataset is not None and self.dataset != spec.get("name", "cifar10"):
             spec = {"name": self.dataset}
@@ -176,7 +283,23 @@ class DataSource:
         return spec
 
     def load(self, run=None):
-        """(train, test) splits (data.Split) for `run` (a store.Run or None)."""
+        """(train, test) splits (data.Split) for `run` (a store.Run or None).
+
+        Args:
+            run (landscape.store.Run | None): the analysed run, whose recorded data spec the fields apply to
+                (None: CIFAR-10).
+
+        Returns:
+            (tuple[landscape.data.Split, landscape.data.Split]): (train, test); a `DataNotFound` error (one line)
+                if the data is missing.
+
+        Examples:
+            >>> import tempfile
+            >>> DataSource(folder=tempfile.mkdtemp()).load()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            landscape.errors.DataNotFound: CIFAR-10 not found in --data ...
+        """
         from .datasets import load_recorded
 
         recorded = run.config.get("data") if run is not None else None
@@ -194,7 +317,17 @@ def _positive(name: str, value, none_ok: bool = True) -> None:
 @dataclass(frozen=True, kw_only=True)
 class AnalysisSpec:
     """What every analysis of a run file's states shares (the concrete specs below add their own settings). The
-    engine, `landscape.analysis.engine.run_analysis`, takes any of them."""
+    engine, `landscape.analysis.engine.run_analysis`, takes any of them.
+
+    Examples:
+        >>> spec = PathSpec(run="runs/wc.h5", limit=1000, device="cuda")
+        >>> isinstance(spec, AnalysisSpec), spec.split, spec.batch_size
+        (True, 'test', 500)
+        >>> PerturbSpec(run="runs/wc.h5", split="both")
+        Traceback (most recent call last):
+        ...
+        ValueError: split must be one of test, train, got 'both'
+    """
 
     run: str  # the run file (HDF5) whose states are analysed
     name: str | None = None  # result name under the analysis's group (None: derived from the settings)
@@ -222,13 +355,29 @@ class AnalysisSpec:
             check_name(self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as JSON-ready data (`from_dict` rebuilds it); stored with every result as its `spec`."""
+        """The spec as JSON-ready data (`from_dict` rebuilds it); stored with every result as its `spec`.
+
+        Returns:
+            {"kind": the spec's class name, every field as plain data}.
+
+        Examples:
+            >>> data = PathSpec(run="runs/wc.h5", states=("pretrained", "clamped")).to_dict()
+            >>> data["kind"], data["states"], data["config"]["points"]
+            ('PathSpec', ['pretrained', 'clamped'], 11)
+        """
         return {"kind": type(self).__name__, **_plain(dataclasses.asdict(self))}
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> AnalysisSpec:
         """The spec `to_dict` wrote (any of the analysis specs, by its `kind`).
 
+        Args:
+            data: what `to_dict` returned (e.g. a stored result's `spec` attribute, parsed).
+
+        Returns:
+            The spec: a `PathSpec`, `PerturbSpec`, `SurfaceSpec` or `HessianSpec`.
+
+        Examples:
             >>> spec = PathSpec(run="runs/wc.h5", states=("pretrained", "clamped"), limit=500)
             >>> AnalysisSpec.from_dict(spec.to_dict()) == spec
             True

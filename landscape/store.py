@@ -240,7 +240,24 @@ def write_eval(f: h5py.File, name: str, result: Mapping) -> None:
 
 
 class Run:
-    """Read access to a run file. Every method opens and closes the file itself."""
+    """Read access to a run file. Every method opens and closes the file itself.
+
+    Args:
+        path: the run file (HDF5, the schema above); a `RunFileError` (one line) if it is missing or not a run file.
+
+    Examples:
+        >>> import tempfile, torch, torch.nn as nn
+        >>> import landscape as ls
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="ptq", epochs=1,
+        ...                       progress=False)
+        >>> run = Run(f"{tmp.name}/run.h5")
+        >>> run.method, run.seed, run.config["compressor"]["bits"]
+        ('ptq', 0, 4)
+        >>> tmp.cleanup()
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -264,14 +281,54 @@ class Run:
         return f[key]
 
     def steps(self) -> list[int]:
-        """Steps of the complete checkpoints, ascending."""
+        """Steps of the complete checkpoints, ascending.
+
+        Returns:
+            The SGD steps ([] for a run without checkpoints).
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> run.steps()
+            [1, 2]
+            >>> tmp.cleanup()
+        """
         with h5py.File(self.path, "r") as f:
             if "checkpoints" not in f:
                 return []
             return sorted(int(k) for k, g in f["checkpoints"].items() if g.attrs.get("complete", 0) == 1)
 
     def state(self, which: str | int) -> dict[str, torch.Tensor]:
-        """A state dict: "pretrained", "compressed", "clamped", or the step of a complete checkpoint."""
+        """A state dict: "pretrained", "compressed", "clamped", or the step of a complete checkpoint.
+
+        Args:
+            which: "pretrained", "compressed", "clamped", "recalibrated", or a checkpoint's step.
+
+        Returns:
+            Parameter and buffer name → tensor (CPU).
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> clamped = run.state("clamped")
+            >>> sorted(clamped), len(clamped["0.weight"].unique()) <= 4
+            (['0.bias', '0.weight', '2.bias', '2.weight'], True)
+            >>> torch.equal(run.state(2)["0.weight"], run.state("compressed")["0.weight"])
+            True
+            >>> tmp.cleanup()
+        """
         if isinstance(which, int):
             if which not in self.steps():
                 raise RunFileError(f"{self.path} has no complete checkpoint at step {which}")
@@ -287,7 +344,27 @@ class Run:
 
     def compressor_state(self, step: int) -> dict[str, torch.Tensor]:
         """The compressor's learnable tensors at the complete checkpoint of `step` (empty for a method without
-        any, or a run file written before they were stored)."""
+        any, or a run file written before they were stored).
+
+        Args:
+            step: the step of a complete checkpoint (`steps()`).
+
+        Returns:
+            Name → tensor (the names of `Compressor.learnable`).
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> {name: tuple(t.shape) for name, t in run.compressor_state(2).items()}
+            {'0.weight.centroids': (4,), '2.weight.centroids': (4,)}
+            >>> tmp.cleanup()
+        """
         if step not in self.steps():
             raise RunFileError(f"{self.path} has no complete checkpoint at step {step}")
         with h5py.File(self.path, "r") as f:
@@ -297,7 +374,29 @@ class Run:
     def model(self, which: str | int, template: nn.Module | None = None) -> nn.Module:
         """The model of a state, in eval mode; for a `prepared` run, the compressor's module around it. The
         architecture is rebuilt from the run's arch spec, or copied from `template` (a model of the same
-        architecture: needed for runs of a model given as a Python object, `landscape.compress`)."""
+        architecture: needed for runs of a model given as a Python object, `landscape.compress`).
+
+        Args:
+            which: the state (as `state` takes it).
+            template: a model of the run's architecture (copied, never modified; None: built from `arch`).
+
+        Returns:
+            The model with that state, in eval mode.
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> clamped = run.model("clamped", template=model)
+            >>> clamped.training, torch.equal(clamped[0].weight, run.state("clamped")["0.weight"])
+            (False, True)
+            >>> tmp.cleanup()
+        """
         import copy
 
         from .models import build_model, load_state
@@ -310,32 +409,144 @@ class Run:
         return load_state(model, self.state(which), source=f"{self.path}:{which}").eval()
 
     def groups(self) -> set[str]:
+        """The file's top-level groups (the schema above: which parts a run has written).
+
+        Returns:
+            The group names.
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> sorted(run.groups())
+            ['checkpoints', 'compressor', 'eval', 'final', 'pretrained', 'scalars']
+            >>> tmp.cleanup()
+        """
         with h5py.File(self.path, "r") as f:
             return set(f.keys())
 
     def resume_state(self) -> dict:
-        """The trainer state of the last complete checkpoint (see Trainer.state_dict)."""
+        """The trainer state of the last complete checkpoint (see Trainer.state_dict).
+
+        Returns:
+            The state `Trainer.load_state_dict` takes; a `RunFileError` for a finished run, which keeps none.
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> run.resume_state()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            landscape.errors.RunFileError: .../run.h5 has no /resume/trainer (is the run finished?)
+            >>> tmp.cleanup()
+        """
         with h5py.File(self.path, "r") as f:
             blob = np.array(self._group(f, "resume/trainer")).tobytes()
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
 
     def scalars(self) -> dict[str, np.ndarray]:
+        """The per-step scalars (/scalars: step, epoch, task_loss, compression_loss, lr, mean_clusters, mean_bits).
+
+        Returns:
+            Name → 1-D float64 array, one entry per SGD step.
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> scalars = run.scalars()
+            >>> sorted(scalars), scalars["step"].tolist()
+            (['compression_loss', 'epoch', 'lr', 'mean_bits', 'mean_clusters', 'step', 'task_loss'], [1.0, 2.0])
+            >>> tmp.cleanup()
+        """
         with h5py.File(self.path, "r") as f:
             return {name: np.array(ds) for name, ds in self._group(f, "scalars").items()}
 
     def evals(self) -> dict[str, dict]:
+        """The evaluations of the run's states (/eval).
+
+        Returns:
+            State → {"accuracy": fraction, "loss": nats, "n", "split", …} ({} before any).
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> evals = run.evals()
+            >>> sorted(evals), sorted(evals["clamped"])
+            (['clamped', 'compressed', 'pretrained'], ['accuracy', 'loss', 'n', 'split'])
+            >>> tmp.cleanup()
+        """
         with h5py.File(self.path, "r") as f:
             if "eval" not in f:
                 return {}
             return {name: dict(g.attrs) for name, g in f["eval"].items()}
 
     def bits(self) -> dict:
+        """The clamped model's bits (/final/bits).
+
+        Returns:
+            {"effective": layer → log2 K_l, "storage": layer → ceil(log2 K_l), "mean_effective", "mean_storage"}.
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> run.bits()
+            {'effective': {'0.weight': 2.0, '2.weight': 2.0}, 'storage': {'0.weight': 2, '2.weight': 2},
+             'mean_effective': 2.0, 'mean_storage': 2.0}
+            >>> tmp.cleanup()
+        """
         with h5py.File(self.path, "r") as f:
             g = self._group(f, "final/bits")
             return {"effective": json.loads(g.attrs["effective"]), "storage": json.loads(g.attrs["storage"]),
                     "mean_effective": float(g.attrs["mean_effective"]), "mean_storage": float(g.attrs["mean_storage"])}
 
     def clusters(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each compressed layer's cluster values and member counts (/final/clusters).
+
+        Returns:
+            Layer → (values [K], counts [K]).
+
+        Examples:
+            >>> import tempfile, torch, torch.nn as nn
+            >>> import landscape as ls
+            >>> _ = torch.manual_seed(0)
+            >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="centroid", bits=2,
+            ...                         epochs=1, checkpoint_every=1, progress=False)
+            >>> {name: (len(values) <= 4, int(counts.sum())) for name, (values, counts) in run.clusters().items()}
+            {'0.weight': (True, 32), '2.weight': (True, 24)}
+            >>> tmp.cleanup()
+        """
         with h5py.File(self.path, "r") as f:
             g = self._group(f, "final/clusters")
             return {name: (np.array(c["values"]), np.array(c["counts"])) for name, c in g.items()}

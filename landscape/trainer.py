@@ -43,6 +43,19 @@ COMPILE_MIN_STEPS = 100
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The fine-tuning loop's settings (`Trainer`): units, paper values and defaults beside each field. Checked at
+    construction; frozen (`dataclasses.replace` makes another).
+
+    Examples:
+        >>> config = TrainConfig(epochs=1, lr=0.01, schedule="onecycle")
+        >>> config.batch_size, config.momentum, config.compile
+        (128, 0.9, 'auto')
+        >>> TrainConfig(schedule="cosine")
+        Traceback (most recent call last):
+        ...
+        ValueError: schedule must be one of ('constant', 'onecycle'), got 'cosine'
+    """
+
     epochs: int = 3  # passes over the training split
     batch_size: int = 128  # images per SGD step
     lr: float = 1e-3  # SGD step size (the peak, for onecycle); paper A.1: 1e-3
@@ -217,6 +230,8 @@ class Trainer:
         self.compressor_params = list(compressor.learnable().values()) if compressor is not None else []
         self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
                                          weight_decay=config.weight_decay)
+        if compressor is not None:  # e.g. PARQ's proximal optimizer around the SGD; before the scheduler sees it
+            self.optimizer = compressor.wrap_optimizer(self.optimizer, self.model)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0  # SGD steps done
         self.last_stats: dict[str, float] = {}

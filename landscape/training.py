@@ -34,7 +34,29 @@ def check_resumable(out: str | os.PathLike) -> RunSpec:
     """The spec of an unfinished run file that `run_training(out, None)` can continue; a one-line error
     otherwise. (A run file written before TrainConfig.compile existed trained eagerly and continues so: the
     default "auto" would compile a long run, and a compiled continuation is not bit-identical to its eager
-    start; `RunSpec.from_settings` does that.)"""
+    start; `RunSpec.from_settings` does that.)
+
+    Args:
+        out: the run file.
+
+    Returns:
+        The run's `RunSpec`, read from the file; a `LandscapeError` (one line) for a finished run, a changed
+            starting checkpoint or a file that is not a run file.
+
+    Examples:
+        >>> import tempfile, torch, torch.nn as nn
+        >>> import landscape as ls
+        >>> model = nn.Sequential(nn.Linear(4, 3))
+        >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,)))]
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="ptq", epochs=1,
+        ...                         progress=False)
+        >>> check_resumable(run.path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: .../run.h5 is a finished run; nothing to resume
+        >>> tmp.cleanup()
+    """
     run = Run(out)
     if "final" in run.groups():
         raise LandscapeError(f"{out} is a finished run; nothing to resume")
@@ -51,7 +73,28 @@ def run_training(out: str | os.PathLike, spec: RunSpec | None, *, data=None, dow
     continue the unfinished run in `out` from its last complete checkpoint when `spec` is None. `data`: the
     folder to load the spec's data from (None: the default places); `device` overrides the spec's. Returns the
     summary the CLI prints with --json (accuracies as fractions, losses in nats, bits per weight). Only rank 0
-    writes; other ranks return {}."""
+    writes; other ranks return {}.
+
+    Args:
+        out: the run file to write (HDF5), or the unfinished one to continue.
+        spec: the run (None: continue `out`, from the settings it records).
+        data (str | os.PathLike | None): the folder the spec's data is loaded from (None: the default places).
+        download: let torchvision download CIFAR-10 when no local copy is found.
+        device: the torch device trained on (overrides the spec's).
+        world: the torchrun world (default: a single process).
+        eval_batch_size: images per evaluation batch.
+        progress: show a progress bar (rank 0).
+
+    Returns:
+        The summary (run, method, steps, accuracy_*/loss_* per state, mean_bits, bits_per_layer, …) on rank 0, {}
+            on the other ranks.
+
+    Examples:
+        >>> run_training("no-such-run.h5", None)
+        Traceback (most recent call last):
+        ...
+        landscape.errors.RunFileError: run file no-such-run.h5 does not exist
+    """
     out, dev = Path(out), torch.device(device)
     resume = spec is None
     spec = (check_resumable(out) if resume else spec).at(device=str(dev))
@@ -72,7 +115,38 @@ def fit_and_clamp(out: str | os.PathLike, model: torch.nn.Module, train, test_ba
     `test_batches` any iterable of (x, y); `spec` the run's settings (its method, compressor, train config and
     checkpoint interval are used here; the whole spec is what the run file records); `bn_data` the batches a
     BN-recalibrated copy is re-estimated on (None: no recalibrated copy); `loss_fn` (outputs, targets) → batch
-    mean, default cross-entropy. Trains on the device the model is on."""
+    mean, default cross-entropy. Trains on the device the model is on.
+
+    Args:
+        out: the run file to write (HDF5), or the unfinished one to continue with `resume`.
+        model: the pretrained model, on the device to train on (`train` runs on a copy).
+        train (landscape.data.Split | Iterable): a `data.Split` or a re-iterable of (x, y) batches; one pass is
+            one epoch.
+        test_batches (Iterable): an iterable of (x, y) batches the states are evaluated on.
+        spec: the run's settings.
+        resume: continue `out` from its last complete checkpoint.
+        world: the torchrun world (default: a single process).
+        progress: show a progress bar (rank 0).
+        bn_data (list | None): batches a BN-recalibrated copy of the clamped model is re-estimated on (None: no copy).
+        loss_fn (Callable | None): `loss_fn(outputs, targets) -> batch mean` (None: cross-entropy).
+
+    Returns:
+        The summary `run_training` returns (rank 0), {} on the other ranks.
+
+    Examples:
+        >>> import tempfile, torch, torch.nn as nn
+        >>> from landscape.specs import RunSpec
+        >>> from landscape.trainer import TrainConfig
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+        >>> spec = RunSpec(arch="<my model>", checkpoint=None, method="ptq", compressor={"bits": 2},
+        ...                train=TrainConfig(epochs=1, compile="off"))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> summary = fit_and_clamp(f"{tmp.name}/run.h5", model, data, data, spec, progress=False)
+        >>> summary["steps"], summary["mean_bits"], summary["bits_per_layer"]
+        (2, 2.0, {'0.weight': 2.0, '2.weight': 2.0})
+        >>> tmp.cleanup()
+    """
     dev = next(model.parameters()).device
     spec = spec.at(device=str(dev))
     with accel.determinism(spec.train.deterministic, dev):  # the evaluations too, not only the steps

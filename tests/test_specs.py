@@ -41,7 +41,7 @@ def test_bad_specs_are_refused_at_construction():
     with pytest.raises(ValueError, match="has no setting"):
         RunSpec(arch="tiny", checkpoint=None, method="centroid", compressor={"h": 1.0})
     with pytest.raises(ValueError, match="unknown method"):
-        RunSpec(arch="tiny", checkpoint=None, method="lsq")
+        RunSpec(arch="tiny", checkpoint=None, method="no-such-method")
     with pytest.raises(ValueError, match="checkpoint_every"):
         RunSpec(arch="tiny", checkpoint=None, checkpoint_every=0)
     spec = RunSpec(arch="tiny", checkpoint=None)

@@ -42,7 +42,20 @@ from .sweep import Journal, open_journal
 
 @dataclass
 class Context:
-    """What an analysis evaluates with, built once by the engine."""
+    """What an analysis evaluates with, built once by the engine.
+
+    Examples:
+        >>> import torch, torch.nn as nn
+        >>> from landscape.data import Split
+        >>> from landscape.distributed import World
+        >>> from landscape.specs import PathSpec
+        >>> split = Split(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.arange(8) % 2)
+        >>> ctx = Context(spec=PathSpec(run="runs/wc.h5", limit=6, batch_size=4), run=None, model=nn.Identity(),
+        ...               device=torch.device("cpu"), world=World(), journal=None, progress=False, train=split,
+        ...               test=split)
+        >>> len(ctx.split()), [len(y) for _, y in ctx.batches()]
+        (6, [4, 2])
+    """
 
     spec: Any  # the analysis spec
     run: Any  # store.Run
@@ -55,19 +68,73 @@ class Context:
     test: Any  # data.Split
 
     def split(self, name: str | None = None):
-        """The first `spec.limit` images of split `name` (default: the spec's split)."""
+        """The first `spec.limit` images of split `name` (default: the spec's split).
+
+        Args:
+            name: "test" or "train" (None: `spec.split`).
+
+        Returns:
+            (landscape.data.Split): The images and labels.
+
+        Examples:
+            >>> import torch
+            >>> from landscape.data import Split
+            >>> from landscape.specs import PathSpec
+            >>> train = Split(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.arange(8) % 2)
+            >>> ctx = Context(spec=PathSpec(run="runs/wc.h5", limit=5), run=None, model=None, device="cpu",
+            ...               world=None, journal=None, progress=False, train=train, test=train.subset(2))
+            >>> len(ctx.split()), len(ctx.split("train"))
+            (2, 5)
+        """
         name = name or self.spec.split
         return (self.test if name == "test" else self.train).subset(self.spec.limit)
 
     def batches(self, name: str | None = None):
-        """Unaugmented evaluation batches of `split(name)` on the device."""
+        """Unaugmented evaluation batches of `split(name)` on the device.
+
+        Args:
+            name: "test" or "train" (None: `spec.split`).
+
+        Returns:
+            (landscape.data.Batches): Batches of `spec.batch_size` images, normalized (floats), in order.
+
+        Examples:
+            >>> import torch
+            >>> from landscape.data import Split
+            >>> from landscape.specs import PathSpec
+            >>> split = Split(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.arange(8) % 2)
+            >>> ctx = Context(spec=PathSpec(run="runs/wc.h5", batch_size=3), run=None, model=None,
+            ...               device=torch.device("cpu"), world=None, journal=None, progress=False, train=split,
+            ...               test=split)
+            >>> [tuple(x.shape) for x, _ in ctx.batches()]
+            [(3, 3, 4, 4), (3, 3, 4, 4), (2, 3, 4, 4)]
+        """
         from ..data import Batches
 
         return Batches(self.split(name), self.spec.batch_size, train=False, device=self.device)
 
     def bn_data(self, config) -> list | None:
         """The recalibration batches of a config with bn = "recalibrate" (bn_batches × batch_size training images,
-        unaugmented), else None."""
+        unaugmented), else None.
+
+        Args:
+            config (Any): an analysis config with `bn` and `bn_batches` (e.g. `paths.PathConfig`).
+
+        Returns:
+            A list of (x, y) batches, or None when `config.bn` is not "recalibrate".
+
+        Examples:
+            >>> import torch
+            >>> from landscape.analysis.paths import PathConfig
+            >>> from landscape.data import Split
+            >>> from landscape.specs import PathSpec
+            >>> split = Split(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.arange(8) % 2)
+            >>> ctx = Context(spec=PathSpec(run="runs/wc.h5", batch_size=2), run=None, model=None,
+            ...               device=torch.device("cpu"), world=None, journal=None, progress=False, train=split,
+            ...               test=split)
+            >>> len(ctx.bn_data(PathConfig(bn="recalibrate", bn_batches=3))), ctx.bn_data(PathConfig())
+            (3, None)
+        """
         from ..bn import recalibration_batches
 
         if config.bn != "recalibrate":
@@ -77,7 +144,21 @@ class Context:
 
 class Analysis(ABC):
     """One analysis of a run's states, as `run_analysis` runs it (module docstring). Subclasses set the class
-    attributes and implement the abstract methods; `register` makes the engine find them by spec type."""
+    attributes and implement the abstract methods; `register` makes the engine find them by spec type.
+
+    Args:
+        spec (landscape.specs.AnalysisSpec): the analysis spec (e.g. a `landscape.specs.PathSpec`).
+        run (landscape.store.Run): the run file analysed.
+
+    Examples:
+        >>> from landscape.specs import PathSpec
+        >>> spec = PathSpec(run="runs/wc.h5", states=("pretrained", "clamped"))
+        >>> analysis = analysis_for(spec)(spec, run=None)
+        >>> analysis.kind, analysis.group, analysis.figure, analysis.default_name()
+        ('paths', 'analysis/paths', 'path', 'pretrained-clamped_bn-keep')
+        >>> analysis.settings()["points"]
+        11
+    """
 
     kind: ClassVar[str]  # the registry name; also the journal's (.<file>.<kind>-<name>.journal.json)
     group: ClassVar[str]  # results go to /<group>/<name> of the output file
@@ -95,7 +176,14 @@ class Analysis(ABC):
     @abstractmethod
     def prepare(self, model: nn.Module) -> list[Mapping[str, torch.Tensor]]:
         """Load and check the inputs (`model`: the run's pretrained model, on the CPU); return the state dicts the
-        result depends on (their digests join the journal's fingerprint)."""
+        result depends on (their digests join the journal's fingerprint).
+
+        Args:
+            model: the run's pretrained model, on the CPU (not to be modified).
+
+        Returns:
+            The state dicts the result depends on.
+        """
 
     @abstractmethod
     def settings(self) -> dict:
@@ -103,22 +191,83 @@ class Analysis(ABC):
 
     @abstractmethod
     def compute(self, ctx: Context):
-        """The result on rank 0 (None on the others): one journaled, sharded sweep (sweep.run_sweep)."""
+        """The result on rank 0 (None on the others): one journaled, sharded sweep (sweep.run_sweep).
+
+        Args:
+            ctx: the model, data, device, torchrun world and journal (`Context`).
+
+        Returns:
+            (Any): The analysis's result object (e.g. a `paths.PathResult`) on rank 0, None on the other ranks.
+        """
 
     @abstractmethod
     def write(self, file: Path, name: str, result, attrs: Mapping) -> str:
-        """Store `result` under /<group>/<name> of `file`; return its key."""
+        """Store `result` under /<group>/<name> of `file`; return its key.
+
+        Args:
+            file: the HDF5 file written (the run file, or the spec's `out`).
+            name: the result's name.
+            result (Any): what `compute` returned.
+            attrs: the attributes stored with it (settings, `result_attrs`, the run, the spec).
+
+        Returns:
+            The result's group key, "<group>/<name>".
+        """
 
     def result_attrs(self, result) -> dict:
-        """Attributes known only once the result is there."""
+        """Attributes known only once the result is there.
+
+        Args:
+            result (Any): what `compute` returned.
+
+        Returns:
+            Attributes to store beside the settings (JSON-ready; {} by default).
+
+        Examples:
+            >>> from landscape.specs import PathSpec
+            >>> spec = PathSpec(run="runs/wc.h5")
+            >>> analysis_for(spec)(spec, run=None).result_attrs(None)
+            {}
+        """
         return {}
 
     def draw(self, result, name: str):
-        """The figure of result `name` (a matplotlib Figure), or None."""
+        """The figure of result `name` (a matplotlib Figure), or None.
+
+        Args:
+            result (Any): what `compute` returned.
+            name: the result's name (figures use it in their title).
+
+        Returns:
+            (matplotlib.figure.Figure | None): The figure, or None for an analysis without one (the default).
+
+        Examples:
+            >>> from landscape.specs import PerturbSpec
+            >>> spec = PerturbSpec(run="runs/wc.h5")
+            >>> analysis_for(spec)(spec, run=None).draw(None, "demo") is None
+            True
+        """
         return None
 
     def summary(self, result) -> dict:
-        """The result as JSON-ready data (the CLIs' --json)."""
+        """The result as JSON-ready data (the CLIs' --json).
+
+        Args:
+            result (Any): what `compute` returned.
+
+        Returns:
+            `result.to_dict()` by default.
+
+        Examples:
+            >>> import numpy as np
+            >>> from landscape.analysis.paths import PathResult
+            >>> from landscape.specs import PathSpec
+            >>> spec = PathSpec(run="runs/wc.h5")
+            >>> result = PathResult(alpha=np.array([0.0, 1.0]), segment=np.array([0, 0]),
+            ...                     metrics={"test": {"loss": np.array([0.5, 0.7])}}, n={"test": 100})
+            >>> analysis_for(spec)(spec, run=None).summary(result)
+            {'alpha': [0.0, 1.0], 'segment': [0, 0], 'n': {'test': 100}, 'test': {'loss': [0.5, 0.7]}}
+        """
         return result.to_dict()
 
 
@@ -126,7 +275,24 @@ ANALYSES: dict[type, type[Analysis]] = {}
 
 
 def register(spec_type: type) -> Callable[[type[Analysis]], type[Analysis]]:
-    """Class decorator: the `Analysis` that runs specs of `spec_type`."""
+    """Class decorator: the `Analysis` that runs specs of `spec_type`.
+
+    Args:
+        spec_type: the spec class whose instances the decorated analysis runs.
+
+    Returns:
+        The decorator; it registers the class and returns it unchanged.
+
+    Examples:
+        >>> class CountSpec:  # a new kind of analysis spec
+        ...     pass
+        >>> @register(CountSpec)
+        ... class CountAnalysis(Analysis):
+        ...     kind, group = "count", "analysis/count"
+        >>> analysis_for(CountSpec()) is CountAnalysis
+        True
+        >>> del ANALYSES[CountSpec]
+    """
 
     def add(cls: type[Analysis]) -> type[Analysis]:
         ANALYSES[spec_type] = cls
@@ -136,7 +302,19 @@ def register(spec_type: type) -> Callable[[type[Analysis]], type[Analysis]]:
 
 
 def analysis_for(spec) -> type[Analysis]:
-    """The registered `Analysis` class of a spec."""
+    """The registered `Analysis` class of a spec.
+
+    Args:
+        spec: an analysis spec (`landscape.specs.PathSpec`, …).
+
+    Returns:
+        The `Analysis` subclass registered for the spec's type; a TypeError if there is none.
+
+    Examples:
+        >>> from landscape.specs import SurfaceSpec
+        >>> analysis_for(SurfaceSpec(run="runs/wc.h5")).__name__
+        'SurfaceAnalysis'
+    """
     from . import hessian, paths, perturbation, surface  # noqa: F401  (each registers its analysis)
 
     try:
@@ -148,7 +326,15 @@ def analysis_for(spec) -> type[Analysis]:
 @dataclass(frozen=True)
 class Outcome:
     """What `run_analysis` wrote: the file, the result's group key, the PNG (or None), the stored attributes, and
-    the result itself."""
+    the result itself.
+
+    Examples:
+        >>> from pathlib import Path
+        >>> outcome = Outcome(name="demo", file=Path("runs/wc.h5"), key="analysis/paths/demo", png=None,
+        ...                   attrs={"points": 11}, result=None, summary={"n": {"test": 500}})
+        >>> outcome.file, outcome.key
+        (PosixPath('runs/wc.h5'), 'analysis/paths/demo')
+    """
 
     name: str
     file: Path
@@ -160,7 +346,18 @@ class Outcome:
 
     def to_dict(self) -> dict:
         """The --json object: where it went, the settings and the result (the stored `spec` attribute, which repeats
-        the settings with the file names, is left out)."""
+        the settings with the file names, is left out).
+
+        Returns:
+            {"file", "group", "png" (if any), the attributes without "spec", the summary's entries}.
+
+        Examples:
+            >>> from pathlib import Path
+            >>> outcome = Outcome(name="demo", file=Path("runs/wc.h5"), key="analysis/paths/demo", png=None,
+            ...                   attrs={"points": 11, "spec": {}}, result=None, summary={"n": {"test": 500}})
+            >>> outcome.to_dict()
+            {'file': 'runs/wc.h5', 'group': '/analysis/paths/demo', 'points': 11, 'n': {'test': 500}}
+        """
         attrs = {k: v for k, v in self.attrs.items() if k != "spec"}
         return {"file": str(self.file), "group": f"/{self.key}", **({"png": str(self.png)} if self.png else {}),
                 **attrs, **self.summary}
@@ -172,6 +369,16 @@ def run_analysis(spec, *, world: World = World(), device: torch.device | str | N
     `Outcome` on rank 0, None on the other torchrun ranks. `device` overrides `spec.device` (the CLIs pass each
     rank's own).
 
+    Args:
+        spec (landscape.specs.AnalysisSpec): an analysis spec (`PathSpec`, `PerturbSpec`, `SurfaceSpec`, `HessianSpec`).
+        world: the torchrun world (default: a single process).
+        device: the torch device evaluated on (None: `spec.device`).
+        progress: show a progress bar (rank 0).
+
+    Returns:
+        The `Outcome` on rank 0, None on the other ranks.
+
+    Examples:
         >>> from landscape.specs import PathSpec
         >>> run_analysis(PathSpec(run="no-such-run.h5"))
         Traceback (most recent call last):

@@ -89,6 +89,18 @@ JSON_ATTRS = ("other_changed", "states", "layers")  # lists stored as JSON attri
 
 @dataclass(frozen=True)
 class HessianConfig:
+    """What Hessian spectra are computed and how (`analyze`, `specs.HessianSpec.config`): units beside each field.
+
+    Examples:
+        >>> config = HessianConfig(top_k=3, trace=True, density=True)
+        >>> config.samples, config.quantities()
+        (32, ['top', 'trace', 'density'])
+        >>> HessianConfig(tol=2)
+        Traceback (most recent call last):
+        ...
+        ValueError: --tol must be in (0, 1), got 2
+    """
+
     top_k: int = 1  # largest algebraic eigenvalues per state and block (≥ 1)
     smallest: bool = False  # also the top_k smallest algebraic eigenvalues
     tol: float = 1e-3  # ARPACK's relative tolerance on each eigenvalue
@@ -121,13 +133,32 @@ class HessianConfig:
             raise ValueError(f"--layer-trace must be one of {', '.join(LAYER_TRACES)}, got {self.layer_trace!r}")
 
     def quantities(self, layer: bool = False) -> list[str]:
-        """What is computed per state (layer=False) or per layer block (True)."""
+        """What is computed per state (layer=False) or per layer block (True).
+
+        Args:
+            layer: the quantities of a layer block (True) or of the whole model (False).
+
+        Returns:
+            A list of "top", "bottom", "trace", "density", in that order.
+
+        Examples:
+            >>> config = HessianConfig(smallest=True, trace=True, per_layer=True, layer_trace="split")
+            >>> config.quantities(), config.quantities(layer=True)
+            (['top', 'bottom', 'trace'], ['top', 'bottom'])
+        """
         trace = self.trace and not (layer and self.layer_trace == "split")
         return ["top"] + ["bottom"] * self.smallest + ["trace"] * trace + ["density"] * self.density
 
     @property
     def split_trace(self) -> bool:
-        """The whole model's trace products also give the per-layer traces."""
+        """The whole model's trace products also give the per-layer traces.
+
+        Examples:
+            >>> HessianConfig(trace=True, per_layer=True, layer_trace="split").split_trace
+            True
+            >>> HessianConfig(trace=True, per_layer=True).split_trace
+            False
+        """
         return self.trace and self.per_layer and self.layer_trace == "split"
 
 

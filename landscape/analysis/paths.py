@@ -60,6 +60,17 @@ GROUP = "analysis/paths"
 
 @dataclass(frozen=True)
 class PathConfig:
+    """How a path through states is evaluated (`evaluate_path`, `specs.PathSpec.config`): units beside each field.
+
+    Examples:
+        >>> PathConfig(points=5, bn="recalibrate").bn_batches
+        4
+        >>> PathConfig(points=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: points per segment must be an integer ≥ 2 (both endpoints included), got 1
+    """
+
     points: int = 11  # evaluation points per segment, both endpoints included (≥ 2): steps of 1/(points−1)
     bn: str = "keep"  # BN running statistics: "keep" (interpolated) | "recalibrate" (re-estimated per point)
     bn_batches: int = 4  # recalibrate: training batches per point (4 × 500 images: channel means to ~2% of σ)

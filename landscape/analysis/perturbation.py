@@ -73,6 +73,18 @@ GROUP = "analysis/perturb"
 
 @dataclass(frozen=True)
 class PerturbConfig:
+    """How the perturbation test is run (`perturbation_test`, `specs.PerturbSpec.config`): units beside each field.
+
+    Examples:
+        >>> config = PerturbConfig(directions=50, norm="per-layer", alphas=(0.5, 1.0))
+        >>> config.bn, config.params
+        ('recalibrate', 'weights')
+        >>> PerturbConfig(norm="l1")
+        Traceback (most recent call last):
+        ...
+        ValueError: norm must be one of global, per-layer, got 'l1'
+    """
+
     directions: int = 20  # M random directions (≥ 1); the percentile is resolved to 100/M percent
     norm: str = "global"  # "global": ‖δ‖ = ‖Δθ‖; "per-layer": ‖δ_l‖ = ‖Δθ_l‖ for every layer l
     seed: int = 0  # seed of the CPU torch.Generator that draws the directions

@@ -67,6 +67,18 @@ PLANES = ("states", "random")
 
 @dataclass(frozen=True)
 class SurfaceConfig:
+    """How a loss surface is evaluated (`evaluate_surface`, `specs.SurfaceSpec.config`): units beside each field.
+    `resolution` and `range` become one entry per axis.
+
+    Examples:
+        >>> SurfaceConfig(resolution=11).resolution, SurfaceConfig(plane="states", resolution=(5, 7)).resolution
+        ((11, 11), (5, 7))
+        >>> SurfaceConfig(resolution=4)
+        Traceback (most recent call last):
+        ...
+        ValueError: resolution must be odd and ≥ 3 (centre and endpoints on the grid), got 4
+    """
+
     plane: str = "random"  # "states": through three states | "random": two filter-normalized directions
     resolution: int | tuple[int, ...] = 21  # grid points per axis (one for all, or one per axis), odd, ≥ 3
     range: tuple[tuple[float, float], ...] | None = None  # (A, B) per axis; None: random ±1, states see below

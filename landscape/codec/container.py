@@ -129,7 +129,33 @@ class Exported:
 
 
 def read_export(path: str | os.PathLike) -> Exported:
-    """Read and check an export file; every defect is an ExportError with a one-line message."""
+    """Read and check an export file; every defect is an ExportError with a one-line message.
+
+    Args:
+        path: the export file.
+
+    Returns:
+        The `Exported` file: the decoded state dict, the manifest, the encoded layers and the raw tensors.
+
+    Examples:
+        >>> import tempfile
+        >>> from landscape.codec import export_state
+        >>> from landscape.models import build_model
+        >>> from landscape.quantize import uniform
+        >>> state = build_model("tiny").state_dict()
+        >>> state["conv1.weight"] = uniform(state["conv1.weight"].flatten(), 2).apply().view_as(state["conv1.weight"])
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = export_state(f"{tmp.name}/tiny.safetensors", state, arch="tiny", compressed=["conv1.weight"],
+        ...                     state_name="ptq:uniform:2")
+        >>> exported = read_export(path)
+        >>> list(exported.layers), exported.layers["conv1.weight"].k, exported.manifest["spec"]["arch"]
+        (['conv1.weight'], 4, 'tiny')
+        >>> tmp.cleanup()
+        >>> read_export("no-such.safetensors")
+        Traceback (most recent call last):
+        ...
+        landscape.codec.bits.ExportError: export no-such.safetensors does not exist
+    """
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"export {path} does not exist")

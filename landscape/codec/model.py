@@ -70,7 +70,32 @@ def load_exported(path: str | os.PathLike, *, template: nn.Module | None = None,
     calls it with the file's arguments: code the file chooses); or pass `template`, a model of the same
     architecture (copied, never modified; needed for runs of a model given as a Python object). Errors (missing,
     truncated or corrupt file, another format or version, a state that does not fit the architecture) are
-    `ExportError`s (a LandscapeError) with a one-line message."""
+    `ExportError`s (a LandscapeError) with a one-line message.
+
+    Args:
+        path: the export file.
+        template: a model of the export's architecture (copied, never modified).
+        trust_spec: build a `package.module:factory` architecture the file names (imports and runs its code).
+
+    Returns:
+        The decoded model, in eval mode.
+
+    Examples:
+        >>> import tempfile
+        >>> from landscape.codec import export_state
+        >>> from landscape.models import build_model
+        >>> from landscape.quantize import uniform
+        >>> state = build_model("tiny").state_dict()
+        >>> state["conv1.weight"] = uniform(state["conv1.weight"].flatten(), 2).apply().view_as(state["conv1.weight"])
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = export_state(f"{tmp.name}/tiny.safetensors", state, arch="tiny", compressed=["conv1.weight"],
+        ...                     state_name="ptq:uniform:2")
+        >>> import torch
+        >>> model = load_exported(path)
+        >>> torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"]), model.training
+        (True, False)
+        >>> tmp.cleanup()
+    """
     from ..models import load_state
 
     exported = read_export(path)
@@ -132,7 +157,35 @@ def export_state(path: str | os.PathLike, state: Mapping[str, Tensor], *, arch: 
                  state_name: str, arch_kwargs: dict | None = None, provenance: dict | None = None,
                  vector_dim: int | None = None) -> Path:
     """Export a state dict of `landscape.models.build_model(arch, arch_kwargs)` (e.g. a PTQ-quantized copy of a
-    checkpoint); `compressed`: the keys to encode with codebooks."""
+    checkpoint); `compressed`: the keys to encode with codebooks.
+
+    Args:
+        path: the export file to write (overwritten).
+        state: the state dict.
+        arch: the architecture `landscape.models.build_model` rebuilds it with.
+        compressed: the state-dict keys encoded as codebook + bit-packed indices (the rest is stored as is).
+        state_name: what the state is (the manifest's "state", e.g. "ptq:heq:4").
+        arch_kwargs: keyword arguments of the architecture's factory.
+        provenance: extra provenance for the manifest.
+        vector_dim: also try a vector code of this many weights per index (VQ runs; None: scalar only).
+
+    Returns:
+        The path of the export file.
+
+    Examples:
+        >>> import tempfile
+        >>> from landscape.codec import export_state
+        >>> from landscape.models import build_model
+        >>> from landscape.quantize import uniform
+        >>> state = build_model("tiny").state_dict()
+        >>> state["conv1.weight"] = uniform(state["conv1.weight"].flatten(), 2).apply().view_as(state["conv1.weight"])
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = export_state(f"{tmp.name}/tiny.safetensors", state, arch="tiny", compressed=["conv1.weight"],
+        ...                     state_name="ptq:uniform:2")
+        >>> path.name
+        'tiny.safetensors'
+        >>> tmp.cleanup()
+    """
     from .. import __version__
     from ..store import git_commit
 
@@ -144,7 +197,30 @@ def export_state(path: str | os.PathLike, state: Mapping[str, Tensor], *, arch: 
 
 
 def export_run(run_path: str | os.PathLike, out: str | os.PathLike, *, state: str = "clamped") -> Path:
-    """Export one state of a run file (`clamped`, `recalibrated` or `compressed`) to `out` (overwritten)."""
+    """Export one state of a run file (`clamped`, `recalibrated` or `compressed`) to `out` (overwritten).
+
+    Args:
+        run_path: the run file.
+        out: the export file to write.
+        state: "clamped", "recalibrated" or "compressed".
+
+    Returns:
+        The path of the export file.
+
+    Examples:
+        >>> import tempfile, torch, torch.nn as nn
+        >>> import landscape as ls
+        >>> from landscape.codec import read_export
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,)))]
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> run = ls.compress_model(model, data, data, out=f"{tmp.name}/run.h5", method="ptq", bits=2, epochs=1,
+        ...                         progress=False)
+        >>> exported = read_export(export_run(run.path, f"{tmp.name}/model.safetensors"))
+        >>> exported.manifest["state"], {key: layer.bits for key, layer in exported.layers.items()}
+        ('clamped', {'0.weight': 2, '2.weight': 2})
+        >>> tmp.cleanup()
+    """
     from .. import __version__
     from ..store import Run, git_commit
 

@@ -10,6 +10,8 @@ from .base import Clamped, Compressor
 from .centroid import Centroid, CentroidConfig
 from .dsmm import DSMM, DSMMConfig
 from .input_bitwise import InputBitwise, InputBitwiseConfig
+from .lsq import LSQ, LSQConfig
+from .parq import PARQ, BinaryRelax, BinaryRelaxConfig, PARQConfig
 from .ptq import PTQ, PTQConfig
 from .vq import VQ, VQConfig
 from .weight_coupling import WeightCoupling, WeightCouplingConfig
@@ -22,11 +24,32 @@ METHODS: dict[str, tuple[type[Compressor], type]] = {
     "dsmm": (DSMM, DSMMConfig),
     "vq": (VQ, VQConfig),
     "input-bitwise": (InputBitwise, InputBitwiseConfig),
+    "lsq": (LSQ, LSQConfig),
+    "parq": (PARQ, PARQConfig),
+    "binaryrelax": (BinaryRelax, BinaryRelaxConfig),
 }
 
 
 def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed: int = 0) -> Compressor:
-    """A compressor from its name and the config fields to override (the rest keep their defaults)."""
+    """A compressor from its name and the config fields to override (the rest keep their defaults).
+
+    Args:
+        method: the method's name (a key of `METHODS`, what `--method` takes).
+        settings: config fields to override (unknown fields are a ValueError naming the ones it takes).
+        seed: the compressor's random draws (e.g. initial centroids).
+
+    Returns:
+        The `Compressor`, its config a frozen dataclass (`.config`).
+
+    Examples:
+        >>> compressor = make_compressor("ptq", {"bits": 2})
+        >>> compressor.name, compressor.config_dict()
+        ('ptq', {'quantizer': 'heq', 'bits': 2, 'params': 'weights'})
+        >>> make_compressor("ptq", {"h": 0.1})
+        Traceback (most recent call last):
+        ...
+        ValueError: method ptq has no setting h (it takes: bits, params, quantizer)
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     cls, config_cls = METHODS[method]
@@ -43,4 +66,5 @@ def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed
 
 __all__ = ["METHODS", "Clamped", "Compressor", "make_compressor", "PTQ", "PTQConfig", "WeightCoupling",
            "WeightCouplingConfig", "Centroid", "CentroidConfig", "DSMM", "DSMMConfig", "VQ", "VQConfig",
-           "InputBitwise", "InputBitwiseConfig"]
+           "InputBitwise", "InputBitwiseConfig", "LSQ", "LSQConfig",
+           "PARQ", "PARQConfig", "BinaryRelax", "BinaryRelaxConfig"]

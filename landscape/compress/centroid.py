@@ -37,6 +37,18 @@ from .base import Compressor, check_finite
 
 @dataclass(frozen=True)
 class CentroidConfig:
+    """Centroid–weight coupling's settings (`--method centroid`): units beside each field.
+
+    Examples:
+        >>> config = CentroidConfig(bits=3)
+        >>> config.rho, config.strength
+        (1.0, 0.1)
+        >>> CentroidConfig(bits=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: bits must be an integer in 1..16 (K = 2^bits centroids, K ≥ 2), got 0
+    """
+
     bits: int = 4  # bits per weight b: K = 2^b learnable centroids per layer (K ≥ 2), k-means initialised
     rho: float = 1.0  # shape ρ > 0 of the potential |C − θ|^ρ (eq. 3): 1 constant pull (as U_w), 2 harmonic
     strength: float = 0.1  # λ multiplying eq. 3; η1 = lr·λ. Units: loss per (weight unit)^ρ per weight

@@ -38,6 +38,18 @@ from .ptq import PTQ, PTQConfig
 
 @dataclass(frozen=True)
 class DSMMConfig:
+    """DSMM's settings (`--method dsmm`): the regulariser while training, then PTQ at `bits`; units beside each field.
+
+    Examples:
+        >>> config = DSMMConfig(bits=3, then="kmeans")
+        >>> config.strength, config.alpha_init
+        (0.01, 0.1)
+        >>> DSMMConfig(then="lloyd")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown PTQ method 'lloyd'; choose one of uniform, heq, kmeans
+    """
+
     strength: float = 0.01  # λ multiplying Σ_l L_DSMM (paper A.1: 0.01). Units: loss per unit of range
     alpha_init: float = 0.1  # initial temperature α_l of each layer (paper A.1: 0.1), in 1/(weight unit)
     alpha_lr: float | None = None  # SGD step size of the temperatures α_l (None: the trainer's lr)

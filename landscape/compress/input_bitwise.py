@@ -51,6 +51,17 @@ FLOAT_BITS = 32  # the reference input: one float32 per feature
 
 @dataclass(frozen=True)
 class InputBitwiseConfig:
+    """Input-bitwise quantization's settings (`--method input-bitwise`): units beside each field.
+
+    Examples:
+        >>> InputBitwiseConfig(input_bits=2).temperature
+        0.1
+        >>> InputBitwiseConfig(input_bits=9)
+        Traceback (most recent call last):
+        ...
+        ValueError: input_bits must be an integer in 1..8, got 9
+    """
+
     input_bits: int = 4  # bits B per input feature (pixel channel), 1..8: 2^B levels per channel
     temperature: float = 0.1  # τ: sigmoid width while training, in initial level spacings Δ_c of the channel
 
@@ -62,7 +73,12 @@ class InputBitwiseConfig:
 
     @property
     def compression_factor(self) -> float:
-        """Bits of a 32-bit float input per bit sent."""
+        """Bits of a 32-bit float input per bit sent.
+
+        Examples:
+            >>> InputBitwiseConfig(input_bits=4).compression_factor
+            8.0
+        """
         return FLOAT_BITS / self.input_bits
 
 

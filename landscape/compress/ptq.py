@@ -18,6 +18,17 @@ from .base import Clamped, Compressor
 
 @dataclass(frozen=True)
 class PTQConfig:
+    """Post-training quantization's settings (`--method ptq`): a quantizer of landscape/quantize.py at `bits`.
+
+    Examples:
+        >>> PTQConfig(bits=2).quantizer
+        'heq'
+        >>> PTQConfig(quantizer="lloyd")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown PTQ method 'lloyd'; choose one of uniform, heq, kmeans
+    """
+
     quantizer: str = "heq"  # PTQ method: "uniform" | "heq" | "kmeans"
     bits: int = 4  # bits per weight b: 2^b levels per layer, 1..16
     params: str = "weights"  # "weights": conv/linear weights, BN and biases untouched; "all"

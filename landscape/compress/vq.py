@@ -62,6 +62,18 @@ MAX_CODEBOOK_BITS = 12  # 4096 entries: assignment costs (N/d)·2^b·d per layer
 
 @dataclass(frozen=True)
 class VQConfig:
+    """Vector-quantization QAT's settings (`--method vq`): units beside each field.
+
+    Examples:
+        >>> config = VQConfig(dim=2, codebook_bits=6)
+        >>> config.bits_per_weight, config.assign
+        (3.0, 'cosine')
+        >>> VQConfig(assign="dot")
+        Traceback (most recent call last):
+        ...
+        ValueError: assign must be one of cosine, euclidean, got 'dot'
+    """
+
     dim: int = 4  # d: consecutive weights (flattened order) per sub-vector; bits/weight = codebook_bits/d
     codebook_bits: int = 8  # b: 2^b codebook entries per layer, 1..12; a sub-vector stores a b-bit index
     assign: str = "cosine"  # sub-vector → entry: "cosine" (highest cosine, the paper) | "euclidean"
@@ -86,6 +98,12 @@ class VQConfig:
 
     @property
     def bits_per_weight(self) -> float:
+        """Index bits per weight, codebook_bits / dim (the codebooks themselves not counted).
+
+        Examples:
+            >>> VQConfig(dim=2, codebook_bits=6).bits_per_weight
+            3.0
+        """
         return self.codebook_bits / self.dim
 
 

@@ -25,6 +25,18 @@ from .base import Compressor, check_finite
 
 @dataclass(frozen=True)
 class WeightCouplingConfig:
+    """Soft quantization's settings (`--method weight-coupling`): units and measurements beside each field.
+
+    Examples:
+        >>> config = WeightCouplingConfig(h=0.1, w=0.2)
+        >>> config.alpha, config.estimator, config.n_bins
+        (0.66, 'histogram', 16384)
+        >>> WeightCouplingConfig(estimator="fft")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown estimator 'fft'; choose one of exact, subsampled, subset, histogram, sorted
+    """
+
     h: float = 0.05  # global coupling strength; per layer h_l = h·N_l^(−α). Units: loss per pair distance
     w: float = 0.3  # global well width, in units of each layer's pretrained weight std: w_l = w·σ_l
     alpha: float = 0.66  # layer-size exponent of h_l (the paper's empirical power law)

@@ -34,7 +34,16 @@ SPLITS = ("test", "train", "both")  # the evaluated images of the figures that t
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """The fields every figure job has: where it writes, on which images and device it evaluates."""
+    """The fields every figure job has: where it writes, on which images and device it evaluates (a figure's spec
+    subclasses it, adding its own fields, and sets its STEM and SUFFIXES).
+
+        >>> FigureSpec(out_dir="figs", limit=500).batch_size
+        500
+        >>> FigureSpec(limit=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: limit must be ≥ 1 image, got 0
+    """
 
     out_dir: str = "figures"  # folder of the PNG, CSV and config JSON (created if missing)
     stem: str = ""  # output names <stem>.png/.csv/.config.json ("": the figure's own STEM)
@@ -57,27 +66,82 @@ class FigureSpec:
 
     @property
     def name(self) -> str:
-        """The output stem: `stem`, else the figure's STEM."""
+        """The output stem: `stem`, else the figure's STEM.
+
+        >>> FigureSpec(stem="paths-both").name
+        'paths-both'
+        """
         return self.stem or self.STEM
 
     def paths(self, suffixes: Iterable[str] | None = None) -> dict[str, Path]:
-        """suffix → `<out_dir>/<name><suffix>` for `suffixes` (default: the figure's SUFFIXES)."""
+        """The output paths, not checked.
+
+        Args:
+            suffixes: which outputs (default: the figure's SUFFIXES).
+
+        Returns:
+            suffix → `<out_dir>/<name><suffix>`.
+
+        >>> import dataclasses
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Toy(FigureSpec):
+        ...     STEM = "toy"
+        >>> Toy(out_dir="figs").paths([".csv"])[".csv"].as_posix()
+        'figs/toy.csv'
+        """
         return {s: Path(self.out_dir) / f"{self.name}{s}" for s in (self.SUFFIXES if suffixes is None else suffixes)}
 
     def outputs(self, suffixes: Iterable[str] | None = None) -> dict[str, Path]:
-        """`paths`, checked before any work: raises LandscapeError where one exists and `force` is off, or the
-        folder cannot be written."""
+        """`paths`, checked before any work.
+
+        Args:
+            suffixes: which outputs (default: the figure's SUFFIXES).
+
+        Returns:
+            suffix → path, each one writable (LandscapeError where one exists and `force` is off, or its folder
+            cannot be written).
+
+        >>> import dataclasses, tempfile
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Toy(FigureSpec):
+        ...     STEM = "toy"
+        >>> out = tempfile.mkdtemp()
+        >>> _ = open(f"{out}/toy.csv", "w").close()
+        >>> Toy(out_dir=out).outputs([".csv"])
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: .../toy.csv exists; pass --force to overwrite it
+        >>> Toy(out_dir=out, force=True).outputs([".csv"])[".csv"].name
+        'toy.csv'
+        """
         out = self.paths(suffixes)
         for path in out.values():
             check_out(path, self.force)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as JSON-ready values (what `.config.json` records)."""
+        """The spec as JSON-ready values (what `.config.json` records).
+
+        Returns:
+            {"figure": the spec's type name, then every field}.
+
+        >>> import dataclasses
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Toy(FigureSpec):
+        ...     STEM = "toy"
+        >>> Toy(limit=10).to_dict()["limit"], Toy().to_dict()["figure"]
+        (10, 'Toy')
+        """
         return {"figure": type(self).__name__, **json.loads(json.dumps(dataclasses.asdict(self), default=str))}
 
     def log(self, message: str) -> None:
-        """A progress line on stderr, unless quiet."""
+        """A progress line on stderr, unless quiet.
+
+        Args:
+            message: the line.
+
+        >>> FigureSpec(quiet=True).log("not shown")
+        """
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
 
@@ -100,7 +164,14 @@ class FigureResult:
     flat: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """The outputs and the summary as one JSON-ready object (a script's --json)."""
+        """The outputs and the summary as one JSON-ready object (a script's --json).
+
+        Returns:
+            The outputs' names → paths, and the summary (under "summary", or beside them where `flat`).
+
+        >>> FigureResult({"csv": "t.csv"}, [1, 2]).to_dict()
+        {'csv': 't.csv', 'summary': [1, 2]}
+        """
         return {**self.outputs, **self.summary} if self.flat else {**self.outputs, "summary": self.summary}
 
 
@@ -178,7 +249,19 @@ def maker(spec_type: type) -> Callable:
 
 
 def make(spec: FigureSpec) -> FigureResult:
-    """Make the figure or table `spec` describes (the function registered for its type)."""
+    """Make the figure or table `spec` describes (the function registered for its type).
+
+    Args:
+        spec: a figure spec (any `landscape.figures` spec; its module registers its `make`).
+
+    Returns:
+        What the figure wrote and found.
+
+    >>> make(FigureSpec())
+    Traceback (most recent call last):
+    ...
+    TypeError: no figure is registered for FigureSpec
+    """
     try:
         fn = MAKERS[type(spec)]
     except KeyError:

@@ -22,6 +22,18 @@ REPO = Path(__file__).resolve().parents[2]  # the checkout: the budgets' studies
 
 @dataclass(frozen=True)
 class Budget:
+    """How much one budget of the report trains and evaluates (module docstring); units beside each field.
+
+    Examples:
+        >>> quick = BUDGETS["quick"]
+        >>> quick.epochs, quick.seeds, quick.directions, quick.images
+        (1, (0, 1), 20, 500)
+        >>> Budget("mine", epochs=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: budget mine: epochs must be ≥ 1, got 0
+    """
+
     name: str
     arch: str = "resnet20"
     checkpoint: str = "../shared/models/resnet20-cifar10jpeg.pt"  # relative to the checkout

@@ -75,7 +75,7 @@ class Engine:
 
     Args:
         ctx: the budget and its folders (`Context.for_budget`); the ledger is `ctx.work`/ledger.json.
-        log: called with one line per event.
+        log (Callable[[str], None]): called with one line per event.
 
     Examples:
         >>> import tempfile
@@ -128,7 +128,7 @@ class Engine:
 
         Returns:
             True when the step is done (or, with `dry_run`, could run); False when it failed or its inputs are
-            missing.
+                missing.
 
         Examples:
             >>> import tempfile
@@ -307,7 +307,7 @@ class Engine:
 
         Returns:
             The stored result: id, budget, computed, commit, rule and step digests, and the rule's verdict and
-            numbers.
+                numbers.
 
         Examples:
             >>> import tempfile

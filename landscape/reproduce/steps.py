@@ -41,7 +41,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .budgets import Budget, Context
 
@@ -54,15 +54,43 @@ class StepFailed(Exception):
 
 class Step(ABC):
     """One step: a name (`kind:what`), a key for the ledger, the outputs that must exist once it is done, and the
-    work itself, whose output goes to `log` (a text file)."""
+    work itself, whose output goes to `log` (a text file).
+
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> ctx = Context.for_budget(BUDGETS["quick"])
+        >>> step = next(s for s in steps(ctx) if s.name == "table:ptq")
+        >>> isinstance(step, Step), len(step.digest(ctx))
+        (True, 16)
+    """
 
     name: str
 
     @abstractmethod
     def key(self, ctx: Context) -> Any:
-        """JSON-ready identity of the work (None: an input is not there yet)."""
+        """The JSON-ready identity of the work.
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            What the ledger's digest is taken of; None while an input is not there yet.
+        """
 
     def digest(self, ctx: Context) -> str | None:
+        """The ledger's digest of `key`: the same on every checkout (the checkout's path written ".").
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            16 hex digits, or None while the key is None.
+
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> ctx = Context.for_budget(BUDGETS["quick"])
+        >>> step = next(s for s in steps(ctx) if s.name == "table:ptq")
+        >>> step.digest(ctx) == step.digest(Context.for_budget(BUDGETS["quick"], device="cuda"))
+        True
+        """
         key = self.key(ctx)
         if key is None:
             return None
@@ -70,15 +98,45 @@ class Step(ABC):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def describe(self, ctx: Context) -> list[str]:
-        """What the step does, in lines a reader can follow (--dry-run, the ledger, the report)."""
+        """What the step does, in lines a reader can follow (--dry-run, the ledger, the report).
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            One line or more.
+
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> ctx = Context.for_budget(BUDGETS["quick"])
+        >>> print(*next(s for s in steps(ctx) if s.name == "table:ptq").describe(ctx))
+        PTQTable → figures/reproduction/quick/ptq_table.csv
+        """
         return [self.name]
 
     def outputs(self, ctx: Context) -> list[Path]:
+        """The files that must exist for the step to count as done.
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            Their paths (none by default).
+
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> ctx = Context.for_budget(BUDGETS["quick"])
+        >>> print(*[p.name for p in next(s for s in steps(ctx) if s.name == "table:ptq").outputs(ctx)])
+        ptq_table.csv
+        """
         return []
 
     @abstractmethod
-    def execute(self, ctx: Context, log) -> None:
-        """Do the work (raises on failure)."""
+    def execute(self, ctx: Context, log: TextIO) -> None:
+        """Do the work; raise on failure.
+
+        Args:
+            ctx: the budget at work.
+            log: the step's log file (a text stream), where the step's own lines go.
+        """
 
 
 def relative(path: Path, repo: Path) -> str:
@@ -118,7 +176,7 @@ class CommandStep(Step):
     def outputs(self, ctx: Context) -> list[Path]:
         return self.produces(ctx)
 
-    def execute(self, ctx: Context, log) -> None:
+    def execute(self, ctx: Context, log: TextIO) -> None:
         import datetime
         import os
 
@@ -134,13 +192,42 @@ class CommandStep(Step):
 @dataclass(frozen=True)
 class FigureStep(Step):
     """A figure or table of the report (`landscape.figures`): its spec is built from the budget and the earlier steps'
-    outputs, written into the budget's figures (overwriting), and made in this process."""
+    outputs, written into the budget's figures (overwriting), and made in this process.
+
+        >>> from landscape.figures import PTQTable
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> step = FigureStep("table:toy", lambda c: PTQTable(checkpoint="m.pt", bits=(4,)), ("ptq_table", ".csv"))
+        >>> ctx = Context.for_budget(BUDGETS["quick"])
+        >>> spec = step.spec(ctx)
+        >>> spec.force, spec.out_dir == str(ctx.figures)
+        (True, True)
+
+    Args:
+        name: the step's name, e.g. "table:ptq".
+        build: the figure's spec from the budget at work (None while an input is not there yet); the step sets its
+            out_dir, force and device.
+        produces: (stem, suffix) of the output that must exist for "done".
+    """
 
     name: str
     build: Callable[[Context], Any]  # the figure's spec, out_dir/force/device left to the step (None: no input yet)
     produces: tuple[str, str]  # (stem, suffix) of the output that must exist for "done"
 
-    def spec(self, ctx: Context):
+    def spec(self, ctx: Context) -> Any:
+        """The figure's spec at this budget: into the budget's figures, overwriting, on the budget's device.
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            A `landscape.figures` spec, or None while an input is not there yet.
+
+        >>> from landscape.figures import PTQTable
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> step = FigureStep("t", lambda c: PTQTable(checkpoint="m.pt"), ("ptq_table", ".csv"))
+        >>> step.spec(Context.for_budget(BUDGETS["quick"], device="cuda")).device
+        'cuda'
+        """
         import dataclasses
 
         spec = self.build(ctx)
@@ -148,19 +235,71 @@ class FigureStep(Step):
                                                              device=ctx.device)
 
     def key(self, ctx: Context) -> dict | None:
+        """The spec's fields but the device and quietness (they do not change what is drawn).
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            The spec as JSON-ready values, or None while an input is not there yet.
+
+        >>> from landscape.figures import PTQTable
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> step = FigureStep("t", lambda c: PTQTable(checkpoint="m.pt"), ("ptq_table", ".csv"))
+        >>> key = step.key(Context.for_budget(BUDGETS["quick"]))
+        >>> key["figure"], key["checkpoint"], "device" in key
+        ('PTQTable', 'm.pt', False)
+        """
         spec = self.spec(ctx)
         return None if spec is None else {k: v for k, v in spec.to_dict().items() if k not in ("device", "quiet")}
 
     def describe(self, ctx: Context) -> list[str]:
+        """The spec's type and the output the step produces.
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            One line.
+
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> print(*FigureStep("t", lambda c: None, ("x", ".csv")).describe(Context.for_budget(BUDGETS["quick"])))
+        t: its inputs are not there yet
+        """
         spec = self.spec(ctx)
         if spec is None:
             return [f"{self.name}: its inputs are not there yet"]
         return [f"{type(spec).__name__} → {relative(ctx.figure(*self.produces), ctx.repo)}"]
 
     def outputs(self, ctx: Context) -> list[Path]:
+        """The output that must exist once the figure is made.
+
+        Args:
+            ctx: the budget at work.
+
+        Returns:
+            `ctx.figure(stem, suffix)` of `produces`.
+
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> FigureStep("t", lambda c: None, ("x", ".csv")).outputs(Context.for_budget(BUDGETS["quick"]))[0].name
+        'x.csv'
+        """
         return [ctx.figure(*self.produces)]
 
-    def execute(self, ctx: Context, log) -> None:
+    def execute(self, ctx: Context, log: TextIO) -> None:
+        """Make the figure (`landscape.figures.make`) and write its lines to `log`.
+
+        Args:
+            ctx: the budget at work.
+            log: the step's log file.
+
+        >>> import io
+        >>> from landscape.reproduce import BUDGETS, Context
+        >>> FigureStep("t", lambda c: None, ("x", ".csv")).execute(Context.for_budget(BUDGETS["quick"]), io.StringIO())
+        Traceback (most recent call last):
+        ...
+        TypeError: no figure is registered for NoneType
+        """
         from ..figures.base import make
 
         result = make(self.spec(ctx))
@@ -232,7 +371,7 @@ class StudyStep(Step):
     def outputs(self, ctx: Context) -> list[Path]:
         return [ctx.journal(self.definition.name)]
 
-    def execute(self, ctx: Context, log) -> None:
+    def execute(self, ctx: Context, log: TextIO) -> None:
         from ..studies import create, open_storage, run_worker
 
         spec = self.spec(ctx)
@@ -267,7 +406,7 @@ class ReportStep(Step):
     def outputs(self, ctx: Context) -> list[Path]:
         return [ctx.figure(f"study-{self.study}", ".json")]
 
-    def execute(self, ctx: Context, log) -> None:
+    def execute(self, ctx: Context, log: TextIO) -> None:
         from ..studies import engine, report
 
         study, spec = engine.open_study(str(ctx.journal(self.study)), self.study)
@@ -337,7 +476,7 @@ class PerturbStep(Step):
         return [f"perturb {self.target} of the h={self.h:g} seed-{self.seed} run {where}: {ctx.budget.directions} "
                 f"{norm} directions, {split} images, BN {bn}"]
 
-    def execute(self, ctx: Context, log) -> None:
+    def execute(self, ctx: Context, log: TextIO) -> None:
         from ..analysis import run_analysis
 
         spec = self.spec(ctx)  # once: it reads the study's runs

@@ -27,7 +27,13 @@ from .engine import HEARTBEAT_S
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What every worker of `study run` shares: the study, where its runs train, and each worker's threads."""
+    """What every worker of `study run` shares: the study, where its runs train, and each worker's threads.
+
+        >>> WorkerSpec(storage="studies/sq/journal.log", name="sq", threads=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: threads must be ≥ 1, got 0
+    """
 
     storage: str  # Optuna storage URL or journal file of the study
     name: str  # the study's name in that storage
@@ -54,6 +60,12 @@ def worker(spec: WorkerSpec, index: int) -> int:
 
     Returns:
         The number of trials this worker finished.
+
+    >>> import tempfile
+    >>> worker(WorkerSpec(storage=f"{tempfile.mkdtemp()}/journal.log", name="none"), 0)
+    Traceback (most recent call last):
+    ...
+    landscape.errors.LandscapeError: no study named 'none' here (no journal file ...); create it with `study create`
     """
     import torch
 
@@ -112,6 +124,11 @@ def run_workers(spec: WorkerSpec, n: int, *, on_line: Callable[[str], None] = pr
 
     A KeyboardInterrupt (or SIGTERM turned into one by the caller) terminates the workers, then propagates: their
     trials are retried by the next `study run`.
+
+    >>> run_workers(WorkerSpec(storage="studies/sq/journal.log", name="sq"), 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: n must be ≥ 1 worker, got 0
     """
     if n < 1:
         raise ValueError(f"n must be ≥ 1 worker, got {n}")
