@@ -52,18 +52,17 @@ full-precision activations (their accuracy is that of the quantized weights alon
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import check_int
 from ..quantize import Codebook
 from .base import Clamped, Compressor, check_finite, mean_bits
+from .forward import LAYERS, layer_forward, patch, quantized_modules, unpatch
 
 MIN_BITS, MAX_BITS = 2, 8  # weights: signed b-bit levels; b = 1 leaves Q_p = 0 (no positive level)
 MAX_ACT_BITS = 8
@@ -183,16 +182,7 @@ def _lsq_forward(module: nn.Module, x: Tensor) -> Tensor:
         w = layer.quantize(module.weight)
     else:
         w = module.weight
-    if isinstance(module, nn.Linear):
-        return F.linear(x, w, module.bias)
-    return module._conv_forward(x, w, module.bias)
-
-
-def _unpatch(model: nn.Module) -> nn.Module:
-    for module in model.modules():
-        if "_lsq" in module.__dict__:
-            del module.forward, module._lsq
-    return model
+    return layer_forward(module, x, w)
 
 
 class LSQ(Compressor):
@@ -213,14 +203,8 @@ class LSQ(Compressor):
         cfg = self.config
         modules = dict(model.named_modules())
         selected = self.selected(model)
-        for name in selected:  # the quantizer lives in the module's forward: conv and linear modules only
-            module, _, attr = name.rpartition(".")
-            if attr != "weight" or not isinstance(modules.get(module), (nn.Linear, nn.modules.conv._ConvNd)):
-                raise ValueError(f"lsq quantizes the weights of conv and linear modules (its quantizing forward "
-                                 f"replaces theirs); {name} ({type(modules.get(module)).__name__}) is not one: leave "
-                                 f"it out with --params weights,-{name}")
-        first_module = next((n for n, m in modules.items() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))),
-                            None)
+        owners = quantized_modules(model, selected, "lsq")  # the quantizer lives in the module's forward
+        first_module = next((n for n, m in modules.items() if isinstance(m, LAYERS)), None)
         names = list(selected)
         self.layers, self.initial_steps = {}, {}
         for i, (name, p) in enumerate(selected.items()):
@@ -238,9 +222,7 @@ class LSQ(Compressor):
             layer = LayerLSQ(nn.Parameter(step.clone()), bits, 1 / math.sqrt(p.numel() * levels(bits)[1]),
                              alpha, cfg.act_bits if alpha is not None else None)
             self.layers[name], self.initial_steps[name] = layer, step.item()
-            module = modules[module_name]
-            module._lsq = layer
-            module.forward = types.MethodType(_lsq_forward, module)
+            patch(owners[name], "_lsq", layer, _lsq_forward)
         return model
 
     def _check_prepared(self, model: nn.Module) -> dict[str, nn.Parameter]:
@@ -276,7 +258,7 @@ class LSQ(Compressor):
     def clamp(self, model: nn.Module) -> Clamped:
         """Hard quantization on a copy, which gets the plain forward back."""
         clamped = super().clamp(model)
-        return Clamped(_unpatch(clamped.model), clamped.codebooks)
+        return Clamped(unpatch(clamped.model, "_lsq"), clamped.codebooks)
 
     def param_groups(self) -> list[dict[str, Any]]:
         cfg, groups = self.config, []

@@ -43,7 +43,6 @@ not log2 of the number of distinct scalar values.
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +54,7 @@ from torch import Tensor
 from ..checks import check_int
 from ..quantize import Codebook
 from .base import Clamped, Compressor, check_finite, mean_bits
+from .forward import layer_forward, patch, quantized_modules, unpatch
 
 ASSIGNMENTS = ("cosine", "euclidean")
 MAX_CODEBOOK_BITS = 12  # 4096 entries: assignment costs (N/d)·2^b·d per layer per step
@@ -196,16 +196,7 @@ class LayerVQ:
 def _vq_forward(module: nn.Module, x: Tensor) -> Tensor:
     """The forward `VQ.prepare` installs on a conv/linear module: quantized weights (STE) while training."""
     w = module._vq.ste(module.weight) if module.training else module.weight
-    if isinstance(module, nn.Linear):
-        return F.linear(x, w, module.bias)
-    return module._conv_forward(x, w, module.bias)
-
-
-def _unpatch(model: nn.Module) -> nn.Module:
-    for module in model.modules():
-        if "_vq" in module.__dict__:
-            del module.forward, module._vq
-    return model
+    return layer_forward(module, x, w)
 
 
 class VQ(Compressor):
@@ -223,23 +214,15 @@ class VQ(Compressor):
     def prepare(self, model: nn.Module) -> nn.Module:
         """Initial codebooks from the pretrained weights, and the STE forward on each quantized module."""
         cfg, generator = self.config, torch.Generator().manual_seed(self.seed)
-        modules = dict(model.named_modules())
         self.layers = {}
         selected = self.selected(model)
-        for name in selected:  # the STE lives in the module's forward: conv and linear modules only
-            module, _, attr = name.rpartition(".")
-            if attr != "weight" or not isinstance(modules.get(module), (nn.Linear, nn.modules.conv._ConvNd)):
-                raise ValueError(f"vq quantizes the weights of conv and linear modules (its straight-through forward "
-                                 f"replaces theirs); {name} ({type(modules.get(module)).__name__}) is not one: leave "
-                                 f"it out with --params weights,-{name}")
+        owners = quantized_modules(model, selected, "vq")  # the STE lives in the module's forward
         for name, p in selected.items():
             check_finite(f"pretrained parameter {name}", p.detach())
             v = subvectors(p.detach().flatten(), cfg.dim)
             codebook = init_codebook(v, 2**cfg.codebook_bits, cfg.assign, cfg.init_iters, generator)
             layer = self.layers[name] = LayerVQ(nn.Parameter(codebook), cfg.dim, cfg.assign)
-            module = modules[name.rpartition(".")[0]]
-            module._vq = layer
-            module.forward = types.MethodType(_vq_forward, module)
+            patch(owners[name], "_vq", layer, _vq_forward)
         return model
 
     def _check_prepared(self, model: nn.Module) -> dict[str, nn.Parameter]:
@@ -270,7 +253,7 @@ class VQ(Compressor):
     def clamp(self, model: nn.Module) -> Clamped:
         """Hard assignment on a copy, which gets the plain forward back."""
         clamped = super().clamp(model)
-        return Clamped(_unpatch(clamped.model), clamped.codebooks)
+        return Clamped(unpatch(clamped.model, "_vq"), clamped.codebooks)
 
     def param_groups(self) -> list[dict[str, Any]]:
         if not self.layers:

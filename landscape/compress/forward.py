@@ -1,0 +1,111 @@
+"""Methods whose training forward quantizes the weights (VQ-QAT, LSQ): the forward of every selected conv/linear
+module of the trainer's own copy is replaced by one that uses the quantized weight; `unpatch` gives a copy (the
+clamp) its plain forward back. The state the forward reads is the method's (`module.<attr>`), not a submodule, so
+the model's parameters and state dict stay the plain network's and the run file needs no special case.
+
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> sorted(quantized_modules(net, ["0.weight", "2.weight"], "toy"))
+    ['0.weight', '2.weight']
+    >>> quantized_modules(net, ["0.bias"], "toy")
+    Traceback (most recent call last):
+    ...
+    ValueError: toy quantizes the weights of conv and linear modules (...); 0.bias (Linear) is not one: ...
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterable
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+def quantized_modules(model: nn.Module, names: Iterable[str], method: str) -> dict[str, nn.Module]:
+    """The module of each selected parameter name, which must be the weight of a conv or linear module.
+
+    Args:
+        model: the network.
+        names: the selected parameters' names (e.g. "layer1.0.conv1.weight").
+        method: the method's name, for the error.
+
+    Returns:
+        name → its conv/linear module; raises ValueError (one line naming the parameter) for any other.
+    """
+    modules = dict(model.named_modules())
+    out = {}
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        module = modules.get(owner)
+        if attr != "weight" or not isinstance(module, LAYERS):
+            raise ValueError(f"{method} quantizes the weights of conv and linear modules (its quantizing forward "
+                             f"replaces theirs); {name} ({type(module).__name__}) is not one: leave it out with "
+                             f"--params weights,-{name}")
+        out[name] = module
+    return out
+
+
+def patch(module: nn.Module, attr: str, state, forward: Callable[[nn.Module, Tensor], Tensor]) -> None:
+    """Give `module` the method's `state` as `module.<attr>` and `forward` as its forward.
+
+    Args:
+        module: a conv or linear module (of the trainer's copy).
+        attr: where the state lives, e.g. "_lsq".
+        state: what `forward` reads.
+        forward: forward(module, x) → output.
+
+    >>> import torch
+    >>> lin = nn.Linear(2, 2)
+    >>> patch(lin, "_toy", 0.0, lambda m, x: layer_forward(m, x, m.weight * m._toy))
+    >>> float(lin(torch.ones(1, 2)).sub(lin.bias).abs().sum())
+    0.0
+    """
+    setattr(module, attr, state)
+    module.forward = types.MethodType(forward, module)
+
+
+def unpatch(model: nn.Module, attr: str) -> nn.Module:
+    """The plain forward back on every module `patch` gave `attr`; returns `model`.
+
+    Args:
+        model: a (copied) network.
+        attr: the attribute `patch` set.
+
+    Returns:
+        `model`, its modules' own forwards restored.
+
+    >>> lin = nn.Linear(2, 2)
+    >>> patch(lin, "_toy", None, lambda m, x: x)
+    >>> "forward" in vars(unpatch(lin, "_toy"))
+    False
+    """
+    for module in model.modules():
+        if attr in module.__dict__:
+            delattr(module, "forward")
+            delattr(module, attr)
+    return model
+
+
+def layer_forward(module: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
+    """The conv or linear module's own forward with another weight.
+
+    Args:
+        module: an nn.Linear or a conv module.
+        x: the input.
+        weight: the weight to use (same shape as the module's).
+
+    Returns:
+        The module's output with `weight`.
+
+    >>> import torch
+    >>> lin = nn.Linear(3, 2)
+    >>> torch.equal(layer_forward(lin, torch.ones(1, 3), lin.weight), lin(torch.ones(1, 3)))
+    True
+    """
+    if isinstance(module, nn.Linear):
+        return F.linear(x, weight, module.bias)
+    return module._conv_forward(x, weight, module.bias)
