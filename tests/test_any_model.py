@@ -71,7 +71,8 @@ KINDS = {  # model factory, input maker (batch size → inputs)
 IMAGE_ONLY = {"input-bitwise"}  # it quantizes image inputs ([N, 3, H, W] in the CIFAR normalization)
 SETTINGS = {"weight-coupling": {"h": 0.5, "w": 0.5, "estimator": "sorted"}, "ptq": {"bits": 2},
             "centroid": {"bits": 2}, "dsmm": {"bits": 2}, "vq": {"codebook_bits": 4, "dim": 2}, "input-bitwise": {},
-            "lsq": {"bits": 2}, "parq": {"bits": 2, "anneal_end": 2}, "binaryrelax": {"bits": 2, "anneal_end": 2}}
+            "lsq": {"bits": 2}, "parq": {"bits": 2, "anneal_end": 2}, "binaryrelax": {"bits": 2, "anneal_end": 2},
+            "dkm": {"bits": 2}}
 
 
 def data(kind: str, n_batches: int, seed: int) -> list:
@@ -104,7 +105,7 @@ def test_every_method_trains_and_clamps_any_model(kind, method, tmp_path):
     net = model(kind)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     settings = dict(SETTINGS[method])
-    if method in ("vq", "lsq") and kind == "attention":  # their quantizing forward is a conv/linear forward
+    if method in ("vq", "lsq", "dkm") and kind == "attention":  # their quantizing forward is a conv/linear forward
         with pytest.raises(ValueError, match="attn.in_proj_weight"):
             ls.compress_model(net, data(kind, 1, 0), data(kind, 1, 1), out=tmp_path / "x.h5", method=method,
                               progress=False, **settings)

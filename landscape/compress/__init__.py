@@ -8,6 +8,7 @@ from typing import Any
 from ..params import check_selection
 from .base import Clamped, Compressor
 from .centroid import Centroid, CentroidConfig
+from .dkm import DKM, DKMConfig
 from .dsmm import DSMM, DSMMConfig
 from .input_bitwise import InputBitwise, InputBitwiseConfig
 from .lsq import LSQ, LSQConfig
@@ -27,6 +28,7 @@ METHODS: dict[str, tuple[type[Compressor], type]] = {
     "lsq": (LSQ, LSQConfig),
     "parq": (PARQ, PARQConfig),
     "binaryrelax": (BinaryRelax, BinaryRelaxConfig),
+    "dkm": (DKM, DKMConfig),
 }
 
 
@@ -67,4 +69,5 @@ def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed
 __all__ = ["METHODS", "Clamped", "Compressor", "make_compressor", "PTQ", "PTQConfig", "WeightCoupling",
            "WeightCouplingConfig", "Centroid", "CentroidConfig", "DSMM", "DSMMConfig", "VQ", "VQConfig",
            "InputBitwise", "InputBitwiseConfig", "LSQ", "LSQConfig",
-           "PARQ", "PARQConfig", "BinaryRelax", "BinaryRelaxConfig"]
+           "PARQ", "PARQConfig", "BinaryRelax", "BinaryRelaxConfig",
+           "DKM", "DKMConfig"]

@@ -22,7 +22,8 @@ def train_args(checkpoint, out, method, *extra):
             "--checkpoint-every", "1", "--out", out, "--json", *extra]
 
 
-@pytest.mark.parametrize("method", ["centroid", "dsmm", "vq", "input-bitwise", "lsq", "parq", "binaryrelax"])
+@pytest.mark.parametrize("method", ["centroid", "dsmm", "vq", "input-bitwise", "lsq", "parq",
+                                    "binaryrelax", "dkm"])
 def test_method_runs_with_defaults_and_its_run_file_is_analysable(method, run_cli, tiny_checkpoint, tmp_path,
                                                                   cifar):
     out = tmp_path / f"{method}.h5"
