@@ -26,3 +26,10 @@ __all__ = ["BUDGETS", "REPO", "Budget", "CommandStep", "Context", "Engine", "Fig
            "ReportStep", "Row", "Step", "StudyStep", "budget_for_tests", "rows", "rule_digest", "rule_sources",
            "select", "stale_rows", "write_report"]
 
+
+def __getattr__(name: str):
+    if name == "main":  # `python -m landscape.reproduce` = `landscape reproduce` (the command's module, lazily)
+        from ..cli.reproduce import main
+
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
