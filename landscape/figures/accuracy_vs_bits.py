@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import plots
 from ..outputs import write_csv
-from .base import FigureResult, FigureSpec, maker, run_label, test_batches, write_config
+from .base import FigureResult, FigureSpec, check_bits, maker, run_label, test_batches, write_config
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,7 @@ class AccuracyVsBitsFigure(FigureSpec):
         object.__setattr__(self, "runs", tuple(str(r) for r in self.runs))
         if not self.runs:
             raise ValueError("give at least one run file")
-        object.__setattr__(self, "bits", tuple(self.bits))
-        if not self.bits:
-            raise ValueError("give at least one HEQ bit-width")
-        if any(not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 16 for b in self.bits):
-            raise ValueError(f"bits must be in 1..16, got {list(self.bits)}")
+        object.__setattr__(self, "bits", check_bits(self.bits, "give at least one HEQ bit-width"))
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
             if len(self.labels) != len(self.runs):

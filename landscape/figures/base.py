@@ -175,6 +175,31 @@ class FigureResult:
         return {**self.outputs, **self.summary} if self.flat else {**self.outputs, "summary": self.summary}
 
 
+def check_bits(bits, empty: str) -> tuple[int, ...]:
+    """A figure's bit-widths as a tuple, each an int in 1..16 (the quantizers' range).
+
+    Args:
+        bits: the bit-widths given.
+        empty: the one-line error for none at all.
+
+    Returns:
+        The bit-widths as a tuple; raises ValueError (one line) otherwise.
+
+    >>> check_bits([2, 4], "give at least one bit-width")
+    (2, 4)
+    >>> check_bits([2, 17], "give at least one bit-width")
+    Traceback (most recent call last):
+    ...
+    ValueError: bits must be in 1..16, got [2, 17]
+    """
+    bits = tuple(bits)
+    if not bits:
+        raise ValueError(empty)
+    if any(not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 16 for b in bits):
+        raise ValueError(f"bits must be in 1..16, got {list(bits)}")
+    return bits
+
+
 def write_config(path: Path, spec: FigureSpec, /, **facts) -> Path:
     """`<stem>.config.json`: the spec's fields, the facts the figure found, and when it was written."""
     return write_json(path, {**spec.to_dict(), **facts, "written": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -34,7 +34,7 @@ from .. import plots
 from ..errors import LandscapeError
 from ..outputs import write_csv
 from ..params import select_params
-from .base import FigureResult, FigureSpec, maker, study_runs, test_batches, write_config
+from .base import FigureResult, FigureSpec, check_bits, maker, study_runs, test_batches, write_config
 
 STEM = "dsmm_ptq"
 
@@ -56,10 +56,7 @@ class DSMMTable(FigureSpec):
         object.__setattr__(self, "bits", tuple(self.bits))
         if not self.studies:
             raise ValueError("give at least one study")
-        if not self.bits:
-            raise ValueError("give at least one bit width")
-        if any(not isinstance(b, int) or not 1 <= b <= 16 for b in self.bits):
-            raise ValueError(f"bits must be in 1..16, got {list(self.bits)}")
+        object.__setattr__(self, "bits", check_bits(self.bits, "give at least one bit width"))
 
 
 def training_key(row: dict) -> tuple:

@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import plots
 from ..outputs import write_csv
 from ..quantize import QUANTIZERS
-from .base import FigureResult, FigureSpec, maker, test_batches, write_config
+from .base import FigureResult, FigureSpec, check_bits, maker, test_batches, write_config
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,7 @@ class PTQTable(FigureSpec):
             object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs))
         object.__setattr__(self, "bits", tuple(self.bits))
         object.__setattr__(self, "methods", tuple(self.methods))
-        if not self.bits:
-            raise ValueError("give at least one bit-width")
-        if any(not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 16 for b in self.bits):
-            raise ValueError(f"bits must be in 1..16, got {list(self.bits)}")
+        object.__setattr__(self, "bits", check_bits(self.bits, "give at least one bit-width"))
         if not self.methods:
             raise ValueError("give at least one PTQ method")
         unknown = [m for m in self.methods if m not in QUANTIZERS]
