@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import typing
 from typing import Any
@@ -31,8 +32,21 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _mapping(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"tau\": 0.01}}', got {text!r} "
+                                         f"({e.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"tau\": 0.01}}', got {text!r}")
+    return value
+
+
 def _converter(annotation: Any) -> Any:
     text = str(annotation)
+    if "Mapping" in text or text.startswith("dict"):
+        return _mapping
     for name, conv in (("bool", _parse_bool), ("int", int), ("float", float), ("str", str)):
         if re.search(rf"\b{name}\b", text):
             return conv
@@ -54,7 +68,8 @@ def add_config_options(parser: argparse.ArgumentParser, configs: dict[str, type]
                 continue
             owners.setdefault(f.name, set()).add(method)
             annotations[f.name] = hints[f.name]
-            helps.setdefault(f.name, []).append(f"[{method}, default {f.default!r}] {comments.get(f.name, '')}")
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            helps.setdefault(f.name, []).append(f"[{method}, default {default!r}] {comments.get(f.name, '')}")
     group = parser.add_argument_group("method settings (each applies to the methods named in its help)")
     for name in sorted(owners):
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None,

@@ -33,6 +33,20 @@ d not dividing a layer's size N: the last sub-vector is padded with zeros (at mo
 assign it) and the padding is dropped on reconstruction, so every layer is quantized; that layer stores
 ceil(N/d) indices, i.e. ceil(N/d)·b/N bits per weight, slightly above b/d.
 
+The ablation of the top-1 STE (`forward="soft"`, the issue's "DKM's soft reconstruction as the ablation of
+VQ-QAT's top-1 STE"). Everything else held fixed (the same assignment score, the same learned codebook and its
+optimizer group, the same commitment penalty, re-seeding and hard clamp), the training forward uses DKM's
+attention-weighted reconstruction instead of the hard codeword with an STE:
+
+    A = softmax(s(v, C)/τ) over the 2^b entries,   W̃ = A·C,   gradients through A and C (no STE)
+    s = cosine similarity (assign="cosine"; τ unitless, cos ∈ [−1, 1]) or −‖v − c‖/σ_l (assign="euclidean";
+    τ in units of the layer's pretrained weight std σ_l, as DKM's τ here)
+
+It differs from DKM (compress/dkm.py) in two ways, on purpose: no k-means iterations inside the forward (the
+codewords are VQ-QAT's, learned by SGD), and the score is VQ's. So the only change against `forward="ste"` is
+the estimator; DKM itself is the row that changes the codebook learning too. τ → 0 gives the hard codeword in
+the forward (tests/compress/test_vq.py), with exact gradients of a near-one-hot A instead of the STE's.
+
 Codebooks for the rest of the toolkit: `codebooks()` returns a `VectorCodebook` per layer: the usual
 per-weight view (values = the distinct reconstructed weight values, index, counts; `apply()` gives the
 clamped layer, so the base class's clamp and the run file's /final/clusters work unchanged) whose `bits`
@@ -57,6 +71,7 @@ from .base import Clamped, Compressor, check_finite, mean_bits
 from .forward import layer_forward, patch, quantized_modules, unpatch
 
 ASSIGNMENTS = ("cosine", "euclidean")
+FORWARDS = ("ste", "soft")  # the training forward: top-1 codeword with an STE (the paper), or DKM's A·C
 MAX_CODEBOOK_BITS = 12  # 4096 entries: assignment costs (N/d)·2^b·d per layer per step
 
 
@@ -80,6 +95,8 @@ class VQConfig:
     strength: float = 1.0  # λ of λ·Σ(θ − sg(q))², pulling weights to codewords. Loss per (weight unit)²
     codebook_lr: float | None = None  # SGD step size of the codewords (None: the trainer's lr)
     init_iters: int = 20  # Lloyd iterations initialising each codebook from the pretrained sub-vectors
+    forward: str = "ste"  # training forward: "ste" (top-1 codeword + STE, the paper) | "soft" (A·C, the ablation)
+    tau: float = 0.05  # soft forward's temperature: unitless (cosine) or in units of σ_l (euclidean); > 0
     params: str = "weights"  # which weights are quantized: conv/linear weights (a selection: landscape/params.py)
 
     def __post_init__(self):
@@ -95,6 +112,10 @@ class VQConfig:
         if self.codebook_lr is not None and (not math.isfinite(self.codebook_lr) or self.codebook_lr < 0):
             raise ValueError(f"codebook_lr must be a finite number ≥ 0 or None, got {self.codebook_lr}")
         check_int("init_iters", self.init_iters, 0)
+        if self.forward not in FORWARDS:
+            raise ValueError(f"forward must be one of {', '.join(FORWARDS)}, got {self.forward!r}")
+        if not math.isfinite(self.tau) or self.tau <= 0:
+            raise ValueError(f"tau (the soft forward's temperature) must be a finite number > 0, got {self.tau}")
 
     @property
     def bits_per_weight(self) -> float:
@@ -178,6 +199,9 @@ class LayerVQ:
     codebook: nn.Parameter  # [2^b, d]
     dim: int
     how: str
+    forward: str = "ste"  # "ste" | "soft" (VQConfig.forward)
+    tau: float = 0.05  # the soft forward's temperature (VQConfig.tau)
+    scale: float = 1.0  # σ_l of the pretrained weights: the unit of τ for the euclidean score
 
     def quantize(self, theta: Tensor, *, reseed: bool = False) -> Tensor:
         """The hard reconstruction q of `theta` (any shape), differentiable in the codebook only."""
@@ -192,10 +216,24 @@ class LayerVQ:
         """Value q, gradient identity to θ and the member sum to the used codewords."""
         return self.quantize(theta, reseed=True) + (theta - theta.detach())
 
+    def soft(self, theta: Tensor) -> Tensor:
+        """W̃ = softmax(s(v, C)/τ)·C (module docstring), differentiable in θ and C; dead entries re-seeded first."""
+        flat = theta.flatten()
+        v = subvectors(flat, self.dim)
+        reseed_dead(self.codebook.data, v.detach(), assign(v.detach(), self.codebook, self.how), self.how)
+        if self.how == "cosine":
+            score = F.normalize(v, dim=1) @ F.normalize(self.codebook, dim=1).T
+        else:
+            score = -torch.cdist(v, self.codebook) / self.scale
+        out = torch.softmax(score / self.tau, dim=1) @ self.codebook
+        return out.flatten()[: flat.numel()].view_as(theta)
+
 
 def _vq_forward(module: nn.Module, x: Tensor) -> Tensor:
-    """The forward `VQ.prepare` installs on a conv/linear module: quantized weights (STE) while training."""
-    w = module._vq.ste(module.weight) if module.training else module.weight
+    """The forward `VQ.prepare` installs on a conv/linear module: quantized weights (STE, or the soft
+    reconstruction) while training."""
+    layer = module._vq
+    w = (layer.soft if layer.forward == "soft" else layer.ste)(module.weight) if module.training else module.weight
     return layer_forward(module, x, w)
 
 
@@ -221,7 +259,9 @@ class VQ(Compressor):
             check_finite(f"pretrained parameter {name}", p.detach())
             v = subvectors(p.detach().flatten(), cfg.dim)
             codebook = init_codebook(v, 2**cfg.codebook_bits, cfg.assign, cfg.init_iters, generator)
-            layer = self.layers[name] = LayerVQ(nn.Parameter(codebook), cfg.dim, cfg.assign)
+            scale = float(p.detach().float().std()) if p.numel() > 1 else 0.0
+            layer = self.layers[name] = LayerVQ(nn.Parameter(codebook), cfg.dim, cfg.assign, cfg.forward, cfg.tau,
+                                                scale if scale > 0 else 1.0)
             patch(owners[name], "_vq", layer, _vq_forward)
         return model
 

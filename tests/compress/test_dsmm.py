@@ -109,7 +109,12 @@ def test_nan_temperature_is_an_error():
 
 
 @pytest.mark.parametrize("settings,needle", [
-    ({"then": "lloyd"}, "unknown PTQ method 'lloyd'"),
+    ({"then": "lloyd"}, "then must be a PTQ method .* or a trained one .*got 'lloyd'"),
+    ({"then": "lsq", "bits": 1}, "bits must be an integer in 2..8"),
+    ({"then": "dkm", "then_settings": {"tau": 0.0}}, "tau"),
+    ({"then": "lsq", "then_settings": {"h": 0.1}}, "then_settings: lsq has no setting h"),
+    ({"then": "lsq", "then_settings": {"bits": 3}}, "bits and params are DSMM's own"),
+    ({"then": "heq", "then_settings": {"tau": 0.1}}, "then_settings apply to then=lsq or dkm only"),
     ({"bits": 0}, "bits must be an integer in 1..16"),
     ({"bits": 17}, "bits must be an integer in 1..16"),
     ({"strength": -1.0}, "strength must be a finite number ≥ 0"),
@@ -119,3 +124,79 @@ def test_nan_temperature_is_an_error():
 def test_config_validation(settings, needle):
     with pytest.raises(ValueError, match=needle):
         make_compressor("dsmm", settings)
+
+
+# -- DSMM trained together with a QAT method (then = lsq | dkm): the DSMM paper's §4 claim -----------------------
+def tiny_data(n=32):
+    from landscape.data import Split
+
+    g = torch.Generator().manual_seed(0)
+    return Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(n) % 10)
+
+
+@pytest.mark.parametrize("then", ["lsq", "dkm"])
+def test_with_a_trained_method_the_penalty_adds_and_the_clamp_is_the_methods(then):
+    """DSMM + LSQ / DKM: the inner method's forward, learnable state and clamp; DSMM's range term on top. With
+    strength 0 the run is the inner method's own, bit for bit."""
+    from landscape.trainer import TrainConfig, Trainer
+
+    runs = {}
+    for name, comp in (("alone", make_compressor(then, {"bits": 2})),
+                       ("dsmm0", make_compressor("dsmm", {"then": then, "bits": 2, "strength": 0.0})),
+                       ("dsmm", make_compressor("dsmm", {"then": then, "bits": 2, "strength": 1.0}))):
+        torch.manual_seed(0)
+        model = build_model("tiny")
+        trainer = Trainer(model, tiny_data(), TrainConfig(epochs=1, batch_size=16, lr=0.05), comp)
+        trained = trainer.fit()
+        runs[name] = (comp, trained, comp.clamp(trained))
+    alone, dsmm0, dsmm = runs["alone"], runs["dsmm0"], runs["dsmm"]
+    for (_, a, ca), (_, b, cb) in ((alone, dsmm0),):
+        for k, v in a.state_dict().items():
+            torch.testing.assert_close(b.state_dict()[k], v, rtol=0, atol=0)
+        assert {k: v.k for k, v in ca.codebooks.items()} == {k: v.k for k, v in cb.codebooks.items()}
+    comp, trained, clamped = dsmm
+    inner_keys = set(alone[0].learnable())
+    assert inner_keys <= set(comp.learnable())
+    assert {k for k in comp.learnable() if k.endswith(".dsmm_alpha")} == {f"{n}.dsmm_alpha" for n in comp.alphas}
+    assert all(not any(a in m.__dict__ for a in ("_lsq", "_dkm")) for m in clamped.model.modules())
+    assert all(v.k <= 4 for v in clamped.codebooks.values())
+    # the range term acted: every layer's range is smaller than without it
+    for name in comp.alphas:
+        w, w0 = select_params(trained)[name], select_params(alone[1])[name]
+        assert (w.max() - w.min()) < (w0.max() - w0.min()), name
+    stats = comp.stats(trained)
+    assert {"mean_range", "mean_alpha", "mean_bits"} <= set(stats)
+
+
+@pytest.mark.parametrize("then", ["lsq", "dkm"])
+def test_with_a_trained_method_state_round_trips(then):
+    model = build_model("tiny")
+    comp = make_compressor("dsmm", {"then": then, "bits": 3})
+    comp.prepare(model)
+    state = copy.deepcopy(comp.state_dict())
+    assert set(state) == {"alphas", "then"}
+    fresh = make_compressor("dsmm", {"then": then, "bits": 3})
+    fresh.prepare(build_model("tiny"))
+    with torch.no_grad():
+        for a in fresh.alphas.values():
+            a.add_(1.0)
+    fresh.load_state_dict(state)
+    assert all(torch.equal(fresh.alphas[k], v) for k, v in state["alphas"].items())
+    assert str(fresh.state_dict()["then"]) == str(state["then"])
+
+
+def test_cli_then_lsq_with_settings(run_cli, tiny_checkpoint, tmp_path):
+    import json
+
+    from conftest import SHARED, assert_one_line_error
+
+    args = ["--arch", "tiny", "--checkpoint", tiny_checkpoint, "--data", SHARED / "data", "--method", "dsmm",
+            "--epochs", "1", "--train-batch-size", "64", "--limit-train", "128", "--limit-test", "100", "--json"]
+    r = run_cli("train", *args, "--then", "lsq", "--bits", "3", "--then-settings", '{"step_lr": 0.001}',
+                "--out", tmp_path / "d.h5")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert summary["method"] == "dsmm" and 1 < summary["mean_bits"] <= 3
+    bad = run_cli("train", *args, "--then", "lsq", "--then-settings", "{tau", "--out", tmp_path / "e.h5")
+    assert_one_line_error(bad, "expected a JSON object")
+    assert not (tmp_path / "e.h5").exists()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from landscape.compress import make_compressor
-from landscape.compress.vq import VQ, VQConfig, assign, subvectors
+from landscape.compress.vq import VQ, LayerVQ, VQConfig, assign, subvectors
 from landscape.data import Split
 from landscape.models import build_model
 from landscape.params import select_params
@@ -170,7 +170,54 @@ def test_trainer_leaves_the_callers_model_alone():
     ({"strength": -1.0}, "strength must be a finite number ≥ 0"),
     ({"codebook_lr": float("nan")}, "codebook_lr must be a finite number ≥ 0"),
     ({"init_iters": -1}, "init_iters must be an integer ≥ 0"),
+    ({"forward": "dkm"}, "forward must be one of ste, soft"),
+    ({"forward": "soft", "tau": 0.0}, "tau .* must be a finite number > 0"),
 ])
 def test_config_validation(settings, needle):
     with pytest.raises(ValueError, match=needle):
         make_compressor("vq", settings)
+
+
+# -- the soft reconstruction (forward="soft"): the ablation of the top-1 STE ----------------------------------------
+@pytest.mark.parametrize("how", ["cosine", "euclidean"])
+def test_soft_forward_is_the_attention_weighted_codebook_with_true_gradients(how):
+    """W̃ = softmax(s/τ)·C, gradients through A and C (checked by gradcheck in float64), rows of A sum to 1."""
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(9, dtype=torch.float64, generator=g, requires_grad=True)  # 9: the last sub-vector padded
+    codebook = torch.nn.Parameter(torch.randn(4, 2, dtype=torch.float64, generator=g))
+    lv = LayerVQ(codebook, 2, how, "soft", 0.3, 0.7)
+    out = lv.soft(theta)
+    v = subvectors(theta.detach().flatten(), 2)
+    score = (F.normalize(v, dim=1) @ F.normalize(codebook.detach(), dim=1).T if how == "cosine"
+             else -torch.cdist(v, codebook.detach()) / 0.7)
+    expected = (torch.softmax(score / 0.3, 1) @ codebook.detach()).flatten()[:9]
+    torch.testing.assert_close(out.detach(), expected)
+    torch.autograd.gradcheck(lambda t, c: LayerVQ(c, 2, how, "soft", 0.3, 0.7).soft(t), (theta, codebook))
+
+
+def test_soft_forward_tends_to_the_hard_codeword_as_tau_goes_to_zero():
+    model, comp = prepared(dim=2, codebook_bits=4, assign="euclidean", forward="soft", tau=1e-4)
+    for name, p in select_params(model).items():
+        layer = comp.layers[name]
+        soft = subvectors(layer.soft(p.detach()).flatten(), 2)  # (re-seeds dead entries first, as training does)
+        hard = subvectors(layer.quantize(p.detach()).flatten(), 2)
+        # every sub-vector whose two nearest codewords are more than 20 τ·σ_l apart in distance gets the nearest
+        v = subvectors(p.detach().flatten(), 2)
+        d = torch.cdist(v, layer.codebook.detach()).sort(1).values
+        clear = (d[:, 1] - d[:, 0]) > 20 * 1e-4 * layer.scale
+        assert clear.float().mean() > 0.95, name
+        torch.testing.assert_close(soft[clear], hard[clear], atol=1e-6, rtol=0)
+
+
+def test_soft_forward_trains_and_clamps_hard():
+    g = torch.Generator().manual_seed(0)
+    data = Split(torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(32) % 10)
+    comp = make_compressor("vq", {"dim": 2, "codebook_bits": 4, "forward": "soft", "tau": 0.1})
+    model = build_model("tiny")
+    trainer = Trainer(model, data, TrainConfig(epochs=1, batch_size=16, lr=0.05), comp)
+    before = {n: layer.codebook.detach().clone() for n, layer in comp.layers.items()}
+    trained = trainer.fit()
+    assert all(not torch.equal(before[n], layer.codebook.detach()) for n, layer in comp.layers.items())
+    clamped = comp.clamp(trained)
+    for name, q in select_params(clamped.model).items():
+        assert torch.unique(subvectors(q.detach().flatten(), 2), dim=0).shape[0] <= 16, name
