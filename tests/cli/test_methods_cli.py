@@ -71,7 +71,7 @@ def test_dsmm_then_and_bits_options(run_cli, tiny_checkpoint, tmp_path):
     ("centroid", ["--rho", "-2"], "rho must be a finite number > 0"),
     ("dsmm", ["--alpha-init", "nan"], "alpha_init (the initial DSMM temperature α) must be a finite number"),
     ("dsmm", ["--alpha", "0.5"], "--alpha does not apply to --method dsmm"),
-    ("dsmm", ["--then", "lloyd"], "unknown PTQ method"),
+    ("dsmm", ["--then", "lloyd"], "then must be a PTQ method"),
     ("dsmm", ["--bits", "17"], "bits must be an integer in 1..16"),
     ("vq", ["--dim", "0"], "dim must be an integer in 1..64"),
     ("vq", ["--codebook-bits", "13"], "codebook_bits must be an integer in 1..12"),
