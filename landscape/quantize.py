@@ -7,7 +7,8 @@ sizes. The caller decides what to do with the proposal: ``codebook.apply()`` bui
 facebookresearch/parq, where a quantizer proposes targets and an optimizer or a clamp step uses them.
 
 Functions:
-    uniform, heq, kmeans   the post-training (PTQ) baselines, each ``f(theta, bits)``; also in ``QUANTIZERS``
+    uniform, heq, kmeans   the post-training (PTQ) baselines, each ``f(theta, bits)`` (2^bits levels) or
+                           ``f(theta, levels=K)`` (K levels, any K ≥ 1: mixed precision); also in ``QUANTIZERS``
     refine_clusters        the soft-quantization paper's post-training cluster identification (7-bit
                            binning, then tiny clusters merged into their nearest neighbour)
     nearest                assignment to given centroid values
@@ -31,6 +32,8 @@ from .checks import check_int
 __all__ = ["Codebook", "uniform", "heq", "kmeans", "refine_clusters", "nearest", "QUANTIZERS"]
 
 MAX_BITS = 16  # upper limit for ``bits`` / ``resolution_bits``: 2^16 levels is far beyond any PTQ use here
+MAX_LEVELS = 2**MAX_BITS  # upper limit for ``levels``: the same budget
+FILL_ROUNDS = 10  # kmeans(levels=K): rounds of (split clusters up to K, Lloyd) before a final split-only fill
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +141,16 @@ def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
     return check_int(name, value, lo, hi)
 
 
+def _n_levels(bits, levels) -> int:
+    """The number of levels K a PTQ quantizer aims at: 2^bits (bits in 1..16), or ``levels`` (1..2^16) where
+    given; exactly one of the two."""
+    if levels is None:
+        return 2 ** _check_int("bits", bits, 1, MAX_BITS)
+    if bits is not None:
+        raise ValueError(f"give bits or levels, not both (got bits={bits!r}, levels={levels!r})")
+    return _check_int("levels", levels, 1, MAX_LEVELS)
+
+
 def _finalize(values: Tensor, index: Tensor, dtype: torch.dtype) -> Codebook:
     """Codebook from candidate values [M] (any order; unused ones, and ones equal after the cast, allowed)
     and the index [N] into them."""
@@ -173,14 +186,16 @@ def _heq_bins_sorted(s: Tensor, n_bins: int) -> Tensor:
 # ------------------------------------------------------------------------------------------------- quantizers
 
 
-def uniform(theta: Tensor, bits: int) -> Codebook:
-    """Naive uniform PTQ: 2^bits evenly spaced levels over the layer's [min, max], each weight rounded to the
-    nearest level (exact halfway cases round to even). Only the levels in use are kept, so K <= 2^bits; a
-    constant layer gives one value.
+def uniform(theta: Tensor, bits: int | None = None, *, levels: int | None = None) -> Codebook:
+    """Naive uniform PTQ: 2^bits (or ``levels``) evenly spaced levels over the layer's [min, max], each weight
+    rounded to the nearest level (exact halfway cases round to even). Only the levels in use are kept, so
+    K <= 2^bits; a constant layer gives one value. A single level (``levels=1``) is the midpoint of [min, max].
 
     Args:
         theta: the layer's weights, a 1-D tensor (any float dtype, any device).
-        bits: at most 2^bits clusters (1..16).
+        bits: at most 2^bits clusters (1..16); give `bits` or `levels`.
+        levels: at most this many clusters (1..2^16), any count (e.g. the K_l a mixed-precision run chose);
+            ``levels=2**b`` gives exactly the codebook of ``bits=b``.
 
     Returns:
         The proposed `Codebook` (values in `theta`'s dtype).
@@ -191,20 +206,25 @@ def uniform(theta: Tensor, bits: int) -> Codebook:
         >>> cb = uniform(theta, 2)
         >>> [round(v, 3) for v in cb.values.tolist()], cb.index.tolist()
         ([-1.0, -0.333, 0.333, 1.0], [0, 0, 1, 2, 2, 3, 3, 3])
+        >>> cb = uniform(theta, levels=3)
+        >>> cb.values.tolist(), cb.index.tolist()
+        ([-1.0, 0.0, 1.0], [0, 0, 1, 1, 1, 2, 2, 2])
     """
-    theta, bits = _check_theta(theta), _check_int("bits", bits, 1, MAX_BITS)
+    theta, k = _check_theta(theta), _n_levels(bits, levels)
     x = theta.to(_acc_dtype(theta.device))
     lo, hi = x.min(), x.max()
-    if lo == hi:
-        return _finalize(lo.reshape(1), torch.zeros_like(x, dtype=torch.long), theta.dtype)
-    steps = 2**bits - 1
+    if lo == hi or k == 1:
+        level = lo if lo == hi else (lo + hi) / 2
+        return _finalize(level.reshape(1), torch.zeros_like(x, dtype=torch.long), theta.dtype)
+    steps = k - 1
     index = torch.round((x - lo) / (hi - lo) * steps).clamp_(0, steps).long()
     levels = lo + (hi - lo) * torch.arange(steps + 1, dtype=x.dtype, device=x.device) / steps
     return _finalize(levels, index, theta.dtype)
 
 
-def heq(theta: Tensor, bits: int) -> Codebook:
-    """Histogram-equalized PTQ: 2^bits bins of equal population, each weight replaced by the mean of its bin.
+def heq(theta: Tensor, bits: int | None = None, *, levels: int | None = None) -> Codebook:
+    """Histogram-equalized PTQ: 2^bits (or ``levels``) bins of equal population, each weight replaced by the mean
+    of its bin.
 
     Definition (the HEQ papers leave details open): sort the weights; the weight of rank r (0-based, N
     weights) goes to bin floor(r·2^bits / N), so bin sizes differ by at most one; the bin's value is its
@@ -219,9 +239,13 @@ def heq(theta: Tensor, bits: int) -> Codebook:
     (dropped). Without ties this is the plain rule. Bins whose means coincide (only possible after the cast
     to a low-precision dtype) merge.
 
+    With ``levels=K`` the same rule holds with K bins in place of 2^bits (rank r → bin floor(r·K / N)).
+
     Args:
         theta: the layer's weights, a 1-D tensor (any float dtype, any device).
-        bits: at most 2^bits clusters (1..16).
+        bits: at most 2^bits clusters (1..16); give `bits` or `levels`.
+        levels: at most this many clusters (1..2^16), any count (e.g. the K_l a mixed-precision run chose);
+            ``levels=2**b`` gives exactly the codebook of ``bits=b``.
 
     Returns:
         The proposed `Codebook` (values in `theta`'s dtype).
@@ -232,12 +256,15 @@ def heq(theta: Tensor, bits: int) -> Codebook:
         >>> cb = heq(theta, 2)
         >>> [round(v, 3) for v in cb.values.tolist()], cb.counts.tolist()
         ([-0.95, -0.05, 0.45, 1.0], [2, 2, 2, 2])
+        >>> cb = heq(theta, levels=3)
+        >>> [round(v, 3) for v in cb.values.tolist()], cb.counts.tolist()
+        ([-0.667, 0.3, 1.0], [3, 3, 2])
     """
-    theta, bits = _check_theta(theta), _check_int("bits", bits, 1, MAX_BITS)
+    theta, k = _check_theta(theta), _n_levels(bits, levels)
     s, perm = torch.sort(theta)
     labels = torch.empty_like(perm)
-    labels[perm] = _heq_bins_sorted(s, 2**bits)
-    return _from_labels(theta, labels, 2**bits)
+    labels[perm] = _heq_bins_sorted(s, k)
+    return _from_labels(theta, labels, k)
 
 
 def _kmeans_inits(s: Tensor, k: int) -> list[Tensor]:
@@ -293,8 +320,51 @@ def _runs_sse(s: Tensor, runs: Tensor) -> float:
     return float(((s - means[seg]) ** 2).sum())
 
 
-def kmeans(theta: Tensor, bits: int, *, seed: int = 0, max_iter: int = 1000) -> Codebook:
-    """1-D k-means (Lloyd's algorithm) with at most 2^bits centroids; cluster values are member means.
+def _split_to(s: Tensor, runs: Tensor, k: int) -> Tensor:
+    """The partition of the sorted weights ``s`` into runs of the given lengths (zeros allowed, dropped), split
+    further until it has ``k`` runs: each time the one split of one run that lowers the squared error most (ties:
+    the first in sorted order), only between distinct values, so equal weights stay together. A split of a run of
+    n1 + n2 weights into parts with means m1, m2 lowers the error by n1·n2/(n1 + n2)·(m1 − m2)². Needs more than
+    ``k`` distinct values in ``s`` when it has to split."""
+    n = s.numel()
+    runs = runs[runs > 0]
+    csum = torch.cat([s.new_zeros(1), torch.cumsum(s, 0)])
+    pos = torch.arange(1, n, device=s.device)  # split before position pos: s[:pos] | s[pos:]
+    distinct = s[1:] != s[:-1]
+    while runs.numel() < k:
+        ends = torch.cumsum(runs, 0)
+        run = torch.repeat_interleave(torch.arange(runs.numel(), device=s.device), runs)[1:]  # run of pos
+        a, b = (ends - runs)[run], ends[run]
+        n1, n2 = pos - a, b - pos
+        m1 = (csum[pos] - csum[a]) / n1.clamp(min=1)
+        m2 = (csum[b] - csum[pos]) / n2
+        gain = torch.where(distinct & (n1 > 0), (n1 * n2).to(s.dtype) / (n1 + n2) * (m1 - m2) ** 2,
+                           torch.full_like(m1, -math.inf))
+        i = int(torch.argmax(gain))  # the first of equal maxima
+        j, left = int(run[i]), int(n1[i])
+        runs = torch.cat([runs[:j], torch.stack([runs.new_tensor(left), runs[j] - left]), runs[j + 1 :]])
+    return runs
+
+
+def _fill(s: Tensor, runs: Tensor, k: int, max_iter: int) -> Tensor:
+    """Run lengths of a partition of the sorted weights ``s`` (> k distinct values) into exactly ``k`` non-empty
+    runs, from a Lloyd result ``runs`` that left clusters empty: split up to k runs (``_split_to``), rerun Lloyd
+    from their means, and repeat while Lloyd empties a cluster again (``FILL_ROUNDS`` at most, then split without
+    Lloyd). Neither a split nor Lloyd raises the squared error, so the result is never worse than ``runs``."""
+    for _ in range(FILL_ROUNDS):
+        runs = _split_to(s, runs, k)
+        seg = torch.repeat_interleave(torch.arange(k, device=s.device), runs)
+        means = torch.zeros(k, dtype=s.dtype, device=s.device).index_add_(0, seg, s) / runs
+        runs = _lloyd(s, means, max_iter)
+        if bool((runs > 0).all()):
+            return runs
+    return _split_to(s, runs, k)
+
+
+def kmeans(theta: Tensor, bits: int | None = None, *, levels: int | None = None, seed: int = 0,
+           max_iter: int = 1000) -> Codebook:
+    """1-D k-means (Lloyd's algorithm) with at most 2^bits centroids, or with exactly ``levels`` centroids where
+    the layer has that many distinct values; cluster values are member means.
 
     Init: Lloyd is run from three deterministic inits and the partition with the lowest squared error is
     kept (the first on a tie): (1) the quantiles of the cube root of the weight density, (2) the ``uniform``
@@ -316,11 +386,21 @@ def kmeans(theta: Tensor, bits: int, *, seed: int = 0, max_iter: int = 1000) -> 
     longer changes or after ``max_iter`` iterations (per init). Empty clusters are dropped. A layer with at
     most 2^bits distinct values gets one cluster per distinct value (the exact optimum, zero error).
 
+    ``levels=K`` (any K ≥ 1, e.g. the K_l a mixed-precision run chose for the layer) runs the same algorithm
+    with K centroids (K = 1: the layer's mean) and then guarantees the count: K = min(levels, distinct values).
+    Where Lloyd's best partition leaves clusters empty, which at 2^bits happens often with few weights per
+    cluster (ResNet-20's 432-weight first conv gets 15 of 16 clusters at 4 bits, 130 of 256 at 8), they are
+    refilled (``_fill``: the clusters are split where a split lowers the squared error most, then Lloyd is
+    rerun), which only lowers the error further; so a K-level budget is spent in full, as a matched-bits
+    comparison needs. Where Lloyd leaves no cluster empty, ``levels=2**b`` gives exactly the codebook of
+    ``bits=b``; ``bits`` keeps dropping empty clusters, so existing results are unchanged.
+
     Args:
         theta: the layer's weights, a 1-D tensor (any float dtype, any device).
-        bits: at most 2^bits clusters (1..16).
+        bits: at most 2^bits clusters (1..16); give `bits` or `levels`.
+        levels: exactly min(levels, distinct values) clusters (1..2^16).
         seed: unused (the result is deterministic); accepted so callers can pass one.
-        max_iter: Lloyd iterations per init, at most.
+        max_iter: Lloyd iterations per init (and per refill round), at most.
 
     Returns:
         The proposed `Codebook` (values in `theta`'s dtype).
@@ -331,12 +411,16 @@ def kmeans(theta: Tensor, bits: int, *, seed: int = 0, max_iter: int = 1000) -> 
         >>> cb = kmeans(theta, 2)
         >>> [round(v, 3) for v in cb.values.tolist()], cb.counts.tolist()
         ([-0.95, -0.05, 0.1, 0.933], [2, 2, 1, 3])
+        >>> cb = kmeans(theta, levels=3)
+        >>> [round(v, 3) for v in cb.values.tolist()], cb.counts.tolist()
+        ([-0.95, 0.0, 0.933], [2, 3, 3])
+        >>> [round(v, 4) for v in kmeans(theta, levels=1).values.tolist()]  # one level: the mean
+        [0.1125]
     """
-    theta, bits = _check_theta(theta), _check_int("bits", bits, 1, MAX_BITS)
+    theta, k_max = _check_theta(theta), _n_levels(bits, levels)
     _check_int("seed", seed, 0)
     max_iter = _check_int("max_iter", max_iter, 1)
     s, perm = torch.sort(theta.to(_acc_dtype(theta.device)))
-    k_max = 2**bits
     labels = torch.empty_like(perm)
 
     new_group = torch.ones_like(perm)
@@ -346,8 +430,13 @@ def kmeans(theta: Tensor, bits: int, *, seed: int = 0, max_iter: int = 1000) -> 
         labels[perm] = torch.cumsum(new_group, 0) - 1
         return _from_labels(theta, labels, n_distinct)
 
+    if k_max == 1:  # one cluster: the mean (the inits need two centroids)
+        return _from_labels(theta, torch.zeros_like(perm), 1)
+
     candidates = [_lloyd(s, c, max_iter) for c in _kmeans_inits(s, k_max)]
     runs = min(candidates, key=lambda r: _runs_sse(s, r))
+    if levels is not None and not bool((runs > 0).all()):
+        runs = _fill(s, runs, k_max, max_iter)
     labels[perm] = torch.repeat_interleave(torch.arange(runs.numel(), device=s.device), runs)
     return _from_labels(theta, labels, runs.numel())
 
@@ -442,4 +531,5 @@ def nearest(theta: Tensor, centroids: Tensor) -> Codebook:
     return _finalize(c, index, theta.dtype)
 
 
-QUANTIZERS = {"uniform": uniform, "heq": heq, "kmeans": kmeans}  # the PTQ baselines, each f(theta, bits)
+# the PTQ baselines, each f(theta, bits) or f(theta, levels=K)
+QUANTIZERS = {"uniform": uniform, "heq": heq, "kmeans": kmeans}

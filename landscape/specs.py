@@ -47,11 +47,11 @@ class RunSpec:
     Examples:
         >>> spec = RunSpec(arch="tiny", checkpoint=None, method="ptq", compressor={"bits": 2})
         >>> spec.compressor
-        {'quantizer': 'heq', 'bits': 2, 'params': 'weights'}
+        {'quantizer': 'heq', 'bits': 2, 'params': 'weights', 'levels': None}
         >>> RunSpec(arch="tiny", checkpoint=None, method="ptq", compressor={"h": 0.1})
         Traceback (most recent call last):
         ...
-        ValueError: method ptq has no setting h (it takes: bits, params, quantizer)
+        ValueError: method ptq has no setting h (it takes: bits, levels, params, quantizer)
     """
 
     arch: str  # a built-in architecture (models.ARCHS) or a `package.module:factory`
@@ -570,21 +570,33 @@ class PTQSpec:
         Traceback (most recent call last):
         ...
         ValueError: bits must be in 1..16, got 17
+        >>> PTQSpec(arch="resnet20", checkpoint="resnet20", method="kmeans", bits=None, out="q.pt",
+        ...         levels_from="runs/sq.h5").levels_from  # each layer: the K_l levels that run clamped it to
+        'runs/sq.h5'
+        >>> PTQSpec(arch="tiny", checkpoint="x.pt", method="gptq", bits=3, out="x.pt", gptq={"damp": 0.1}).gptq
+        {'damp': 0.1}
+        >>> PTQSpec(arch="resnet20", checkpoint="resnet20", method="gptq", bits=9, out="x.pt")
+        Traceback (most recent call last):
+        ...
+        ValueError: bits must be an integer in 2..8, got 9
     """
 
     arch: str  # a built-in architecture or a package.module:factory
     checkpoint: str  # checkpoint path, or an arch name for the public weights
-    method: str  # uniform | heq | kmeans (quantize.QUANTIZERS)
-    bits: int  # bits per weight B: 2^B levels per layer
+    method: str  # uniform | heq | kmeans (quantize.QUANTIZERS) | gptq (compress/gptq.py)
+    bits: int | None  # bits per weight B: 2^B levels per layer (gptq: 2..8); None only with levels_from
     out: str  # where the quantized checkpoint is saved
     arch_kwargs: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the arch's factory
     params: str = "weights"  # weights (conv/linear only) | all (every parameter)
+    calibration_images: int = 1024  # gptq: unaugmented training images (the split's first) H is estimated on, ≥ 1
+    gptq: Mapping[str, Any] = field(default_factory=dict)  # gptq: GPTQConfig's grid, damp, block_size, act_order
     limit: int | None = None  # evaluate on the first N test images (None: all)
     recalibrate_bn: int = 0  # re-estimate BN statistics on this many unaugmented training batches of 128 (0: off)
     force: bool = False  # overwrite `out` if it exists
     batch_size: int = 500  # evaluation batch size in images
     data: DataSource = field(default_factory=DataSource)
     device: str = "cpu"
+    levels_from: str | None = None  # a finished run file: each layer gets its clamped K_l levels (uniform|heq|kmeans)
 
     def __post_init__(self):
         from .quantize import QUANTIZERS
@@ -592,16 +604,50 @@ class PTQSpec:
         object.__setattr__(self, "out", str(self.out))
         object.__setattr__(self, "checkpoint", str(self.checkpoint))
         object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs or {}))
-        if self.method not in QUANTIZERS:
-            raise ValueError(f"method must be one of {', '.join(sorted(QUANTIZERS))}, got {self.method!r}")
-        if not isinstance(self.bits, int) or not 1 <= self.bits <= 16:
+        object.__setattr__(self, "gptq", dict(self.gptq or {}))
+        if self.method not in (*QUANTIZERS, "gptq"):
+            raise ValueError(f"method must be one of {', '.join(sorted((*QUANTIZERS, 'gptq')))}, got {self.method!r}")
+        if self.levels_from is not None:  # matched-bits PTQ: the run's K_l per layer; bits only for the others
+            object.__setattr__(self, "levels_from", str(self.levels_from))
+            if self.method not in QUANTIZERS:
+                raise ValueError(f"levels_from (--levels-from) applies to methods {', '.join(sorted(QUANTIZERS))}, "
+                                 f"not {self.method}")
+        if self.bits is None and self.levels_from is None:
+            raise ValueError("bits must be given (2^bits levels per layer) unless levels_from gives the levels")
+        if self.bits is not None and (not isinstance(self.bits, int) or not 1 <= self.bits <= 16):
             raise ValueError(f"bits must be in 1..16, got {self.bits}")
         if self.params not in ("weights", "all"):
             raise ValueError(f"params must be weights or all, got {self.params!r}")
+        _positive("calibration_images", self.calibration_images, none_ok=False)
+        if self.method == "gptq":
+            self.gptq_config()  # its checks
+        elif self.gptq:
+            raise ValueError(f"gptq settings ({', '.join(sorted(self.gptq))}) apply to method gptq only, "
+                             f"not {self.method}")
         _positive("limit", self.limit)
         _positive("batch_size", self.batch_size, none_ok=False)
         if not isinstance(self.recalibrate_bn, int) or self.recalibrate_bn < 0:
             raise ValueError(f"recalibrate_bn must be ≥ 0 batches, got {self.recalibrate_bn!r}")
+
+    def gptq_config(self):
+        """The `compress.gptq.GPTQConfig` of method "gptq" (bits, params, calibration_images and `gptq`'s fields).
+
+        Returns:
+            (landscape.compress.gptq.GPTQConfig): The config; ValueError naming a setting it does not take.
+
+        Examples:
+            >>> spec = PTQSpec(arch="tiny", checkpoint="x", method="gptq", bits=2, out="q.pt", gptq={"grid": "heq"})
+            >>> spec.gptq_config().grid, spec.gptq_config().calibration_images
+            ('heq', 1024)
+        """
+        from .compress.gptq import GPTQConfig
+
+        fields = {"grid", "damp", "block_size", "act_order"}
+        unknown = sorted(set(self.gptq) - fields)
+        if unknown:
+            raise ValueError(f"gptq has no setting {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})")
+        return GPTQConfig(bits=self.bits, params=self.params, calibration_images=self.calibration_images,
+                          **self.gptq)
 
 
 _ANALYSIS_SPECS = {c.__name__: c for c in (PathSpec, PerturbSpec, SurfaceSpec, HessianSpec)}

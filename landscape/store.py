@@ -4,6 +4,8 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
 
   /                           attrs: schema, config (JSON), seed, method, arch, version, git_commit, created,
                               resumed_at (JSON list of the SGD steps at which train --resume continued it),
+                              train_seconds (wall seconds of Trainer.fit, summed over continuations; absent in
+                              run files written before it existed),
                               prepared (1: every state below is of the module that the compressor's
                               prepare() returns around the model, e.g. an input quantizer + the network;
                               0 or absent: of the model itself)
@@ -196,11 +198,13 @@ class RunWriter(Callback):
 
 
 def write_final(path: str | os.PathLike, *, compressed: nn.Module, clamped, evals: Mapping[str, dict],
-                recalibrated: nn.Module | None = None) -> None:
+                recalibrated: nn.Module | None = None, train_seconds: float | None = None) -> None:
     """Store the fine-tuned and clamped states, the clusters and bits of every compressed layer, and the
     evaluations (`clamped` is a `compress.base.Clamped`); `recalibrated`: the clamped model with re-estimated BN
-    statistics (train --recalibrate-bn), if any."""
+    statistics (train --recalibrate-bn), if any; `train_seconds`: the wall time of the training itself."""
     with update(path) as f:
+        if train_seconds is not None:
+            f.attrs["train_seconds"] = float(train_seconds)
         for done in ("final", "resume"):  # a finished run needs no resume state
             if done in f:
                 del f[done]

@@ -12,15 +12,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from . import accel, distributed
 from .bn import recalibrate_bn_, recalibration_batches
-from .data import Batches
+from .data import Batches, Split
 from .datasets import load_recorded
 from .errors import LandscapeError
 from .metrics import evaluate
@@ -115,7 +117,8 @@ def fit_and_clamp(out: str | os.PathLike, model: torch.nn.Module, train, test_ba
     `test_batches` any iterable of (x, y); `spec` the run's settings (its method, compressor, train config and
     checkpoint interval are used here; the whole spec is what the run file records); `bn_data` the batches a
     BN-recalibrated copy is re-estimated on (None: no recalibrated copy); `loss_fn` (outputs, targets) → batch
-    mean, default cross-entropy. Trains on the device the model is on.
+    mean, default cross-entropy. Trains on the device the model is on. A compressor that needs data at the clamp
+    (`calibration()` > 0 images, e.g. GPTQ) is calibrated right before it on `calibration_batches(train, …)`.
 
     Args:
         out: the run file to write (HDF5), or the unfinished one to continue with `resume`.
@@ -176,9 +179,16 @@ def _fit_and_clamp(out: Path, model, train, test_batches, spec: RunSpec, *, resu
         create_run(out, config=settings, seed=spec.seed, method=spec.method, arch=spec.arch,
                    pretrained=start.state_dict(), prepared=set(start.state_dict()) != set(model.state_dict()),
                    evals=evals)
+    started = time.perf_counter()
     compressed = trainer.fit()
+    # the training's wall time (the evaluations and the clamp not included), summed over continuations
+    train_seconds = time.perf_counter() - started + (float(Run(out).attrs.get("train_seconds", 0.0)) if resume else 0.0)
     if not world.is_main:
         return {}
+    n_calibration = compressor.calibration()
+    if n_calibration > 0:  # e.g. GPTQ: the clamp needs unaugmented training images
+        compressor.calibrate(compressed, calibration_batches(train, n_calibration, config.batch_size,
+                                                             torch.device(config.device)))
     clamped = compressor.clamp(compressed)
     evals["compressed"] = {**evaluate(compressed, test_batches, loss_fn=loss_fn), "split": "test"}
     evals["clamped"] = {**evaluate(clamped.model, test_batches, loss_fn=loss_fn), "split": "test"}
@@ -187,13 +197,46 @@ def _fit_and_clamp(out: Path, model, train, test_batches, spec: RunSpec, *, resu
         recalibrated = recalibrate_bn_(copy.deepcopy(clamped.model), bn_data)
         evals["recalibrated"] = {**evaluate(recalibrated, test_batches, loss_fn=loss_fn), "split": "test",
                                  "bn_batches": len(bn_data)}
-    write_final(out, compressed=compressed, clamped=clamped, evals=evals, recalibrated=recalibrated)
+    write_final(out, compressed=compressed, clamped=clamped, evals=evals, recalibrated=recalibrated,
+                train_seconds=train_seconds)
 
     return {"run": str(out), "method": spec.method, "epochs": config.epochs, "steps": trainer.step,
             **{f"accuracy_{k}": v["accuracy"] for k, v in evals.items()},
             **{f"loss_{k}": v["loss"] for k, v in evals.items()}, "n_test": evals["clamped"]["n"],
             "mean_bits": clamped.mean_bits(), "mean_storage_bits": clamped.mean_bits(storage=True),
-            "bits_per_layer": clamped.bits, "not_compressed": skipped, "world_size": world.size}
+            "bits_per_layer": clamped.bits, "not_compressed": skipped, "world_size": world.size,
+            "train_seconds": train_seconds}
+
+
+def calibration_batches(train, n: int, batch_size: int, device: torch.device) -> list:
+    """The first `n` training images a compressor's `calibrate` gets: from a data.Split, unaugmented, in batches of
+    `batch_size` (`bn.recalibration_batches`); from any other re-iterable of (x, y) batches, its leading batches as
+    they come (the last one trimmed), moved to `device`.
+
+    Args:
+        train: the training data `fit_and_clamp` was given.
+        n: images (≥ 1; fewer where the data has fewer).
+        batch_size: images per batch (a data.Split).
+        device: where the batches go.
+
+    Returns:
+        A list of (x, y) batches.
+
+    Examples:
+        >>> import torch
+        >>> data = [(torch.randn(16, 4), torch.zeros(16)) for _ in range(3)]
+        >>> [len(x) for x, _ in calibration_batches(data, 20, 128, torch.device("cpu"))]
+        [16, 4]
+    """
+    if isinstance(train, Split):
+        return recalibration_batches(train.subset(n), math.ceil(n / batch_size), batch_size, device)
+    out, left = [], n
+    for x, y in train:
+        if left <= 0:
+            break
+        out.append((x[:left].to(device), y[:left].to(device) if isinstance(y, torch.Tensor) and y.dim() else y))
+        left -= len(out[-1][0])
+    return out
 
 
 def check_compressible(model, compressor, arch: str) -> dict[str, str]:

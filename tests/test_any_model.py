@@ -72,7 +72,7 @@ IMAGE_ONLY = {"input-bitwise"}  # it quantizes image inputs ([N, 3, H, W] in the
 SETTINGS = {"weight-coupling": {"h": 0.5, "w": 0.5, "estimator": "sorted"}, "ptq": {"bits": 2},
             "centroid": {"bits": 2}, "dsmm": {"bits": 2}, "vq": {"codebook_bits": 4, "dim": 2}, "input-bitwise": {},
             "lsq": {"bits": 2}, "parq": {"bits": 2, "anneal_end": 2}, "binaryrelax": {"bits": 2, "anneal_end": 2},
-            "dkm": {"bits": 2}}
+            "dkm": {"bits": 2}, "gptq": {"bits": 2}}
 
 
 def data(kind: str, n_batches: int, seed: int) -> list:
@@ -105,11 +105,16 @@ def test_every_method_trains_and_clamps_any_model(kind, method, tmp_path):
     net = model(kind)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     settings = dict(SETTINGS[method])
-    if method in ("vq", "lsq", "dkm") and kind == "attention":  # their quantizing forward is a conv/linear forward
+    if method in ("vq", "lsq", "dkm", "gptq") and kind == "attention":  # they need a conv/linear module's forward
         with pytest.raises(ValueError, match="attn.in_proj_weight"):
             ls.compress_model(net, data(kind, 1, 0), data(kind, 1, 1), out=tmp_path / "x.h5", method=method,
                               progress=False, **settings)
         settings["params"] = "weights,-attn.in_proj_weight"
+    if method == "gptq" and kind == "attention":  # out_proj's weight is used by its parent: no inputs to hook
+        with pytest.raises(ValueError, match="attn.out_proj.weight"):
+            ls.compress_model(net, data(kind, 1, 0), data(kind, 1, 1), out=tmp_path / "y.h5", method=method,
+                              epochs=1, progress=False, **settings)
+        settings["params"] += ",-attn.out_proj.weight"
     run = ls.compress_model(net, data(kind, 3, 0), data(kind, 2, 1), out=tmp_path / "run.h5", method=method,
                             epochs=1, lr=0.01, progress=False, recalibrate_bn=1, **settings)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the caller's model untouched

@@ -11,6 +11,7 @@ from landscape.quantize import (
     Codebook,
     _kmeans_inits,
     _lloyd,
+    _split_to,
     heq,
     kmeans,
     nearest,
@@ -331,3 +332,139 @@ def test_bad_other_args():
     for c in (torch.tensor([]), torch.tensor([float("nan")]), torch.zeros(2, 2), [0.0]):
         with pytest.raises(ValueError, match="centroids"):
             nearest(theta, c)
+
+
+# ------------------------------------------------------------------------------------------- levels (any K)
+
+
+def heavy_tailed(n=432, seed=2):
+    """Gaussian / uniform^0.7: heavy tails, where Lloyd at 2^bits leaves clusters empty (9 of 16 at 4 bits)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(n, generator=g, dtype=torch.float64)
+    u = torch.rand(n, generator=g, dtype=torch.float64)
+    return (t / u**0.7).float()
+
+
+def sse(cb: Codebook, theta: torch.Tensor) -> float:
+    return float(((cb.apply().double() - theta.double()) ** 2).sum())
+
+
+@pytest.mark.parametrize("method", sorted(QUANTIZERS))
+@pytest.mark.parametrize("bits", BITS)
+def test_levels_two_to_the_bits_is_bits(method, bits):
+    """levels=2^b gives the codebook of bits=b (k-means: wherever Lloyd left no cluster empty, as here)."""
+    for theta in (gaussian(), gaussian(300, seed=1, dtype=torch.float64)):
+        a, b = QUANTIZERS[method](theta, bits), QUANTIZERS[method](theta, levels=2**bits)
+        if method == "kmeans" and a.k < min(2**bits, torch.unique(theta).numel()):
+            continue  # 8 bits on 300 weights: k-means' bits path drops empty clusters, levels fills them
+        assert torch.equal(a.values, b.values) and torch.equal(a.index, b.index) and torch.equal(a.counts, b.counts)
+
+
+@pytest.mark.parametrize("method", sorted(QUANTIZERS))
+@pytest.mark.parametrize("levels", [1, 3, 5, 6, 7, 12, 100])
+def test_levels_not_a_power_of_two(method, levels):
+    theta = gaussian()
+    cb = QUANTIZERS[method](theta, levels=levels)
+    check_codebook(cb, theta)
+    assert cb.k <= levels
+    if method != "uniform":  # uniform keeps only the grid levels in use (the sparse tails may leave some empty)
+        assert cb.k == levels  # 5000 distinct Gaussian weights: every k-means cluster and every HEQ bin filled
+    if method == "heq":
+        assert int(cb.counts.max() - cb.counts.min()) <= 1
+    if method == "uniform" and levels > 1:
+        lo, hi = theta.double().min(), theta.double().max()
+        pos = (cb.values.double() - lo) / ((hi - lo) / (levels - 1))
+        assert torch.allclose(pos, pos.round(), atol=1e-4)  # on the grid of `levels` levels
+
+
+def test_one_level():
+    theta = gaussian(1000, dtype=torch.float64)
+    assert kmeans(theta, levels=1).values.tolist() == pytest.approx([float(theta.mean())])
+    assert heq(theta, levels=1).values.tolist() == pytest.approx([float(theta.mean())])
+    assert uniform(theta, levels=1).values.tolist() == pytest.approx([float(theta.min() + theta.max()) / 2])
+    for f in QUANTIZERS.values():
+        cb = f(theta, levels=1)
+        assert cb.k == 1 and cb.bits == 0.0 and cb.counts.tolist() == [1000]
+
+
+@pytest.mark.parametrize("levels", [3, 5, 6, 12, 100])
+@pytest.mark.parametrize("n", [300, 2000])
+def test_kmeans_levels_beats_uniform_and_heq_at_the_same_levels(levels, n):
+    theta = gaussian(n, seed=n + levels)
+    err = {name: sse(f(theta, levels=levels), theta) for name, f in QUANTIZERS.items()}
+    assert err["kmeans"] <= min(err["uniform"], err["heq"]) * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("bits", [3, 4, 5])
+def test_kmeans_levels_fills_clusters_bits_drops(bits):
+    """Heavy tails: Lloyd at 2^bits ends with empty clusters, which bits= drops (unchanged behaviour) and
+    levels= refills, with exactly 2^bits clusters and no larger error."""
+    theta = heavy_tailed()
+    dropped, filled = kmeans(theta, bits), kmeans(theta, levels=2**bits)
+    if bits >= 4:
+        assert dropped.k < 2**bits  # the case this test is about (9 of 16 at 4 bits, 11 of 32 at 5)
+    check_codebook(filled, theta)
+    assert filled.k == 2**bits
+    assert sse(filled, theta) <= sse(dropped, theta) * (1 + 1e-9)
+    assert torch.allclose(filled.values.double(), member_means(filled, theta), rtol=1e-6, atol=1e-6)
+    # a function of the weight value: clusters are contiguous in sorted order
+    order = torch.argsort(theta)
+    assert bool((filled.index[order].diff() >= 0).all())
+
+
+@pytest.mark.parametrize("levels", [2, 3, 7, 20, 64, 200])
+def test_kmeans_levels_count_is_exact_on_a_real_layer_size(levels):
+    """K = min(levels, distinct values) for any K (432 weights: the size of ResNet-20's first conv)."""
+    for theta in (heavy_tailed(), gaussian(432, seed=7)):
+        cb = kmeans(theta, levels=levels)
+        check_codebook(cb, theta)
+        assert cb.k == min(levels, torch.unique(theta).numel())
+
+
+def test_kmeans_levels_with_ties_and_few_distinct_values():
+    g = torch.Generator().manual_seed(3)
+    theta = torch.cat([torch.zeros(300), torch.full((100,), 0.5), torch.randn(60, generator=g)])
+    distinct = torch.unique(theta).numel()
+    for levels in (3, 10, 40, distinct, distinct + 5):
+        cb = kmeans(theta, levels=levels)
+        check_codebook(cb, theta)
+        assert cb.k == min(levels, distinct)
+        out = cb.apply()
+        assert torch.unique(out[theta == 0.0]).numel() == 1 and torch.unique(out[theta == 0.5]).numel() == 1
+    assert torch.equal(kmeans(theta, levels=distinct).apply(), theta)  # one cluster per value: exact
+
+
+@pytest.mark.parametrize("k", [3, 5, 6, 7, 12, 100])
+def test_kmeans_inits_any_k(k):
+    s = torch.sort(gaussian(2000, seed=k, dtype=torch.float64)).values
+    inits = _kmeans_inits(s, k)
+    assert len(inits) == 3
+    eps = 1e-12 * float(s[-1] - s[0])  # the grid's ends are lo + (hi − lo)·j/(k − 1), hi to an ulp
+    for c in inits:
+        assert c.numel() <= k and bool((c.diff() > 0).all()) and s[0] - eps <= c[0] and c[-1] <= s[-1] + eps
+        assert bool(torch.isfinite(c).all())
+    assert inits[0].numel() == k and inits[1].numel() == k  # the cube-root quantiles and the uniform grid
+
+
+def test_split_to_takes_the_largest_error_drop_between_distinct_values():
+    s = torch.tensor([0.0, 0.0, 0.1, 5.0, 5.0, 5.0, 10.0, 10.1], dtype=torch.float64)
+    # one run of everything → split at the largest gap in the error sense: before 5.0 or before 10.0
+    runs = _split_to(s, torch.tensor([8]), 2)
+    assert runs.tolist() == [3, 5]  # {0, 0, 0.1} | {5, 5, 5, 10, 10.1}: a drop of 3·5/8·(0.033 − 7.02)² beats 6·2/8·…
+    runs = _split_to(s, torch.tensor([0, 3, 0, 5]), 3)  # zeros dropped; the second run splits before 10.0
+    assert runs.tolist() == [3, 3, 2]
+    runs = _split_to(s, torch.tensor([8]), 5)  # the zeros and the fives stay together
+    assert runs.tolist() == [2, 1, 3, 1, 1]
+
+
+@pytest.mark.parametrize("f", [uniform, heq, kmeans])
+def test_bad_levels(f):
+    theta = gaussian(100)
+    for levels in (0, -1, 2**16 + 1, 2.0, True, "4"):
+        with pytest.raises(ValueError, match="levels"):
+            f(theta, levels=levels)
+    with pytest.raises(ValueError, match="not both"):
+        f(theta, 2, levels=4)
+    with pytest.raises(ValueError, match="bits"):
+        f(theta)
+    assert f(theta, levels=np.int64(3)).k <= 3  # numpy integers (e.g. read from a run file) are fine

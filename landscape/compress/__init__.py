@@ -10,6 +10,7 @@ from .base import Clamped, Compressor
 from .centroid import Centroid, CentroidConfig
 from .dkm import DKM, DKMConfig
 from .dsmm import DSMM, DSMMConfig
+from .gptq import GPTQ, GPTQConfig
 from .input_bitwise import InputBitwise, InputBitwiseConfig
 from .lsq import LSQ, LSQConfig
 from .parq import PARQ, BinaryRelax, BinaryRelaxConfig, PARQConfig
@@ -29,6 +30,7 @@ METHODS: dict[str, tuple[type[Compressor], type]] = {
     "parq": (PARQ, PARQConfig),
     "binaryrelax": (BinaryRelax, BinaryRelaxConfig),
     "dkm": (DKM, DKMConfig),
+    "gptq": (GPTQ, GPTQConfig),
 }
 
 
@@ -46,11 +48,11 @@ def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed
     Examples:
         >>> compressor = make_compressor("ptq", {"bits": 2})
         >>> compressor.name, compressor.config_dict()
-        ('ptq', {'quantizer': 'heq', 'bits': 2, 'params': 'weights'})
+        ('ptq', {'quantizer': 'heq', 'bits': 2, 'params': 'weights', 'levels': None})
         >>> make_compressor("ptq", {"h": 0.1})
         Traceback (most recent call last):
         ...
-        ValueError: method ptq has no setting h (it takes: bits, params, quantizer)
+        ValueError: method ptq has no setting h (it takes: bits, levels, params, quantizer)
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -70,4 +72,4 @@ __all__ = ["METHODS", "Clamped", "Compressor", "make_compressor", "PTQ", "PTQCon
            "WeightCouplingConfig", "Centroid", "CentroidConfig", "DSMM", "DSMMConfig", "VQ", "VQConfig",
            "InputBitwise", "InputBitwiseConfig", "LSQ", "LSQConfig",
            "PARQ", "PARQConfig", "BinaryRelax", "BinaryRelaxConfig",
-           "DKM", "DKMConfig"]
+           "DKM", "DKMConfig", "GPTQ", "GPTQConfig"]

@@ -16,12 +16,17 @@ the trainer's optimizer through `wrap_optimizer(optimizer, model)`, called once 
 the learning-rate scheduler is built: it returns what the trainer steps (the given optimizer by default); its
 `param_groups` are what the scheduler sets the learning rate of, and its `state_dict()`/`load_state_dict()` are
 what a checkpoint saves and a resume restores.
+A method that needs data at the clamp (GPTQ: the Hessian of each layer's inputs) says how many images through
+`calibration()` (0, the default: none); the trainer then calls `calibrate(model, batches)` once, on the main rank,
+right before `clamp`, with that many unaugmented training images (landscape/training.py), and `codebooks`/`clamp`
+give what it computed. The default `calibrate` does nothing.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -94,6 +99,24 @@ class Compressor(ABC):
             ('soft quantization', 'ptq')
         """
         return cls.label or cls.name
+
+    @classmethod
+    def label_for(cls, settings: Mapping[str, Any]) -> str:
+        """The name a table gives the method at these settings: `display_name()`, unless a setting changes what
+        the method is (DSMM's `then`, VQ-QAT's forward and assignment).
+
+        Args:
+            settings: the method's config fields (a run's or study's compressor settings).
+
+        Returns:
+            The row label.
+
+        Examples:
+            >>> from landscape.compress import METHODS
+            >>> METHODS["lsq"][0].label_for({"bits": 2}), METHODS["dsmm"][0].label_for({"then": "lsq"})
+            ('LSQ', 'DSMM + LSQ')
+        """
+        return cls.display_name()
 
     @classmethod
     def settings_for_bits(cls, bits: int) -> dict[str, Any] | None:
@@ -193,6 +216,35 @@ class Compressor(ABC):
         books = self.codebooks(model)
         new = {name: books[name].apply().view_as(params[name]).to(params[name].dtype) for name in books}
         return Clamped(with_params(model, new), books)
+
+    def calibration(self) -> int:
+        """Images of unaugmented training data `calibrate` needs before `clamp` (0: none, the default).
+
+        Returns:
+            The number of images (≥ 0).
+
+        Examples:
+            >>> from landscape.compress import make_compressor
+            >>> make_compressor("ptq").calibration(), make_compressor("gptq", {"calibration_images": 256}).calibration()
+            (0, 256)
+        """
+        return 0
+
+    def calibrate(self, model: nn.Module, batches: list) -> None:  # noqa: B027 (no calibration by default)
+        """Compute what the clamp needs from data (called once before `clamp` where `calibration()` > 0; the
+        default does nothing). Must not modify the model.
+
+        Args:
+            model: the module trained (what `prepare` returned).
+            batches: (x, y) batches of `calibration()` unaugmented training images, on the model's device.
+
+        Examples:
+            >>> import torch, torch.nn as nn
+            >>> from landscape.compress import make_compressor
+            >>> model = nn.Linear(4, 3)
+            >>> make_compressor("ptq").calibrate(model, [(torch.randn(2, 4), torch.zeros(2))])  # a no-op
+        """
+        pass
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Extra optimizer parameter groups (e.g. centroids with their own learning rate).
@@ -310,7 +362,7 @@ class Compressor(ABC):
         Examples:
             >>> from landscape.compress import make_compressor
             >>> make_compressor("ptq", {"bits": 3}).config_dict()
-            {'quantizer': 'heq', 'bits': 3, 'params': 'weights'}
+            {'quantizer': 'heq', 'bits': 3, 'params': 'weights', 'levels': None}
         """
         cfg = getattr(self, "config", None)
         from dataclasses import asdict, is_dataclass

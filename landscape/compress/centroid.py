@@ -83,6 +83,7 @@ def safe_pow(d: Tensor, rho: float) -> Tensor:
 
 class Centroid(Compressor):
     name = "centroid"
+    label = "CWC"  # the workshop paper's name: centroid–weight coupling
 
     @classmethod
     def settings_for_bits(cls, bits: int) -> dict[str, Any]:

@@ -128,6 +128,13 @@ class DSMM(Compressor):
     def settings_for_bits(cls, bits: int) -> dict[str, Any]:
         return {"bits": bits}  # the PTQ clamp after the regulariser: 2^bits levels per layer
 
+    @classmethod
+    def label_for(cls, settings: Mapping[str, Any]) -> str:
+        from . import METHODS
+
+        then = settings.get("then", DSMMConfig.then)
+        return f"DSMM + {METHODS[then][0].display_name()}" if then in TRAINED else f"DSMM → {then}"
+
     def __init__(self, config: DSMMConfig = DSMMConfig(), *, seed: int = 0):
         from . import METHODS
 

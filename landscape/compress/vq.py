@@ -57,6 +57,7 @@ not log2 of the number of distinct scalar values.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,6 +245,12 @@ class VQ(Compressor):
     def settings_for_bits(cls, bits: int) -> dict[str, Any]:
         # d = 2, the smallest true vector, with 2·bits index bits: bits/d = `bits` bits per weight (paper: b/d)
         return {"dim": 2, "codebook_bits": 2 * bits}
+
+    @classmethod
+    def label_for(cls, settings: Mapping[str, Any]) -> str:
+        soft = settings.get("forward", VQConfig.forward) == "soft"
+        assign = settings.get("assign", VQConfig.assign)
+        return "VQ-QAT" + (" (soft A·C)" if soft else "") + ("" if assign == "cosine" else f" ({assign})")
 
     def __init__(self, config: VQConfig = VQConfig(), *, seed: int = 0):
         self.config, self.seed, self.params = config, seed, config.params

@@ -18,6 +18,7 @@
 | `DSMMTable` | dsmm_table | DSMM then uniform PTQ vs bits |
 | `MethodsTable` | methods_table | VQ-QAT and bitwise input quantization vs bits |
 | `CostFigure` | cost | the coupling estimators' time and memory (bench/coupling.py's JSON) |
+| `Comparison` | comparison | every method (QAT, soft quantization, CWC, DSMM, VQ) vs PTQ and GPTQ at 2–4 bits |
 
     >>> from landscape.figures import PathsFigure
     >>> PathsFigure(runs=("runs/wc.h5",), out_dir="figures/demo", limit=1000).paths()[".png"].as_posix()
@@ -27,6 +28,7 @@
 from .accuracy_vs_bits import AccuracyVsBitsFigure
 from .alpha import AlphaFigure
 from .base import FigureResult, FigureSpec, make
+from .comparison import Comparison
 from .cost import CostFigure
 from .dsmm_table import DSMMTable
 from .estimators import EstimatorsFigure
@@ -40,6 +42,6 @@ from .ptq_table import PTQTable
 from .seeds import SeedsFigure
 from .weight_histograms import WeightHistogramsFigure
 
-__all__ = ["AccuracyVsBitsFigure", "AlphaFigure", "CostFigure", "DSMMTable", "EstimatorsFigure", "FigureResult",
-           "FigureSpec", "MethodsTable", "MixedPrecisionFigure", "NbinsTable", "PTQTable", "PathsFigure",
-           "PerturbationFigure", "ProtocolsFigure", "SeedsFigure", "WeightHistogramsFigure", "make"]
+__all__ = ["AccuracyVsBitsFigure", "AlphaFigure", "Comparison", "CostFigure", "DSMMTable", "EstimatorsFigure",
+           "FigureResult", "FigureSpec", "MethodsTable", "MixedPrecisionFigure", "NbinsTable", "PTQTable",
+           "PathsFigure", "PerturbationFigure", "ProtocolsFigure", "SeedsFigure", "WeightHistogramsFigure", "make"]

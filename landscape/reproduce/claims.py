@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .budgets import Context
-from .steps import ESTIMATOR_STUDIES, PROTOCOLS, PerturbStep, displacements, methods_steps
+from .steps import COMPARISON_STUDIES, ESTIMATOR_STUDIES, PROTOCOLS, PerturbStep, displacements, methods_steps
 
 # -- rows -------------------------------------------------------------------------------------------------------
 SQ = "Soft quantization (arXiv 2601.21219)"
@@ -59,10 +59,15 @@ def _fig3_compare_steps(ctx: Context) -> list[str]:
             "fig:fig3-compare"]
 
 
+def _cmp_steps(ctx: Context) -> list[str]:
+    return [*(f"study:{n}" for n in COMPARISON_STUDIES), "table:comparison"]
+
+
 def rows() -> list[Row]:
     """Every row of the report, in its order."""
     from . import rules as r
     from . import rules_bl as rb
+    from . import rules_cmp as rc
 
     return [
         Row("sq-bits", SQ, "§4, experiment 1", "(h, w) = (0.05, 0.3) gives ≈ 3.8 mean bits on ResNet-20/CIFAR-10, "
@@ -96,6 +101,12 @@ def rows() -> list[Row]:
                    "fig_other_arch.py: partly carries over — (0.05, 0.3) gives 4.54 bits, 4.45 pt below its full "
                    "precision, one seed); the default-budget run (≈ 1.5 h here) is not part of this report",
             untested="not in this report (README: partly, brief budget)"),
+        Row("sq-qat", SQ, "Open question 3", "how soft quantization compares with modern QAT (LSQ, PARQ, "
+            "BinaryRelax, DKM) at matched bits: within a point of the best of them", _cmp_steps, rc.sq_qat,
+            figure="comparison", csv="comparison"),
+        Row("sq-fig2-qat", SQ, "Fig. 2, restated", "soft quantization reaches higher accuracy than the best "
+            "baseline (PTQ incl. GPTQ and k-means at its own per-layer levels, and every QAT method) at no more bits, "
+            "with a point at ≤ 3 bits", _cmp_steps, rc.sq_fig2_qat, figure="comparison", csv="comparison"),
         Row("sq-llm", SQ, "Open question 2", "soft quantization scales to language models",
             reason="no language model or corpus here; the toolkit accepts any nn.Module (README) but the claim "
                    "is the paper's open question, not a result"),
@@ -118,14 +129,18 @@ def rows() -> list[Row]:
         Row("bl-seeds", BL, "§4.1, Fig. 1B", "different seeds reach different clustering configurations from the "
             "same pretrained model", _fixed("study:sq", "fig:seeds"), rb.bl_seeds, figure="seeds_clusters",
             csv="seeds_clusters"),
-        Row("bl-imagenet", BL, "Table 1, §4.1", "WRN-16 (CIFAR-10) and ResNet-50 (ImageNet) numbers; CWC vs PARQ "
-            "and BinaryRelax", reason="no WRN-16 checkpoint, no ImageNet copy, and no PARQ/BinaryRelax "
-            "implementation here; the ResNet-20 rows above test the same comparisons"),
+        Row("bl-parq", BL, "Table 1", "CWC vs PARQ and BinaryRelax (ResNet-50: 50.78 / 73.50 / 75.55% vs 72.43 / "
+            "73.91 / 74.52% and 72.64 / 74.02 / 74.58% at 2 / 3 / 4 bits): competitive at 3 and 4 bits, behind at "
+            "2 bits", _cmp_steps, rc.bl_parq, figure="comparison", csv="comparison"),
+        Row("bl-imagenet", BL, "Table 1, §4.1", "WRN-16 (CIFAR-10) and ResNet-50 (ImageNet) numbers",
+            reason="no WRN-16 checkpoint and no ImageNet copy here; bl-cwc-ptq, bl-cwc-fp and bl-parq test the same "
+                   "comparisons on ResNet-20"),
         Row("dsmm-ptq", DSMM, "abstract, Fig. 1", "DSMM improves lower-bit (2–4 bit) post-training quantization "
             "accuracy", _fixed("study:dsmm", "report:dsmm", "table:ptq", "study:dsmm-alpha10", "table:dsmm"),
             rb.dsmm_ptq, figure="dsmm_ptq", csv="dsmm_ptq"),
         Row("dsmm-qat", DSMM, "abstract, §4", "DSMM also helps QAT (LSQ, PACT), weight clustering (DKM) and NLP "
-            "models", reason="the toolkit has no LSQ/PACT/DKM or language models; only the PTQ claim is tested"),
+            "models; tested: DSMM + LSQ vs LSQ and DSMM + DKM vs DKM (weights only, no NLP model)", _cmp_steps,
+            rc.dsmm_qat, figure="comparison", csv="comparison"),
         Row("vq-cosine", VQ, "abstract", "cosine-similarity assignment mitigates codebook collapse and enables "
             "end-to-end VQ training", methods_steps, rb.vq_cosine, figure="methods_accuracy_vs_bits",
             csv="methods_table"),

@@ -45,7 +45,8 @@ def budget_line(b: Budget) -> str:
         return f"{n} epoch{'s' * (n > 1)}"
 
     return (f"- **{b.name}**{note}: the headline and failure settings {ep(b.epochs)} × {images} images, "
-            f"{seeds(b.seeds)}; CWC {ep(b.cwc_epochs)}, {seeds(b.cwc_seeds)}; the other trainings "
+            f"{seeds(b.seeds)}; CWC {ep(b.cwc_epochs)}, {seeds(b.cwc_seeds)}; the QAT comparison "
+            f"{ep(b.cmp_epochs)} per run, {seeds(b.cmp_seeds)}; the other trainings "
             f"{ep(b.sweep_epochs)} (estimators, DSMM, methods table: {seeds(b.sweep_seeds)}; N_b: "
             f"{seeds(b.sweep_seeds[:1])}); perturbation tests {b.directions} equal-norm random directions on "
             f"{b.images:,} images per evaluation (BN re-estimated on {b.bn_batches} × 500 training images); paths "

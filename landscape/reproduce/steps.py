@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -322,7 +323,12 @@ class StudyDef:
     grid: Mapping[str, str]  # parameter → values, as `study create --grid` writes them
     seeds: Callable[[Budget], tuple[int, ...]]
     epochs: Callable[[Budget], int]
-    settings: Mapping[str, Any] = field(default_factory=dict)  # method settings every run shares
+    # method settings every run shares (a function of the budget where they depend on it)
+    settings: Mapping[str, Any] | Callable[[Budget], Mapping[str, Any]] = field(default_factory=dict)
+
+    def fixed(self, budget: Budget) -> dict[str, Any]:
+        """The method settings every run shares at this budget."""
+        return dict(self.settings(budget) if callable(self.settings) else self.settings)
 
 
 def base_run(ctx: Context, method: str, epochs: int, settings: Mapping[str, Any], *, sweep: bool = False):
@@ -352,7 +358,7 @@ class StudyStep(Step):
 
         d, b = self.definition, ctx.budget
         fig2 = d.name == b.fig2[1]
-        base = base_run(ctx, d.method, 1 if fig2 else d.epochs(b), d.settings, sweep=fig2)
+        base = base_run(ctx, d.method, 1 if fig2 else d.epochs(b), d.fixed(b), sweep=fig2)
         return StudySpec(name=d.name, method=d.method, kind="grid", seeds=list(d.seeds(b)),
                          runs=str((ctx.study_dir(d.name) / d.name / "runs").resolve()), base=base,
                          grid=parse_grid(d.method, [f"{k}={v}" for k, v in d.grid.items()]))
@@ -363,7 +369,7 @@ class StudyStep(Step):
     def describe(self, ctx: Context) -> list[str]:
         spec = self.spec(ctx)
         grid = " ".join(f"{k}={','.join(f'{v:g}' for v in vs)}" for k, vs in spec.grid.items())
-        fixed = "".join(f" {k}={v}" for k, v in self.definition.settings.items())
+        fixed = "".join(f" {k}={v}" for k, v in self.definition.fixed(ctx.budget).items())
         return [f"study {spec.name}: {spec.method}{fixed}, grid {grid}, seeds {','.join(map(str, spec.seeds))}, "
                 f"{spec.base.train.epochs} epoch(s) from {Path(spec.base.checkpoint).name} "
                 f"({relative(ctx.journal(spec.name), ctx.repo)})"]
@@ -511,6 +517,50 @@ STUDIES = [
     StudyDef("dsmm-alpha10", "dsmm", {"strength": "0.01,0.1,1"}, lambda b: b.sweep_seeds, lambda b: b.sweep_epochs,
              {"then": "uniform", "bits": 2, "alpha_init": 10.0}),
 ]
+
+
+# -- the QAT comparison (issue 25): every method at 2, 3 and 4 bits, the same budget (cmp_epochs, cmp_seeds) ------
+def steps_per_epoch(b: Budget) -> int:
+    """SGD steps of one epoch of a training of this budget."""
+    from ..trainer import TrainConfig
+
+    return math.ceil((b.limit_train or 50_000) / (b.train_batch_size or TrainConfig().batch_size))
+
+
+def parq_settings(b: Budget) -> dict[str, Any]:
+    """PARQ and BinaryRelax anneal over the first three quarters of the run and end at the hard projection (the
+    PARQ paper anneals over most of training; its library default, 1,000 steps, would not end within a short
+    budget, nor fill a long one)."""
+    return {"anneal_end": max(2, round(0.75 * b.cmp_epochs * steps_per_epoch(b)))}
+
+
+# DSMM in the comparison: α₀ = 10, λ = 1 — the DSMM setting that moved the weight ranges (×0.61) and helped PTQ
+# in the dsmm-ptq row (its table:dsmm); the paper's α₀ = 0.1 left every range unchanged at this learning rate.
+DSMM_QAT = {"alpha_init": 10.0, "strength": 1.0}
+COMPARISON = [
+    # soft quantization has no bit setting: w doubles from the lowest-bit point of the Fig. 2 sweep (h = 0.1,
+    # w = 0.45: 3.63 bits after 1 epoch), so that its points spread over the 2–4-bit columns (chosen before any run)
+    StudyDef("cmp-sq", "weight-coupling", {"h": "0.1", "w": "0.45,0.9,1.8"}, lambda b: b.cmp_seeds,
+             lambda b: b.cmp_epochs),
+    StudyDef("cmp-cwc", "centroid", {"bits": "2,3,4"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs,
+             {"strength": 1.0}),
+    StudyDef("cmp-lsq", "lsq", {"bits": "2,3,4"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs),
+    StudyDef("cmp-parq", "parq", {"bits": "2,3,4"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs, parq_settings),
+    StudyDef("cmp-binaryrelax", "binaryrelax", {"bits": "2,3,4"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs,
+             parq_settings),
+    StudyDef("cmp-dkm", "dkm", {"bits": "2,3,4"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs),
+    StudyDef("cmp-dsmm-lsq", "dsmm", {"bits": "2,3,4"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs,
+             {"then": "lsq", **DSMM_QAT}),
+    StudyDef("cmp-dsmm-dkm", "dsmm", {"bits": "2,3,4"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs,
+             {"then": "dkm", **DSMM_QAT}),
+    # VQ-QAT as its paper: d = 2, cosine assignment, top-1 STE; 2b index bits = b bits per weight
+    StudyDef("cmp-vq", "vq", {"codebook_bits": "4,6,8"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs, {"dim": 2}),
+    # the ablation of its top-1 STE: DKM's soft reconstruction A·C in the forward, all else the same
+    StudyDef("cmp-vq-soft", "vq", {"codebook_bits": "4,6,8"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs,
+             {"dim": 2, "forward": "soft"}),
+]
+COMPARISON_STUDIES = tuple(d.name for d in COMPARISON)
+STUDIES += COMPARISON
 STUDY = {s.name: s for s in STUDIES}
 ESTIMATOR_STUDIES = ("est-subsampled", "est-subset", "est-sorted", "est-histogram")
 
@@ -604,6 +654,7 @@ def methods_steps(ctx: Context) -> list[str]:
 
 def figure_steps(ctx: Context) -> list[Step]:
     """The figures and tables of the report (landscape.figures), and the coupling benchmark fig:cost draws."""
+    from ..figures.comparison import Comparison
     from ..figures.cost import CostFigure
     from ..figures.dsmm_table import DSMMTable
     from ..figures.estimators import EstimatorsFigure
@@ -631,6 +682,9 @@ def figure_steps(ctx: Context) -> list[Step]:
         CommandStep("bench:coupling", lambda c: [[PY, str(c.repo / "bench" / "coupling.py"), "--quick", "--json",
                                                   "--out", str(bench)]], lambda c: [bench]),
         FigureStep("fig:cost", lambda c: CostFigure(bench=str(bench)), ("coupling_cost", ".csv")),
+        FigureStep("table:comparison", lambda c: Comparison(studies=COMPARISON_STUDIES, dir=str(c.studies),
+                                                            matched="cmp-sq", limit=b.limit_test),
+                   ("comparison", ".csv")),
     ]
 
 

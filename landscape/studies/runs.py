@@ -14,12 +14,14 @@ from .spec import StudySpec
 
 def run_summary(path: Path) -> dict:
     """The numbers of a finished run file: accuracy_<state> (fraction) and loss_<state> (nats) for every stored
-    evaluation (pretrained, compressed, clamped, recalibrated), mean effective and storage bits."""
+    evaluation (pretrained, compressed, clamped, recalibrated), mean effective and storage bits, the training's
+    wall seconds (train_seconds; NaN in run files written before it was stored)."""
     run = Run(path)
     evals, bits = run.evals(), run.bits()
     return {"run": str(path), "seed": run.seed, **{f"accuracy_{k}": float(v["accuracy"]) for k, v in evals.items()},
             **{f"loss_{k}": float(v["loss"]) for k, v in evals.items()}, "n_test": int(evals["clamped"]["n"]),
-            "mean_bits": bits["mean_effective"], "mean_storage_bits": bits["mean_storage"]}
+            "mean_bits": bits["mean_effective"], "mean_storage_bits": bits["mean_storage"],
+            "train_seconds": float(run.attrs.get("train_seconds", float("nan")))}
 
 
 def _differences(stored: dict, expected: dict) -> list[str]:

@@ -23,7 +23,7 @@ def train_args(checkpoint, out, method, *extra):
 
 
 @pytest.mark.parametrize("method", ["centroid", "dsmm", "vq", "input-bitwise", "lsq", "parq",
-                                    "binaryrelax", "dkm"])
+                                    "binaryrelax", "dkm", "gptq"])
 def test_method_runs_with_defaults_and_its_run_file_is_analysable(method, run_cli, tiny_checkpoint, tmp_path,
                                                                   cifar):
     out = tmp_path / f"{method}.h5"

@@ -49,6 +49,9 @@ def _old_commands(ctx: Context) -> dict[str, tuple[str, list[str]]]:
         **{f"table:methods:s{s}": ("table_methods", [*methods, "--seed", str(s), "--suffix", f"_s{s}"])
            for s in b.sweep_seeds[1:]},
         "fig:cost": ("fig_cost", ["--bench", str(ctx.figure("bench_coupling", ".json"))]),
+        # added with the typed steps (no old command): the script's options must build the step's spec
+        "table:comparison": ("table_comparison", ["--study", *rsteps.COMPARISON_STUDIES, "--dir", str(ctx.studies),
+                                                  "--matched", "cmp-sq"]),
     }
 
 
