@@ -40,6 +40,13 @@ Roofline: FLOPs per image of forward and of forward + backward (torch.utils.flop
 linear layer), and this CPU's peak float32 rate estimated as cores × clock × 2 FMA units × SIMD lanes × 2 (clock
 from /proc/cpuinfo; the FMA-unit count is an assumption): "% peak" = achieved FLOP/s / that peak.
 
+Methods (`--only methods`, or after the options in a plain run): the eager step (the baseline option) of every
+training method of the comparison (compress.METHODS at 4 bits where the method has a bit setting; soft
+quantization at the paper's h 0.05, w 0.3; the rows of METHOD_ROWS), timed in the same interleaved rounds as the
+plain step on the same batches, as a ratio to the plain step ("× plain": what a trial of the method costs per
+step relative to plain fine-tuning). GPTQ and the PTQ baselines have no training step of their own (a GPTQ run
+is plain fine-tuning, then its calibration at the clamp) and are not rows.
+
 Device (--device, default cpu): the models, batches and steps of every option run there (TrainConfig.device), and
 every timing synchronizes the device before reading the clock, at start and at end. The float64 reference runs on
 the same device; FLOPs are counted on a CPU copy (the count does not depend on the device). Off the CPU the
@@ -47,7 +54,7 @@ roofline is not estimated ("% peak" is "-": CPU only) and the CPU-only options a
 counts (1-thread, compile-1-thread), flush-denormal and bf16-convs (oneDNN's float32 precision; a CPU setting).
 channels-last and compile+cl run on CUDA as well (cuDNN has channels-last kernels).
 
-    python bench/train.py [--quick] [--json] [--arch resnet20 resnet56] [--device cpu]
+    python bench/train.py [--quick] [--json] [--arch resnet20 resnet56] [--device cpu] [--only options|methods]
 """
 
 from __future__ import annotations
@@ -160,12 +167,35 @@ def training_images(data, n: int) -> tuple[Split, str]:
         return Split(images, torch.randint(0, 10, (n,), generator=g)), "random uint8 images"
 
 
-def make_trainer(model, split: Split, opt: Option, soft: bool, dev: torch.device, dtype=torch.float32) -> Trainer:
-    """A Trainer on `dev` (model and batches there) with the option's compile and memory format."""
+# the methods table: row label → (registered method, its settings); 4 bits where the method has a bit setting
+METHOD_ROWS = {
+    "soft quantization": ("weight-coupling", SOFT),
+    "CWC": ("centroid", {"bits": 4}),
+    "DSMM → HEQ": ("dsmm", {"bits": 4}),
+    "LSQ": ("lsq", {"bits": 4}),
+    "LSQ + PACT (4-bit inputs)": ("lsq", {"bits": 4, "act_bits": 4}),
+    "PARQ": ("parq", {"bits": 4}),
+    "BinaryRelax": ("binaryrelax", {"bits": 4}),
+    "DKM": ("dkm", {"bits": 4}),
+    "DSMM + LSQ": ("dsmm", {"bits": 4, "then": "lsq"}),
+    "DSMM + DKM": ("dsmm", {"bits": 4, "then": "dkm"}),
+    "VQ-QAT (d 2, 8-bit index)": ("vq", {"dim": 2, "codebook_bits": 8}),
+    "VQ-QAT, soft A·C": ("vq", {"dim": 2, "codebook_bits": 8, "forward": "soft"}),
+    "bitwise input (3 bits)": ("input-bitwise", {}),
+}
+
+
+def make_trainer(model, split: Split, opt: Option, soft: bool | tuple[str, dict], dev: torch.device,
+                 dtype=torch.float32) -> Trainer:
+    """A Trainer on `dev` (model and batches there) with the option's compile and memory format; `soft`: the
+    soft-quant penalty (True), none (False), or a (method, settings) of the methods table."""
     model = copy.deepcopy(model).to(dev, dtype)
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    compressor = make_compressor("weight-coupling", SOFT) if soft else None
+    if isinstance(soft, tuple):
+        compressor = make_compressor(*soft)
+    else:
+        compressor = make_compressor("weight-coupling", SOFT) if soft else None
     config = TrainConfig(epochs=1, batch_size=BATCH, stats_every=10**9, compile=opt.compile, device=str(dev))
     with warnings_as_notes():
         return Trainer(model, split, config, compressor)
@@ -412,6 +442,36 @@ def bench_arch(arch: str, args, options: list[Option], log) -> dict:
             "data_prep_fraction": prep / med["baseline/soft"]}
 
 
+def bench_methods(arch: str, args, log) -> dict:
+    """Median eager step of every row of METHOD_ROWS and of the plain step, interleaved on the same batches."""
+    model, source = base_model(arch)
+    split, data_source = training_images(args.data, (args.rounds + 2) * BATCH)
+    base = next(o for o in OPTIONS if o.name == "baseline")
+    trainers = {"plain": make_trainer(model, split, base, False, args.dev)}
+    for label, row in METHOD_ROWS.items():
+        trainers[label] = make_trainer(model, split, base, row, args.dev)
+    batches = list(trainers["plain"].batches.iterate())
+    log(f"{arch} ({source}), {data_source}: methods, up to {args.rounds} interleaved rounds of {len(trainers)} steps")
+    steps = {k: t.train_step for k, t in trainers.items()}
+    med, first, rounds = interleaved(steps, dict.fromkeys(steps, base), batches, args.rounds, args.budget,
+                                     args.min_rounds, args.dev)
+    rows = {k: {"method": METHOD_ROWS[k][0] if k in METHOD_ROWS else None,
+                "settings": METHOD_ROWS[k][1] if k in METHOD_ROWS else {}, "step_s": med[k],
+                "images_per_s": BATCH / med[k], "first_step_s": first[k], "vs_plain": med[k] / med["plain"]}
+            for k in trainers}
+    return {"model": source, "data": data_source, "rounds": rounds, "rows": rows}
+
+
+def print_methods(result: dict) -> None:
+    for arch, r in result["methods"].items():
+        print(f"\n{arch} ({r['model']}): step of every method (eager, default threads), batch {BATCH} of {r['data']}, "
+              f"median of {r['rounds']} interleaved rounds")
+        print(f"{'method':<28}{'ms':>9}{'img/s':>8}{'× plain':>9}{'first ms':>10}")
+        for name, v in r["rows"].items():
+            print(f"{name:<28}{v['step_s'] * 1e3:>9.1f}{v['images_per_s']:>8.0f}{v['vs_plain']:>9.2f}"
+                  f"{v['first_step_s'] * 1e3:>10.0f}")
+
+
 def default_option(dev: torch.device) -> str:
     """The option TrainConfig's default picks on this machine and device for a single-process run of
     COMPILE_MIN_STEPS steps."""
@@ -489,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default: see landscape.data)")
     p.add_argument("--device", default="cpu",
                    help="torch device the timed work runs on, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--only", choices=["options", "methods"], default=None,
+                   help="only the options study (the speed-up options, equivalence, compile cost) or only the "
+                        "methods table (every method's step vs the plain step); default: both")
     args = p.parse_args(argv)
     args.dev = cli.device(args.device)
     args.rounds = args.rounds or (4 if args.quick else 20)
@@ -505,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # read by inductor at each use; children inherit it
     load_before = os.getloadavg()
     try:
-        archs = {arch: bench_arch(arch, args, options, log) for arch in args.arch}
+        archs = {arch: bench_arch(arch, args, options, log) for arch in args.arch} if args.only != "methods" else {}
+        methods = {arch: bench_methods(arch, args, log) for arch in args.arch} if args.only != "options" else {}
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     dev = args.dev
@@ -514,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
                           "skipped_cpu_only": skipped, "torch": torch.__version__, "default_threads": DEFAULT_THREADS,
                           "loadavg_before": [round(v, 2) for v in load_before],
                           "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
-              "tolerance": {"loss_rel": LOSS_TOL, "grad_rel": GRAD_TOL, "margin_over_baseline": MARGIN}, "archs": archs}
+              "tolerance": {"loss_rel": LOSS_TOL, "grad_rel": GRAD_TOL, "margin_over_baseline": MARGIN}, "archs": archs,
+              "methods": methods}
     option = default_option(dev)
     result["default"] = {"option": option, "compile_min_steps": COMPILE_MIN_STEPS, "soft_speedup": {
         arch: {"images_per_s": r["options"][option]["soft"]["images_per_s"],
@@ -523,7 +588,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         cli.print_json(result)
     else:
-        print_tables(result)
+        if archs:
+            print_tables(result)
+        if methods:
+            print_methods(result)
     return 0
 
 

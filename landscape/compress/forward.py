@@ -25,26 +25,40 @@ from torch import Tensor
 LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 
 
-def quantized_modules(model: nn.Module, names: Iterable[str], method: str) -> dict[str, nn.Module]:
-    """The module of each selected parameter name, which must be the weight of a conv or linear module.
+def quantized_modules(model: nn.Module, names: Iterable[str], method: str, *, types: tuple = LAYERS,
+                      what: str = "conv and linear modules (its quantizing forward replaces theirs)"
+                      ) -> dict[str, nn.Module]:
+    """The module of each selected parameter name, which must be the weight of a module of `types`.
 
     Args:
         model: the network.
         names: the selected parameters' names (e.g. "layer1.0.conv1.weight").
         method: the method's name, for the error.
+        types: the module types the method quantizes (default: every conv and linear module).
+        what: those types in words, for the error.
 
     Returns:
-        name → its conv/linear module; raises ValueError (one line naming the parameter) for any other.
+        name → its module; raises ValueError (one line naming the parameter) for any other.
+
+    Examples:
+        >>> import torch.nn as nn
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8))
+        >>> list(quantized_modules(model, ["0.weight"], "lsq"))
+        ['0.weight']
+        >>> quantized_modules(model, ["1.weight"], "lsq")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: lsq quantizes the weights of conv and linear modules ...; 1.weight (BatchNorm1d) is not one: ...
     """
     modules = dict(model.named_modules())
     out = {}
     for name in names:
         owner, _, attr = name.rpartition(".")
         module = modules.get(owner)
-        if attr != "weight" or not isinstance(module, LAYERS):
-            raise ValueError(f"{method} quantizes the weights of conv and linear modules (its quantizing forward "
-                             f"replaces theirs); {name} ({type(module).__name__}) is not one: leave it out with "
-                             f"--params weights,-{name}")
+        if attr != "weight" or not isinstance(module, types):
+            kind = type(module).__name__ if module is not None else "no module"
+            raise ValueError(f"{method} quantizes the weights of {what}; {name} ({kind}) is not one: leave it out "
+                             f"with --params weights,-{name}")
         out[name] = module
     return out
 

@@ -89,6 +89,7 @@ from ..checks import check_int
 from ..params import select_params
 from ..quantize import QUANTIZERS, Codebook
 from .base import Clamped, Compressor, check_finite
+from .forward import quantized_modules
 
 __all__ = ["GPTQConfig", "GPTQ", "gptq_sweep", "gptq_quantize", "layer_columns"]
 
@@ -293,17 +294,8 @@ def _codebook(index: Tensor, values: Tensor) -> Codebook:
 
 def _layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
     """name → its Linear/Conv1d/Conv2d module; a one-line ValueError naming any other selected parameter."""
-    modules = dict(model.named_modules())
-    out = {}
-    for name in names:
-        owner, _, attr = name.rpartition(".")
-        module = modules.get(owner)
-        if attr != "weight" or not isinstance(module, SUPPORTED):
-            kind = type(module).__name__ if module is not None else "no module"
-            raise ValueError(f"gptq quantizes the weights of Linear, Conv1d and Conv2d modules from their inputs; "
-                             f"{name} ({kind}) is not one: leave it out with --params weights,-{name}")
-        out[name] = module
-    return out
+    return quantized_modules(model, names, "gptq", types=SUPPORTED,
+                             what="Linear, Conv1d and Conv2d modules from their inputs")
 
 
 def _device(model: nn.Module) -> torch.device:

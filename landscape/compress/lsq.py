@@ -212,9 +212,11 @@ class LSQ(Compressor):
             edge = i in (0, len(names) - 1)
             bits = cfg.edge_bits if edge and cfg.edge_bits is not None else cfg.bits
             step = init_step(p, bits)
-            if not step > 0:
-                raise ValueError(f"lsq: {name} is all zeros, no step size 2⟨|w|⟩/√Q_p > 0 to start from; leave it "
-                                 f"out with --params weights,-{name}")
+            if p.numel() > 1 and bool(p.detach().min() == p.detach().max()):
+                # all zeros give no step 2⟨|w|⟩/√Q_p > 0; all equal c ≠ 0 give w/s = √Q_p/2, which rounds to a level
+                # other than c (0 at 2 bits): either way LSQ has nothing to fit a grid to
+                raise ValueError(f"lsq: every weight of {name} is {p.detach().flatten()[0].item():g}, no step size to "
+                                 f"fit a grid to; leave it out with --params weights,-{name}")
             module_name = name.rpartition(".")[0]
             alpha = None
             if cfg.act_bits is not None and module_name != first_module:

@@ -23,6 +23,8 @@ evaluation) over its epochs, the mean over the method's runs (NaN for run files 
 was stored). Every run of one comparison should be trained on the same machine, one at a time, for these to
 compare; PTQ rows have none.
 
+Where the studies differ in epochs (the longer budget beside the short one), every row's label says its epochs.
+
 Writes <stem>.png (accuracy vs mean bits, every method; PTQ dashed), <stem>.csv (one row per point) and
 <stem>.config.json; its lines are the table as markdown.
 
@@ -159,8 +161,9 @@ def make(spec: Comparison) -> FigureResult:
 
     out = spec.outputs()
     points, pretrained, source, matched_runs = [], None, None, []
-    for name in spec.studies:
-        study, rows = study_runs(name, spec.dir)
+    studies = {name: study_runs(name, spec.dir) for name in spec.studies}
+    mixed_epochs = len({study.base.train.epochs for study, _ in studies.values()}) > 1
+    for name, (study, rows) in studies.items():
         if not rows:
             raise LandscapeError(f"study {name!r} has no finished runs yet (run it with `study run {name}`)")
         first = open_run(rows[0]["run"])
@@ -172,8 +175,9 @@ def make(spec: Comparison) -> FigureResult:
             raise LandscapeError(f"study {name!r} starts from another checkpoint than study {source[1]!r}")
         from ..compress import METHODS
 
-        label = METHODS[study.method][0].label_for(study.base.compressor)
         epochs = study.base.train.epochs
+        label = METHODS[study.method][0].label_for(study.base.compressor) + (f", {epochs} epochs" if mixed_epochs
+                                                                             else "")
         points += _points(label, name, [{**r, "epochs": epochs} for r in rows], list(study.parameters))
         if name == spec.matched:
             matched_runs = sorted(rows, key=lambda r: (tuple(r[p] for p in study.parameters), r["seed"]))

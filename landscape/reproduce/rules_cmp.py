@@ -64,6 +64,12 @@ def sq_qat(ctx) -> dict:
         held += gap >= -MARGIN
         lines.append(f"{b} bits: {text(SQ, sq)} [{sq['setting']}] vs best QAT {text(*best)}: {gap:+.2f} pt")
     verdict = REPRODUCED if tried and held == tried else PARTLY if held else NOT
+    longer = ctx.figure("comparison-long", ".csv")
+    if longer.is_file():  # reported beside the verdict, not judged: the best two methods trained longer
+        rows = [r for r in read_csv(longer) if int(r["column"]) in (2, 3)]
+        lines.append(f"longer budget ({ctx.budget.cmp_long_epochs} epochs, best two methods at 2 and 3 bits): " +
+                     ", ".join(f"{r['method']} {r['setting']} {100 * float(r['accuracy']):.2f}% "
+                               f"({float(r['mean_bits']):.2f} b)" for r in rows))
     return {"result": "; ".join(lines), "verdict": verdict, "seeds": _seeds(table), "budget": _budget(ctx),
             "numbers": {"tried": tried, "held": held}}
 

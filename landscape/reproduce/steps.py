@@ -353,23 +353,33 @@ class StudyStep(Step):
     def name(self) -> str:
         return f"study:{self.definition.name}"
 
+    def study_def(self, ctx: Context) -> StudyDef | None:
+        """The study this step runs at this budget (None while an input is not there yet)."""
+        return self.definition
+
     def spec(self, ctx: Context):
         from ..studies import StudySpec, parse_grid
 
-        d, b = self.definition, ctx.budget
+        d, b = self.study_def(ctx), ctx.budget
+        if d is None:
+            return None
         fig2 = d.name == b.fig2[1]
         base = base_run(ctx, d.method, 1 if fig2 else d.epochs(b), d.fixed(b), sweep=fig2)
         return StudySpec(name=d.name, method=d.method, kind="grid", seeds=list(d.seeds(b)),
                          runs=str((ctx.study_dir(d.name) / d.name / "runs").resolve()), base=base,
                          grid=parse_grid(d.method, [f"{k}={v}" for k, v in d.grid.items()]))
 
-    def key(self, ctx: Context) -> dict:
-        return {"study": json.loads(self.spec(ctx).to_json()), "journal": str(ctx.journal(self.definition.name))}
+    def key(self, ctx: Context) -> dict | None:
+        spec = self.spec(ctx)
+        return None if spec is None else {"study": json.loads(spec.to_json()),
+                                          "journal": str(ctx.journal(self.definition.name))}
 
     def describe(self, ctx: Context) -> list[str]:
         spec = self.spec(ctx)
+        if spec is None:
+            return [f"study {self.definition.name}: chosen once its inputs are there"]
         grid = " ".join(f"{k}={','.join(f'{v:g}' for v in vs)}" for k, vs in spec.grid.items())
-        fixed = "".join(f" {k}={v}" for k, v in self.definition.fixed(ctx.budget).items())
+        fixed = "".join(f" {k}={v}" for k, v in self.study_def(ctx).fixed(ctx.budget).items())
         return [f"study {spec.name}: {spec.method}{fixed}, grid {grid}, seeds {','.join(map(str, spec.seeds))}, "
                 f"{spec.base.train.epochs} epoch(s) from {Path(spec.base.checkpoint).name} "
                 f"({relative(ctx.journal(spec.name), ctx.repo)})"]
@@ -555,12 +565,62 @@ COMPARISON = [
              {"then": "dkm", **DSMM_QAT}),
     # VQ-QAT as its paper: d = 2, cosine assignment, top-1 STE; 2b index bits = b bits per weight
     StudyDef("cmp-vq", "vq", {"codebook_bits": "4,6,8"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs, {"dim": 2}),
+    # euclidean assignment: the strongest VQ-QAT of the methods table (cosine ignores vector length)
+    StudyDef("cmp-vq-euclidean", "vq", {"codebook_bits": "4,6,8"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs,
+             {"dim": 2, "assign": "euclidean"}),
     # the ablation of its top-1 STE: DKM's soft reconstruction A·C in the forward, all else the same
     StudyDef("cmp-vq-soft", "vq", {"codebook_bits": "4,6,8"}, lambda b: b.cmp_seeds, lambda b: b.cmp_epochs,
              {"dim": 2, "forward": "soft"}),
 ]
 COMPARISON_STUDIES = tuple(d.name for d in COMPARISON)
 STUDIES += COMPARISON
+LONGER = ("cmp-long-1", "cmp-long-2")  # the longer budget's studies: the best and the second-best method
+
+
+def longer_choice(ctx: Context, rank: int) -> tuple[StudyDef, dict[str, str]] | None:
+    """The comparison's `rank`-th best trained method at 2 and 3 bits (1: the best): among the studies with a cell
+    in both the 2- and the 3-bit column of table:comparison, the highest mean of those two cells' accuracies
+    (ties: the study name). Returns its StudyDef and the grid of those two cells' points (None while the table is
+    not there, or fewer than `rank` studies qualify). The rule was fixed before any comparison run."""
+    from .rules import read_csv
+
+    path = ctx.figure("comparison", ".csv")
+    if not path.is_file():
+        return None
+    cells: dict[str, dict[int, dict]] = {}
+    for r in read_csv(path):
+        if r["kind"] == "trained" and int(r["column"]) in (2, 3) and float(r["accuracy"]) > cells.setdefault(
+                r["study"], {}).get(int(r["column"]), {}).get("accuracy", -1.0):
+            cells[r["study"]][int(r["column"])] = {"accuracy": float(r["accuracy"]), "setting": r["setting"]}
+    ranked = sorted((name for name, c in cells.items() if set(c) == {2, 3} and name in STUDY),
+                    key=lambda n: (-(cells[n][2]["accuracy"] + cells[n][3]["accuracy"]) / 2, n))
+    if len(ranked) < rank:
+        return None
+    name = ranked[rank - 1]
+    grid: dict[str, list[str]] = {}
+    for col in (2, 3):
+        for item in cells[name][col]["setting"].split():
+            k, v = item.split("=")
+            if v not in grid.setdefault(k, []):
+                grid[k].append(v)
+    return STUDY[name], {k: ",".join(v) for k, v in grid.items()}
+
+
+@dataclass(frozen=True)
+class LongerStudyStep(StudyStep):
+    """The comparison's longer budget (issue 25): the `rank`-th best method at 2 and 3 bits (`longer_choice`), its
+    cells' settings trained for `cmp_long_epochs`. `definition` holds the study's name, seeds and epochs; the
+    method, its fixed settings and the grid come from table:comparison."""
+
+    rank: int = 1
+
+    def study_def(self, ctx: Context) -> StudyDef | None:
+        chosen = longer_choice(ctx, self.rank)
+        if chosen is None:
+            return None
+        d, grid = chosen
+        return StudyDef(self.definition.name, d.method, grid, self.definition.seeds, self.definition.epochs,
+                        d.fixed(ctx.budget))
 STUDY = {s.name: s for s in STUDIES}
 ESTIMATOR_STUDIES = ("est-subsampled", "est-subset", "est-sorted", "est-histogram")
 
@@ -652,6 +712,17 @@ def methods_steps(ctx: Context) -> list[str]:
     return [methods_step(seed, i == 0).name for i, seed in enumerate(seeds)]
 
 
+def longer_spec(ctx: Context):
+    """The longer budget's table: the two long studies beside their own comparison studies (no PTQ rows)."""
+    from ..figures.comparison import Comparison
+
+    chosen = [longer_choice(ctx, rank) for rank in (1, 2)]
+    if None in chosen or not all(ctx.journal(n).is_file() for n in LONGER):
+        return None
+    return Comparison(studies=(*LONGER, *(d.name for d, _ in chosen)), dir=str(ctx.studies), ptq=(),
+                      limit=ctx.budget.limit_test, stem="comparison-long")
+
+
 def figure_steps(ctx: Context) -> list[Step]:
     """The figures and tables of the report (landscape.figures), and the coupling benchmark fig:cost draws."""
     from ..figures.comparison import Comparison
@@ -685,12 +756,15 @@ def figure_steps(ctx: Context) -> list[Step]:
         FigureStep("table:comparison", lambda c: Comparison(studies=COMPARISON_STUDIES, dir=str(c.studies),
                                                             matched="cmp-sq", limit=b.limit_test),
                    ("comparison", ".csv")),
+        FigureStep("table:comparison-long", longer_spec, ("comparison-long", ".csv")),
     ]
 
 
 def steps(ctx: Context) -> list[Step]:
     """Every step of the report at this budget."""
     out: list[Step] = [StudyStep(d) for d in STUDIES]
+    out += [LongerStudyStep(StudyDef(name, "", {}, lambda b: b.cmp_seeds, lambda b: b.cmp_long_epochs), rank=rank)
+            for rank, name in enumerate(LONGER, 1)]
     out += [ReportStep(n) for n in ("sq", "fig2")] + [ReportStep(n, ptq=False) for n in ("cwc", "dsmm")]
     out += [PerturbStep(*d, p) for d in displacements(ctx) for p in PROTOCOLS]
     out += figure_steps(ctx)

@@ -255,3 +255,15 @@ def test_cli_run_file_is_analysable(extra, run_cli, tiny_checkpoint, tmp_path, c
 def test_cli_bad_setting_is_a_one_line_error(run_cli, tiny_checkpoint, tmp_path):
     r = run_cli("train", *train_args(tiny_checkpoint, tmp_path / "bad.h5", "--bits", "1"))
     assert_one_line_error(r, "bits must be an integer in 2..8")
+
+
+def test_a_layer_of_equal_weights_is_a_one_line_error():
+    """All zeros give no step size 2⟨|w|⟩/√Q_p > 0, all equal c ≠ 0 a step whose grid misses c (w/s = √Q_p/2
+    rounds to 0 at 2 bits): both are refused, naming the layer and how to leave it out."""
+    for value in (0.0, 0.25):
+        model = build_model("tiny")
+        with torch.no_grad():
+            model.conv1.weight.fill_(value)
+        with pytest.raises(ValueError, match=rf"lsq: every weight of conv1.weight is {value:g}.*"
+                                             r"--params weights,-conv1.weight"):
+            make_compressor("lsq", {"bits": 2}).prepare(model)
