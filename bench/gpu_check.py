@@ -58,7 +58,7 @@ REFERENCE_ACCURACY = 0.881  # README: `python -m landscape.evaluate` on the whol
 METHOD_SETTINGS = {"weight-coupling": {"h": 0.05, "w": 0.3}, "ptq": {"bits": 4}, "centroid": {"bits": 3},
                    "dsmm": {"bits": 4}, "vq": {"codebook_bits": 6, "dim": 2}, "input-bitwise": {"input_bits": 4},
                    "lsq": {"bits": 4}, "parq": {"bits": 4}, "binaryrelax": {"bits": 4}, "dkm": {"bits": 4},
-                   "gptq": {"bits": 4}}
+                   "gptq": {"bits": 4}, "vq-nas": {"budget_bits": 3.0, "size_penalty": 0.1, "search_steps": 20}}
 
 
 class Table:

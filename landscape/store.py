@@ -16,7 +16,11 @@ Schema (`h5ls -r RUN.h5` shows it as is; parameter names are the model's state-d
                               VQ codebooks, CWC centroids, DSMM temperatures; absent for methods without any, and
                               in run files written before it existed)
   /scalars/<name>             1-D float64, one entry per SGD step: step, epoch, task_loss, compression_loss, lr,
-                              mean_clusters, mean_bits (NaN on steps where cluster stats were not computed)
+                              mean_clusters, mean_bits (NaN on steps where cluster stats were not computed); and
+                              one more dataset per namespaced compressor stat, a name holding a ":" (NAMESPACED;
+                              e.g. layer:<param>:perplexity of VQ-QAT's layer_stats, nas:expected_bits of
+                              vq-nas), NaN on the steps without it (created the first time a stat appears, so
+                              absent for methods that report none: the other methods' files are unchanged)
   /final/compressed/<name>    fine-tuned state dict
   /final/clamped/<name>       the same with every compressed weight replaced by its cluster value
   /final/recalibrated/<name>  only with train --recalibrate-bn N: the clamped state with BN running statistics
@@ -74,6 +78,7 @@ from .trainer import Callback, Trainer
 
 SCHEMA = 1
 SCALARS = ("step", "epoch", "task_loss", "compression_loss", "lr", "mean_clusters", "mean_bits")
+NAMESPACED = ":"  # a compressor stat whose name holds this gets its own /scalars/<name> (state-dict keys hold none)
 STATES = ("pretrained", "compressed", "clamped", "recalibrated")  # recalibrated: only with --recalibrate-bn
 
 
@@ -173,10 +178,12 @@ class RunWriter(Callback):
         with update(self.path) as f:
             rows = np.asarray([[step, epoch] + [scalars.get(k, np.nan) for k in SCALARS[2:]]
                                for step, epoch, scalars in self.pending], dtype="f8").reshape(-1, len(SCALARS))
+            done = f["scalars"]["step"].shape[0]  # rows stored before this checkpoint
             for i, name in enumerate(SCALARS):
                 ds = f["scalars"][name]
                 ds.resize((ds.shape[0] + len(rows),))
                 ds[ds.shape[0] - len(rows):] = rows[:, i]
+            self._write_namespaced(f["scalars"], done)
             key = f"checkpoints/{trainer.step:08d}"
             if key not in f:
                 group = f.create_group(key)
@@ -195,6 +202,20 @@ class RunWriter(Callback):
             resume.create_dataset("trainer", data=np.frombuffer(blob.getvalue(), dtype=np.uint8))
         self.pending = []
         self._written.add(f"{trainer.step:08d}")
+
+    def _write_namespaced(self, group: h5py.Group, done: int) -> None:
+        """The pending rows of every namespaced stat (schema above): new ones get a dataset NaN-filled for the
+        `done` rows before them; every one already there grows with the others (NaN where a row lacks it)."""
+        names = {k for _, _, scalars in self.pending for k in scalars if NAMESPACED in k}
+        names |= {k for k in group if k not in SCALARS}
+        for name in sorted(names):
+            if name not in group:
+                group.create_dataset(name, shape=(done,), maxshape=(None,), dtype="f8", chunks=(1024,),
+                                     fillvalue=np.nan)
+            ds = group[name]
+            ds.resize((done + len(self.pending),))
+            if self.pending:
+                ds[done:] = np.asarray([scalars.get(name, np.nan) for _, _, scalars in self.pending], dtype="f8")
 
 
 def write_final(path: str | os.PathLike, *, compressed: nn.Module, clamped, evals: Mapping[str, dict],
@@ -460,7 +481,8 @@ class Run:
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
 
     def scalars(self) -> dict[str, np.ndarray]:
-        """The per-step scalars (/scalars: step, epoch, task_loss, compression_loss, lr, mean_clusters, mean_bits).
+        """The per-step scalars (/scalars: step, epoch, task_loss, compression_loss, lr, mean_clusters, mean_bits,
+        and the compressor's namespaced stats, if any: the schema above).
 
         Returns:
             Name → 1-D float64 array, one entry per SGD step.

@@ -72,7 +72,7 @@ IMAGE_ONLY = {"input-bitwise"}  # it quantizes image inputs ([N, 3, H, W] in the
 SETTINGS = {"weight-coupling": {"h": 0.5, "w": 0.5, "estimator": "sorted"}, "ptq": {"bits": 2},
             "centroid": {"bits": 2}, "dsmm": {"bits": 2}, "vq": {"codebook_bits": 4, "dim": 2}, "input-bitwise": {},
             "lsq": {"bits": 2}, "parq": {"bits": 2, "anneal_end": 2}, "binaryrelax": {"bits": 2, "anneal_end": 2},
-            "dkm": {"bits": 2}, "gptq": {"bits": 2}}
+            "dkm": {"bits": 2}, "gptq": {"bits": 2}, "vq-nas": {"candidates": "vq:4x2,lin:2", "search_steps": 1}}
 
 
 def data(kind: str, n_batches: int, seed: int) -> list:
@@ -105,7 +105,7 @@ def test_every_method_trains_and_clamps_any_model(kind, method, tmp_path):
     net = model(kind)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     settings = dict(SETTINGS[method])
-    if method in ("vq", "lsq", "dkm", "gptq") and kind == "attention":  # they need a conv/linear module's forward
+    if method in ("vq", "vq-nas", "lsq", "dkm", "gptq") and kind == "attention":  # a conv/linear module's forward
         with pytest.raises(ValueError, match="attn.in_proj_weight"):
             ls.compress_model(net, data(kind, 1, 0), data(kind, 1, 1), out=tmp_path / "x.h5", method=method,
                               progress=False, **settings)

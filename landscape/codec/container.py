@@ -88,7 +88,7 @@ def _file_bytes(layers: Mapping[str, Layer], state: Mapping[str, Tensor], manife
 
 
 def write_export(path: str | os.PathLike, state: Mapping[str, Tensor], *, spec: dict, compressed: Iterable[str],
-                 state_name: str, provenance: dict | None = None, vector_dim: int | None = None,
+                 state_name: str, provenance: dict | None = None, vector_dim: int | Mapping[str, int] | None = None,
                  run_clusters: Mapping[str, int] | None = None) -> Path:
     """Encode `state` (its `compressed` keys with codebooks, the rest as is) into an export file, written to a
     temporary name, read back and checked bit for bit against `state`, then renamed onto `path`."""

@@ -148,15 +148,17 @@ def decode_layer(layer: Layer) -> Tensor:
     return values.reshape(-1)[:layer.numel].reshape(layer.shape)
 
 
-def encode_state(state: Mapping[str, Tensor], compressed: Iterable[str], *, vector_dim: int | None = None,
+def encode_state(state: Mapping[str, Tensor], compressed: Iterable[str], *,
+                 vector_dim: int | Mapping[str, int] | None = None,
                  run_clusters: Mapping[str, int] | None = None) -> tuple[dict[str, Layer], dict[str, str]]:
-    """({key: Layer} for the compressed keys worth encoding, {key: reason} for those stored as is)."""
+    """({key: Layer} for the compressed keys worth encoding, {key: reason} for those stored as is); `vector_dim`:
+    one sub-vector length for every key, or one per key (a key it does not name: scalar only)."""
     layers, raw = {}, {}
     for key in compressed:
         if key not in state:
             raise ExportError(f"compressed parameter {key} is not in the state dict")
-        out = encode_tensor(key, state[key], vector_dim=vector_dim,
-                            run_clusters=(run_clusters or {}).get(key))
+        dim = vector_dim.get(key) if isinstance(vector_dim, Mapping) else vector_dim
+        out = encode_tensor(key, state[key], vector_dim=dim, run_clusters=(run_clusters or {}).get(key))
         if isinstance(out, Layer):
             layers[key] = out
         else:

@@ -229,7 +229,10 @@ def export_run(run_path: str | os.PathLike, out: str | os.PathLike, *, state: st
     run = Run(run_path)
     values = run.state(state)  # RunFileError (one line) when the run has no /final/<state>
     keys, ks = compressors(run, values)
-    vector_dim = run.config.get("compressor", {}).get("dim") if run.method == "vq" else None
+    from ..compress import METHODS
+
+    cls = METHODS[run.method][0] if run.method in METHODS else None
+    vector_dim = cls.vector_dims(run) if cls is not None else None  # the vector codes a method's layers may have
     provenance = {"run": str(run.path), "run_sha256": _sha256_file(run.path),
                   "run_git_commit": str(run.attrs.get("git_commit", "")),
                   "run_created": str(run.attrs.get("created", "")),

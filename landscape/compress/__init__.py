@@ -16,6 +16,7 @@ from .lsq import LSQ, LSQConfig
 from .parq import PARQ, BinaryRelax, BinaryRelaxConfig, PARQConfig
 from .ptq import PTQ, PTQConfig
 from .vq import VQ, VQConfig
+from .vq_nas import VQNAS, VQNASConfig
 from .weight_coupling import WeightCoupling, WeightCouplingConfig
 
 # --method name → (compressor class, its config dataclass)
@@ -25,6 +26,7 @@ METHODS: dict[str, tuple[type[Compressor], type]] = {
     "centroid": (Centroid, CentroidConfig),
     "dsmm": (DSMM, DSMMConfig),
     "vq": (VQ, VQConfig),
+    "vq-nas": (VQNAS, VQNASConfig),
     "input-bitwise": (InputBitwise, InputBitwiseConfig),
     "lsq": (LSQ, LSQConfig),
     "parq": (PARQ, PARQConfig),
@@ -70,6 +72,7 @@ def make_compressor(method: str, settings: dict[str, Any] | None = None, *, seed
 
 __all__ = ["METHODS", "Clamped", "Compressor", "make_compressor", "PTQ", "PTQConfig", "WeightCoupling",
            "WeightCouplingConfig", "Centroid", "CentroidConfig", "DSMM", "DSMMConfig", "VQ", "VQConfig",
+           "VQNAS", "VQNASConfig",
            "InputBitwise", "InputBitwiseConfig", "LSQ", "LSQConfig",
            "PARQ", "PARQConfig", "BinaryRelax", "BinaryRelaxConfig",
            "DKM", "DKMConfig", "GPTQ", "GPTQConfig"]

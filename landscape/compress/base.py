@@ -119,6 +119,24 @@ class Compressor(ABC):
         return cls.display_name()
 
     @classmethod
+    def vector_dims(cls, run) -> int | dict[str, int] | None:
+        """The sub-vector length(s) of a finished run's clamped layers, for export to try a vector code
+        (`landscape.codec`): one for every layer, one per layer, or None (scalar codes only, the default).
+
+        Args:
+            run: the run file (`landscape.store.Run`).
+
+        Returns:
+            An int, {parameter: int}, or None.
+
+        Examples:
+            >>> from landscape.compress import METHODS
+            >>> METHODS["ptq"][0].vector_dims(None) is None
+            True
+        """
+        return None
+
+    @classmethod
     def settings_for_bits(cls, bits: int) -> dict[str, Any] | None:
         """The method's settings for `bits` bits per weight (per input feature where `quantizes` is "inputs"), as a
         table or a sweep over bits sets them; None where the method has no bit setting (its bits follow from other

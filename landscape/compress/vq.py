@@ -52,6 +52,19 @@ per-weight view (values = the distinct reconstructed weight values, index, count
 clamped layer, so the base class's clamp and the run file's /final/clusters work unchanged) whose `bits`
 are the vector bits, log2(used entries)·ceil(N/d)/N (b/d when all 2^b entries are used and d divides N),
 not log2 of the number of distinct scalar values.
+
+Per-layer measurements (`layer_stats=True`, off by default): every `stats` call adds, for every layer, the
+measurements the issue asks to log during training for the ablations (cosine vs euclidean assignment, top-1 STE vs
+the soft forward), named `layer:<param>:<metric>` (the run file stores every stat whose name holds a ":" as its
+own /scalars dataset, store.py):
+
+    entries     codewords in use (at most 2^b)
+    dead        2^b − entries
+    perplexity  exp(H(usage)), H the entropy (nats) of the codewords' share of the sub-vectors: 2^b when all are
+                used equally, 1 when one takes every sub-vector
+    changed     fraction of the sub-vectors whose codeword differs from the previous `stats` call's (NaN on the
+                first call, and after a resume: the previous assignment is not part of the checkpoint)
+    rel_error   Σ(θ − q)²/Σθ², the clamp's relative squared reconstruction error (NaN for an all-zero layer)
 """
 
 from __future__ import annotations
@@ -99,6 +112,8 @@ class VQConfig:
     forward: str = "ste"  # training forward: "ste" (top-1 codeword + STE, the paper) | "soft" (A·C, the ablation)
     tau: float = 0.05  # soft forward's temperature: unitless (cosine) or in units of σ_l (euclidean); > 0
     params: str = "weights"  # which weights are quantized: conv/linear weights (a selection: landscape/params.py)
+    layer_stats: bool = False  # stats add layer:<param>:<metric> per layer (entries, dead, perplexity, changed,
+    #                            rel_error: the module docstring), stored in the run file's /scalars
 
     def __post_init__(self):
         check_int("dim", self.dim, 1, 64)
@@ -230,6 +245,66 @@ class LayerVQ:
         return out.flatten()[: flat.numel()].view_as(theta)
 
 
+@torch.no_grad()
+def vector_codebook(theta: Tensor, layer: LayerVQ) -> tuple[VectorCodebook, Tensor]:
+    """The hard assignment of a layer's weights to its codebook, as the per-weight `VectorCodebook` the clamp
+    applies, and the codeword of every sub-vector.
+
+    Args:
+        theta: the layer's weights (any shape; not modified).
+        layer: its codebook and assignment rule.
+
+    Returns:
+        (the VectorCodebook, the [ceil(N/d)] int64 codeword index of each sub-vector).
+
+    Examples:
+        >>> import torch, torch.nn as nn
+        >>> layer = LayerVQ(nn.Parameter(torch.tensor([[1.0, 0.0], [0.0, 1.0]])), dim=2, how="cosine")
+        >>> book, index = vector_codebook(torch.tensor([2.0, 0.1, 0.2, 3.0, 0.5]), layer)
+        >>> index.tolist(), book.apply().tolist(), book.entries, book.bits
+        ([0, 1, 0], [1.0, 0.0, 0.0, 1.0, 1.0], 2, 0.6)
+    """
+    flat = theta.detach().flatten()
+    index = assign(subvectors(flat, layer.dim), layer.codebook, layer.how)
+    q = layer.codebook.detach()[index].flatten()[: flat.numel()]
+    values, inverse, counts = torch.unique(q, return_inverse=True, return_counts=True)
+    entries = int(torch.unique(index).numel())
+    return VectorCodebook(values, inverse, counts, entries=entries, n_sub=len(index)), index
+
+
+@torch.no_grad()
+def usage_stats(index: Tensor, k: int, theta: Tensor, q: Tensor, previous: Tensor | None = None) -> dict[str, float]:
+    """One layer's codebook measurements (module docstring, "Per-layer measurements"): entries, dead,
+    perplexity, changed, rel_error.
+
+    Args:
+        index: the entry (codeword or grid level) of every sub-vector (or weight), int64 in [0, k).
+        k: the entries the codebook has (2^b).
+        theta: the layer's latent weights (flattened or not).
+        q: their reconstruction (same number of elements).
+        previous: the `index` of the previous measurement (None, or another length: `changed` is NaN).
+
+    Returns:
+        Metric name → float.
+
+    Examples:
+        >>> import torch
+        >>> theta, q = torch.tensor([1.0, 1.0, 2.0, 2.0]), torch.tensor([1.0, 1.0, 2.0, 1.0])
+        >>> usage_stats(torch.tensor([0, 0, 1, 1]), 4, theta, q, previous=torch.tensor([0, 1, 1, 1]))
+        {'entries': 2.0, 'dead': 2.0, 'perplexity': 2.0, 'changed': 0.25, 'rel_error': 0.1}
+    """
+    counts = torch.bincount(index.flatten(), minlength=k).double()
+    share = counts[counts > 0] / counts.sum()
+    entries = float((counts > 0).sum())
+    perplexity = math.exp(float(-(share * share.log()).sum()))
+    changed = (float((index != previous).double().mean())
+               if previous is not None and previous.shape == index.shape else math.nan)
+    norm = float((theta.detach().double() ** 2).sum())
+    error = float(((theta.detach().flatten().double() - q.detach().flatten().double()) ** 2).sum())
+    return {"entries": entries, "dead": float(k) - entries, "perplexity": perplexity, "changed": changed,
+            "rel_error": error / norm if norm > 0 else math.nan}
+
+
 def _vq_forward(module: nn.Module, x: Tensor) -> Tensor:
     """The forward `VQ.prepare` installs on a conv/linear module: quantized weights (STE, or the soft
     reconstruction) while training."""
@@ -247,6 +322,10 @@ class VQ(Compressor):
         return {"dim": 2, "codebook_bits": 2 * bits}
 
     @classmethod
+    def vector_dims(cls, run) -> int | None:
+        return run.config.get("compressor", {}).get("dim")
+
+    @classmethod
     def label_for(cls, settings: Mapping[str, Any]) -> str:
         soft = settings.get("forward", VQConfig.forward) == "soft"
         assign = settings.get("assign", VQConfig.assign)
@@ -255,6 +334,7 @@ class VQ(Compressor):
     def __init__(self, config: VQConfig = VQConfig(), *, seed: int = 0):
         self.config, self.seed, self.params = config, seed, config.params
         self.layers: dict[str, LayerVQ] = {}
+        self._previous: dict[str, Tensor] = {}  # each layer's assignment at the last stats call (layer_stats)
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Initial codebooks from the pretrained weights, and the STE forward on each quantized module."""
@@ -286,16 +366,7 @@ class VQ(Compressor):
         return self.config.strength * total
 
     def codebooks(self, model: nn.Module) -> dict[str, VectorCodebook]:
-        books = {}
-        with torch.no_grad():
-            for name, p in self._check_prepared(model).items():
-                layer = self.layers[name]
-                index = assign(subvectors(p.detach().flatten(), layer.dim), layer.codebook, layer.how)
-                q = layer.codebook[index].flatten()[: p.numel()]
-                values, inverse, counts = torch.unique(q, return_inverse=True, return_counts=True)
-                entries = int(torch.unique(index).numel())
-                books[name] = VectorCodebook(values, inverse, counts, entries=entries, n_sub=len(index))
-        return books
+        return {name: vector_codebook(p, self.layers[name])[0] for name, p in self._check_prepared(model).items()}
 
     def clamp(self, model: nn.Module) -> Clamped:
         """Hard assignment on a copy, which gets the plain forward back."""
@@ -313,17 +384,27 @@ class VQ(Compressor):
 
     def stats(self, model: nn.Module) -> dict[str, float]:
         """mean_clusters: codewords in use per layer; used_entries: their fraction of 2^b; nominal_bits:
-        b/d; assignment_distance: mean squared distance weight ↔ reconstruction."""
-        books = self.codebooks(model)
-        params = self.selected(model)
+        b/d; assignment_distance: mean squared distance weight ↔ reconstruction; with `layer_stats`,
+        layer:<param>:<metric> per layer (module docstring)."""
+        params = self._check_prepared(model)
+        assigned = {name: vector_codebook(p, self.layers[name]) for name, p in params.items()}
+        books = {name: book for name, (book, _) in assigned.items()}
         with torch.no_grad():
             sq = sum(((p.detach().flatten() - books[n].apply()) ** 2).sum().item() for n, p in params.items())
-        return {"mean_clusters": sum(b.entries for b in books.values()) / max(len(books), 1),
-                "mean_bits": mean_bits(books),
-                "used_entries": sum(b.entries for b in books.values()) / max(len(books), 1)
-                / 2**self.config.codebook_bits,
-                "nominal_bits": self.config.bits_per_weight,
-                "assignment_distance": sq / max(sum(p.numel() for p in params.values()), 1)}
+        out = {"mean_clusters": sum(b.entries for b in books.values()) / max(len(books), 1),
+               "mean_bits": mean_bits(books),
+               "used_entries": sum(b.entries for b in books.values()) / max(len(books), 1)
+               / 2**self.config.codebook_bits,
+               "nominal_bits": self.config.bits_per_weight,
+               "assignment_distance": sq / max(sum(p.numel() for p in params.values()), 1)}
+        if self.config.layer_stats:
+            for name, p in params.items():
+                book, index = assigned[name]
+                measured = usage_stats(index, 2**self.config.codebook_bits, p, book.apply(),
+                                       self._previous.get(name))
+                out.update({f"layer:{name}:{metric}": value for metric, value in measured.items()})
+                self._previous[name] = index
+        return out
 
     def state_dict(self) -> dict:
         return {"codebooks": {k: v.codebook.detach().clone() for k, v in self.layers.items()}}

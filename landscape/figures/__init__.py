@@ -10,6 +10,7 @@
 | `PathsFigure` | paths | linear paths pretrained → compressed → clamped (BL §4.2, Fig. 2A) |
 | `AccuracyVsBitsFigure` | accuracy_vs_bits | accuracy vs mean bits against HEQ PTQ (SQ Pareto) |
 | `MixedPrecisionFigure` | mixed_precision | bits per layer across seeds (SQ mixed precision) |
+| `NASAllocationFigure` | nas_allocation | the VQ/linear configuration a vq-nas search chose, and p_l per layer |
 | `SeedsFigure` | seeds | cluster structure across seeds (BL Fig. 1B) |
 | `AlphaFigure` | alpha | the layer-size power law of the coupling energy (SQ α ≈ 0.66) |
 | `EstimatorsFigure` | estimators | coupling estimators: bits, accuracy, force noise (BL) |
@@ -34,6 +35,7 @@ from .dsmm_table import DSMMTable
 from .estimators import EstimatorsFigure
 from .methods_table import MethodsTable
 from .mixed_precision import MixedPrecisionFigure
+from .nas_allocation import NASAllocationFigure
 from .nbins import NbinsTable
 from .paths import PathsFigure
 from .perturbation import PerturbationFigure
@@ -43,5 +45,6 @@ from .seeds import SeedsFigure
 from .weight_histograms import WeightHistogramsFigure
 
 __all__ = ["AccuracyVsBitsFigure", "AlphaFigure", "Comparison", "CostFigure", "DSMMTable", "EstimatorsFigure",
-           "FigureResult", "FigureSpec", "MethodsTable", "MixedPrecisionFigure", "NbinsTable", "PTQTable",
+           "FigureResult", "FigureSpec", "MethodsTable", "MixedPrecisionFigure", "NASAllocationFigure",
+           "NbinsTable", "PTQTable",
            "PathsFigure", "PerturbationFigure", "ProtocolsFigure", "SeedsFigure", "WeightHistogramsFigure", "make"]

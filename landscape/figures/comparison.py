@@ -228,22 +228,27 @@ def make(spec: Comparison) -> FigureResult:
     table.append(f"| full precision | {100 * full_precision:.2f} (32 b) |" + " |" * len(spec.bits))
 
     colors = plots.palette(methods)
-    fig, axes = plots.figure(1, 1, width=7.5, height=5.0)
-    ax = axes[0, 0]
-    for m in methods:
-        pts = sorted((p for p in points if p["method"] == m), key=lambda p: p["mean_bits"])
-        x = [p["mean_bits"] for p in pts]
-        y = [100 * p["accuracy"] for p in pts]
-        if pts[0]["kind"] == "trained":
-            ax.errorbar(x, y, yerr=[100 * p["accuracy_std"] for p in pts], marker="o", capsize=3,
-                        color=colors[m], label=m)
-        else:
-            ax.plot(x, y, linestyle="--" if pts[0]["kind"] == "ptq" else "none",
-                    marker="x" if pts[0]["kind"] == "ptq" else "+", markersize=8, color=colors[m], label=m)
-    ax.axhline(100 * full_precision, color="black", linewidth=0.8, linestyle=":", label="full precision")
-    ax.set(xlabel="mean effective bits per weight", ylabel=f"clamped test accuracy (%, {n_test:,} images)",
-           title="every method at 2–4 bits (PTQ dashed)")
-    ax.legend(fontsize="x-small", ncol=2)
+    markers = "osD^vP*XhP<>"
+    fig, axes = plots.figure(1, 2, width=6.0, height=5.0)
+    top = max(100 * p["accuracy"] for p in points)
+    for i, ax in enumerate(axes[0]):
+        for j, m in enumerate(methods):
+            pts = sorted((p for p in points if p["method"] == m), key=lambda p: p["mean_bits"])
+            x = [p["mean_bits"] for p in pts]
+            y = [100 * p["accuracy"] for p in pts]
+            if pts[0]["kind"] == "trained":
+                ax.errorbar(x, y, yerr=[100 * p["accuracy_std"] for p in pts], marker=markers[j % len(markers)],
+                            capsize=3, color=colors[m], label=m)
+            else:
+                ax.plot(x, y, linestyle="--" if pts[0]["kind"] == "ptq" else "none",
+                        marker="x" if pts[0]["kind"] == "ptq" else "+", markersize=8, color=colors[m], label=m)
+        ax.axhline(100 * full_precision, color="black", linewidth=0.8, linestyle=":", label="full precision")
+        ax.set(xlabel="mean effective bits per weight", ylabel=f"clamped test accuracy (%, {n_test:,} images)")
+        if i == 1:  # the top of the table, where the trained methods sit close together
+            ax.set(ylim=(top - 15, 100 * full_precision + 1), xlim=(min(spec.bits) - 0.25, max(spec.bits) + 0.25),
+                   title="zoom: the top 15 points, the table's columns")
+    axes[0, 0].set_title("every method and point (PTQ dashed)")
+    axes[0, 0].legend(fontsize="x-small", ncol=2)
     plots.save(fig, out[".png"])
     write_csv(out[".csv"], points)
     write_config(out[".config.json"], spec, full_precision=full_precision, n_test=n_test)

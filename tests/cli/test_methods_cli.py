@@ -22,7 +22,7 @@ def train_args(checkpoint, out, method, *extra):
             "--checkpoint-every", "1", "--out", out, "--json", *extra]
 
 
-@pytest.mark.parametrize("method", ["centroid", "dsmm", "vq", "input-bitwise", "lsq", "parq",
+@pytest.mark.parametrize("method", ["centroid", "dsmm", "vq", "vq-nas", "input-bitwise", "lsq", "parq",
                                     "binaryrelax", "dkm", "gptq"])
 def test_method_runs_with_defaults_and_its_run_file_is_analysable(method, run_cli, tiny_checkpoint, tmp_path,
                                                                   cifar):
@@ -51,6 +51,9 @@ def test_method_runs_with_defaults_and_its_run_file_is_analysable(method, run_cl
         assert type(run.model("clamped")).__name__ == "InputQuantized"
     if method == "vq":
         assert bits["mean_effective"] <= 8 / 4 + 1e-9  # b/d = 8/4 at most (tiny layers use fewer entries)
+    if method == "vq-nas":  # 2 steps, still searching: the clamp takes the argmax of α, a candidate of 1..8 bits
+        assert 1 - 1e-9 <= bits["mean_effective"] <= 8 + 1e-9
+        assert "nas:expected_bits" in run.scalars()
     if method == "centroid":
         assert max(bits["effective"].values()) <= 4
         clamped = run.state("clamped")
@@ -75,6 +78,9 @@ def test_dsmm_then_and_bits_options(run_cli, tiny_checkpoint, tmp_path):
     ("dsmm", ["--bits", "17"], "bits must be an integer in 1..16"),
     ("vq", ["--dim", "0"], "dim must be an integer in 1..64"),
     ("vq", ["--codebook-bits", "13"], "codebook_bits must be an integer in 1..12"),
+    ("vq-nas", ["--candidates", ""], "candidates is empty"),
+    ("vq-nas", ["--budget-bits", "0.5"], "is below the smallest candidate's 1 bits per weight"),
+    ("vq-nas", ["--candidates", "vq:4x3,lin:2"], "vq:4x3 (d = 3) does not divide linear.weight"),
     ("input-bitwise", ["--input-bits", "9"], "input_bits must be an integer in 1..8"),
     ("input-bitwise", ["--temperature", "nan"], "temperature must be a finite number > 0"),
     ("centroid", ["--then", "heq"], "--then does not apply to --method centroid"),
