@@ -150,7 +150,8 @@ def rows() -> list[Row]:
             "end-to-end VQ training", methods_steps, rb.vq_cosine, figure="methods_accuracy_vs_bits",
             csv="methods_table"),
         Row("vq-nas", VQ, "abstract", "differentiable NAS chooses per-layer VQ/linear settings",
-            reason="NAS is not implemented in the toolkit"),
+            reason="the search is built (`--method vq-nas`, compress/vq_nas.py) but its study against the best "
+                   "fixed uniform configuration at the same size, and the row's rule, are not yet"),
         Row("bw-input", BW, "abstract", "trainable bitwise input quantization outperforms standard (untrained "
             "uniform) input quantization and stays close to full precision",
             methods_steps, rb.bw_input,

@@ -35,8 +35,9 @@ def text(method: str, cell: dict | None) -> str:
     return f"{method} {100 * cell['accuracy']:.2f}{std}% ({cell['bits']:.2f} b)"
 
 
-def _seeds(table: dict) -> str:
-    return str(max((c["seeds"] for m in table.values() for c in m.values() if c["kind"] == "trained"), default=0))
+def _seeds(ctx) -> str:
+    """The comparison's training seeds (every study of it runs the budget's cmp_seeds)."""
+    return ",".join(map(str, ctx.budget.cmp_seeds))
 
 
 def _budget(ctx) -> str:
@@ -70,7 +71,7 @@ def sq_qat(ctx) -> dict:
         lines.append(f"longer budget ({ctx.budget.cmp_long_epochs} epochs, best two methods at 2 and 3 bits): " +
                      ", ".join(f"{r['method']} {r['setting']} {100 * float(r['accuracy']):.2f}% "
                                f"({float(r['mean_bits']):.2f} b)" for r in rows))
-    return {"result": "; ".join(lines), "verdict": verdict, "seeds": _seeds(table), "budget": _budget(ctx),
+    return {"result": "; ".join(lines), "verdict": verdict, "seeds": _seeds(ctx), "budget": _budget(ctx),
             "numbers": {"tried": tried, "held": held}}
 
 
@@ -93,7 +94,7 @@ def bl_parq(ctx) -> dict:
         lines.append(f"{b} bits: {text(CWC, cwc)} vs {text(*best)}: {gap:+.2f} pt "
                      f"({'holds' if ok else 'does not hold'})")
     return {"result": "; ".join(lines), "verdict": REPRODUCED if holds == 3 else PARTLY if holds else NOT,
-            "seeds": _seeds(table), "budget": _budget(ctx), "numbers": {"holds": holds}}
+            "seeds": _seeds(ctx), "budget": _budget(ctx), "numbers": {"holds": holds}}
 
 
 def dsmm_qat(ctx) -> dict:
@@ -116,7 +117,7 @@ def dsmm_qat(ctx) -> dict:
         holds += wins >= 2
         lines.append(f"{combo} vs {base}: " + ", ".join(parts))
     return {"result": "; ".join(lines), "verdict": REPRODUCED if holds == 2 else PARTLY if holds else NOT,
-            "seeds": _seeds(table), "budget": _budget(ctx), "numbers": {"holds": holds}}
+            "seeds": _seeds(ctx), "budget": _budget(ctx), "numbers": {"holds": holds}}
 
 
 def sq_fig2_qat(ctx) -> dict:
@@ -140,5 +141,5 @@ def sq_fig2_qat(ctx) -> dict:
         lines.append(f"{b} bits: {text(SQ, sq)} vs best other {text(*best) if best else '–'} "
                      f"({'wins' if won else 'loses'})")
     verdict = REPRODUCED if cols and wins == cols and low else PARTLY if wins else NOT
-    return {"result": "; ".join(lines), "verdict": verdict, "seeds": _seeds(table), "budget": _budget(ctx),
+    return {"result": "; ".join(lines), "verdict": verdict, "seeds": _seeds(ctx), "budget": _budget(ctx),
             "numbers": {"columns": cols, "wins": wins}}
