@@ -182,6 +182,7 @@ METHOD_ROWS = {
     "VQ-QAT (d 2, 8-bit index)": ("vq", {"dim": 2, "codebook_bits": 8}),
     "VQ-QAT, soft A·C": ("vq", {"dim": 2, "codebook_bits": 8, "forward": "soft"}),
     "bitwise input (3 bits)": ("input-bitwise", {}),
+    "VQ/linear NAS, searching (vq:8x2, lin:4)": ("vq-nas", {"candidates": "vq:8x2,lin:4", "budget_bits": 4.0}),
 }
 
 
@@ -466,9 +467,9 @@ def print_methods(result: dict) -> None:
     for arch, r in result["methods"].items():
         print(f"\n{arch} ({r['model']}): step of every method (eager, default threads), batch {BATCH} of {r['data']}, "
               f"median of {r['rounds']} interleaved rounds")
-        print(f"{'method':<28}{'ms':>9}{'img/s':>8}{'× plain':>9}{'first ms':>10}")
+        print(f"{'method':<42}{'ms':>9}{'img/s':>8}{'× plain':>9}{'first ms':>10}")
         for name, v in r["rows"].items():
-            print(f"{name:<28}{v['step_s'] * 1e3:>9.1f}{v['images_per_s']:>8.0f}{v['vs_plain']:>9.2f}"
+            print(f"{name:<42}{v['step_s'] * 1e3:>9.1f}{v['images_per_s']:>8.0f}{v['vs_plain']:>9.2f}"
                   f"{v['first_step_s'] * 1e3:>10.0f}")
 
 
