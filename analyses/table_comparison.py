@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study", nargs="+", required=True, help="one study per trained method, same checkpoint")
     p.add_argument("--dir", default="studies", help="folder of the studies' journals (default: studies/)")
     p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4], help="bit columns and PTQ bits (default: 2 3 4)")
-    p.add_argument("--ptq", nargs="+", default=["uniform", "heq", "kmeans", "gptq"],
-                   help="PTQ baselines of the pretrained model (default: uniform heq kmeans gptq)")
+    p.add_argument("--ptq", nargs="*", default=["uniform", "heq", "kmeans", "gptq"],
+                   help="PTQ baselines of the pretrained model; none: --ptq alone (default: uniform heq kmeans gptq)")
     p.add_argument("--matched", default=None, help="the study whose runs get k-means PTQ at their own K_l")
     p.add_argument("--calibration-images", type=cli.positive_int, default=1024,
                    help="GPTQ: unaugmented training images it is calibrated on (default: 1024)")

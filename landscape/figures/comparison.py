@@ -176,8 +176,8 @@ def make(spec: Comparison) -> FigureResult:
         from ..compress import METHODS
 
         epochs = study.base.train.epochs
-        label = METHODS[study.method][0].label_for(study.base.compressor) + (f", {epochs} epochs" if mixed_epochs
-                                                                             else "")
+        label = METHODS[study.method][0].label_for(study.base.compressor) + (f", {epochs} epoch{'s' * (epochs > 1)}"
+                                                                             if mixed_epochs else "")
         points += _points(label, name, [{**r, "epochs": epochs} for r in rows], list(study.parameters))
         if name == spec.matched:
             matched_runs = sorted(rows, key=lambda r: (tuple(r[p] for p in study.parameters), r["seed"]))

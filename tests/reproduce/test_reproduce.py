@@ -422,7 +422,7 @@ def test_comparison_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpo
     both = sorted((m for m, c in table.items() if {2, 3} <= set(c) and m in studies),
                   key=lambda m: (-(table[m][2]["accuracy"] + table[m][3]["accuracy"]) / 2, studies[m]))
     longer = list(csv.DictReader(open(ctx.figure("comparison-long", ".csv"))))
-    assert {p["method"] for p in longer} == {f"{m}, {e} epochs" for m in both[:2] for e in (1, 2)}
+    assert {p["method"] for p in longer} == {f"{m}, {e} epoch{'s' * (e > 1)}" for m in both[:2] for e in (1, 2)}
     assert "longer budget (2 epochs" in json.loads(eng.row_path(rows[0]).read_text())["result"]
     # a cell is a method's most accurate point in column ⌈bits⌉
 
