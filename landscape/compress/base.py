@@ -119,7 +119,7 @@ class Compressor(ABC):
         return cls.display_name()
 
     @classmethod
-    def vector_dims(cls, run) -> int | dict[str, int] | None:
+    def vector_dims(cls, run: Any) -> int | dict[str, int] | None:
         """The sub-vector length(s) of a finished run's clamped layers, for export to try a vector code
         (`landscape.codec`): one for every layer, one per layer, or None (scalar codes only, the default).
 

@@ -92,7 +92,7 @@ class DSMMConfig:
                 raise ValueError(f"then_settings apply to then={' or '.join(TRAINED)} only, not then={self.then}")
             PTQConfig(self.then, self.bits, self.params)  # same checks and messages as the PTQ method itself
 
-    def inner_config(self):
+    def inner_config(self) -> Any:
         """The config of the method trained with the regulariser (then = lsq | dkm), checked by its dataclass.
 
         Returns:

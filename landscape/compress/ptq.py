@@ -135,7 +135,7 @@ def quantize_model(model: nn.Module, method: str, bits: int, *, which: str = "we
     return PTQ(PTQConfig(method, bits, which, levels)).clamp(model)
 
 
-def matched_levels(source) -> dict[str, int]:
+def matched_levels(source: Any) -> dict[str, int]:
     """The number of clusters K_l of every layer a compressed model clamped: the per-layer budget a matched-bits
     PTQ baseline (`matched_ptq`, `landscape ptq --levels-from`) gives each layer. Read from the clamped codebooks
     themselves (their K, not bits rounded back), so log2 K_l is exactly the run's effective bits of the layer.
@@ -206,7 +206,7 @@ def check_levels_cover(levels: Mapping[str, int], compressed: list[str], *, sour
                          f"layers: {_names(missing)}{hint}")
 
 
-def matched_ptq(model: nn.Module, levels, *, method: str = "kmeans", params: str = "weights",
+def matched_ptq(model: nn.Module, levels: Any, *, method: str = "kmeans", params: str = "weights",
                 seed: int = 0) -> Clamped:
     """The matched-bits PTQ baseline of a mixed-precision model: `method` (k-means by default) on a *copy* of
     `model` (the pretrained one) with exactly the level count K_l of every layer that `levels` gives, e.g. the

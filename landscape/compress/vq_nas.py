@@ -852,7 +852,7 @@ class VQNAS(Compressor):
             layer.choice = None if chosen is None else names[name].index(chosen)
 
 
-def chosen_configuration(run) -> dict[str, dict[str, Any]]:
+def chosen_configuration(run: Any) -> dict[str, dict[str, Any]]:
     """What a vq-nas run file says about its search, per layer (model order): the layer's candidates, their bits
     per weight, the final p_l = softmax(α_l) (α at the last complete checkpoint; frozen since the search's end) and
     the chosen candidate (/scalars/layer:<param>:choice at its last stats step; the argmax of α where absent).
