@@ -24,11 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ptq", nargs="*", default=["uniform", "heq", "kmeans", "gptq"],
                    help="PTQ baselines of the pretrained model; none: --ptq alone (default: uniform heq kmeans gptq)")
     p.add_argument("--matched", default=None, help="the study whose runs get k-means PTQ at their own K_l")
+    p.add_argument("--stem", default="", help="output names <stem>.png/.csv/.config.json (default: comparison)")
     p.add_argument("--calibration-images", type=cli.positive_int, default=1024,
                    help="GPTQ: unaugmented training images it is calibrated on (default: 1024)")
     args = p.parse_args(argv)
     spec = Comparison(**common.figure_fields(args), studies=tuple(args.study), dir=args.dir, bits=tuple(args.bits),
-                      ptq=tuple(args.ptq), matched=args.matched, calibration_images=args.calibration_images)
+                      ptq=tuple(args.ptq), matched=args.matched, calibration_images=args.calibration_images,
+                      stem=args.stem)
     return common.show(make(spec), args.json)
 
 

@@ -15,12 +15,13 @@ from typing import Any
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` after each field in the dataclass's source: the field's documentation."""
+    """The `# comment` after each field in the dataclass's source: the field's documentation (a trailing
+    `# noqa: ...` for the linter is not part of it)."""
     comments = {}
     for line in inspect.getsource(cls).splitlines():
         m = re.match(r"\s+(\w+):[^#]*#\s*(.+)$", line)
         if m:
-            comments[m.group(1)] = m.group(2).strip()
+            comments[m.group(1)] = re.sub(r"\s*#\s*noqa\b.*$", "", m.group(2)).strip()
     return comments
 
 

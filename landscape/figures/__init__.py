@@ -20,6 +20,7 @@
 | `MethodsTable` | methods_table | VQ-QAT and bitwise input quantization vs bits |
 | `CostFigure` | cost | the coupling estimators' time and memory (bench/coupling.py's JSON) |
 | `Comparison` | comparison | every method (QAT, soft quantization, CWC, DSMM, VQ) vs PTQ and GPTQ at 2–4 bits |
+| `VQAblationFigure` | vq_ablation | VQ-QAT variants' codebook use, churn and reconstruction error (VQ ablations) |
 
     >>> from landscape.figures import PathsFigure
     >>> PathsFigure(runs=("runs/wc.h5",), out_dir="figures/demo", limit=1000).paths()[".png"].as_posix()
@@ -42,9 +43,11 @@ from .perturbation import PerturbationFigure
 from .protocols import ProtocolsFigure
 from .ptq_table import PTQTable
 from .seeds import SeedsFigure
+from .vq_ablation import VQAblationFigure
 from .weight_histograms import WeightHistogramsFigure
 
 __all__ = ["AccuracyVsBitsFigure", "AlphaFigure", "Comparison", "CostFigure", "DSMMTable", "EstimatorsFigure",
            "FigureResult", "FigureSpec", "MethodsTable", "MixedPrecisionFigure", "NASAllocationFigure",
            "NbinsTable", "PTQTable",
-           "PathsFigure", "PerturbationFigure", "ProtocolsFigure", "SeedsFigure", "WeightHistogramsFigure", "make"]
+           "PathsFigure", "PerturbationFigure", "ProtocolsFigure", "SeedsFigure", "VQAblationFigure",
+           "WeightHistogramsFigure", "make"]

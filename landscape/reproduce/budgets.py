@@ -53,22 +53,26 @@ class Budget:
     cmp_epochs: int = 4  # epochs of every run of the QAT comparison (issue 25: at least the headline's 4)
     cmp_seeds: tuple[int, ...] = (0, 1)  # its seeds (≥ 2 at the budget the rows are judged at)
     cmp_long_epochs: int = 12  # epochs of its longer budget (the best two methods at 2 and 3 bits)
+    nas_epochs: int = 4  # epochs of the VQ/linear search and its fixed baselines, and of the VQ ablations (issue 26)
+    nas_seeds: tuple[int, ...] = (0, 1)  # seeds of the search and its fixed baselines (the row asks for ≥ 2)
+    vq_seeds: tuple[int, ...] = (0, 1)  # seeds of the VQ ablations (cosine/euclidean × top-1 STE/soft)
     limit_test: int | None = None  # test images of every training run's evaluations (None: all; tests: 64)
     train_batch_size: int | None = None  # images per SGD step of every training (None: TrainConfig's default)
 
     def __post_init__(self):
-        for name in ("epochs", "sweep_epochs", "cwc_epochs", "cmp_epochs", "cmp_long_epochs", "directions", "images",
-                     "bn_batches", "points"):
+        for name in ("epochs", "sweep_epochs", "cwc_epochs", "cmp_epochs", "cmp_long_epochs", "nas_epochs",
+                     "directions", "images", "bn_batches", "points"):
             if getattr(self, name) < 1:
                 raise ValueError(f"budget {self.name}: {name} must be ≥ 1, got {getattr(self, name)}")
-        if not (self.seeds and self.sweep_seeds and self.cwc_seeds and self.cmp_seeds):
+        if not (self.seeds and self.sweep_seeds and self.cwc_seeds and self.cmp_seeds and self.nas_seeds
+                and self.vq_seeds):
             raise ValueError(f"budget {self.name}: every group of trainings needs at least one seed")
 
 
 BUDGETS = {
     "quick": Budget("quick", epochs=1, limit_train=10_000, seeds=(0, 1), sweep_seeds=(0,), cwc_epochs=1,
-                    cwc_seeds=(0, 1), cmp_epochs=1, cmp_seeds=(0,), cmp_long_epochs=3, directions=20, images=500,
-                    bn_batches=1, points=7),
+                    cwc_seeds=(0, 1), cmp_epochs=1, cmp_seeds=(0,), cmp_long_epochs=3, nas_epochs=1, vq_seeds=(0,),
+                    directions=20, images=500, bn_batches=1, points=7),
     "full": Budget("full"),
 }
 
@@ -77,7 +81,8 @@ def budget_for_tests(checkpoint: str, **overrides) -> Budget:
     """A budget small enough for the test suite (the tiny model)."""
     return replace(Budget("test", arch="tiny", checkpoint=checkpoint, epochs=1, limit_train=128, seeds=(0,),
                           sweep_seeds=(0,), cwc_epochs=1, cwc_seeds=(0,), cmp_epochs=1, cmp_seeds=(0,),
-                          cmp_long_epochs=2, directions=2, images=64, bn_batches=1,
+                          cmp_long_epochs=2, nas_epochs=1, nas_seeds=(0,), vq_seeds=(0,), directions=2, images=64,
+                          bn_batches=1,
                           points=3, limit_test=64, train_batch_size=64), **overrides)
 
 

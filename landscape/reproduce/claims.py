@@ -4,8 +4,8 @@ the rule that turns them into a number, a verdict and a sentence (rules.py, rule
 cannot test here says why.
 
     >>> from landscape.reproduce import select
-    >>> [row.id for row in select(["sq-bits", "vq-nas"])], select(["vq-nas"])[0].testable
-    (['sq-bits', 'vq-nas'], False)
+    >>> [row.id for row in select(["sq-bits", "sq-llm"])], select(["sq-llm"])[0].testable
+    (['sq-bits', 'sq-llm'], False)
 """
 
 from __future__ import annotations
@@ -14,7 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .budgets import Context
-from .steps import COMPARISON_STUDIES, ESTIMATOR_STUDIES, LONGER, PROTOCOLS, PerturbStep, displacements, methods_steps
+from .steps import (
+    COMPARISON_STUDIES,
+    ESTIMATOR_STUDIES,
+    LONGER,
+    NAS_STUDIES,
+    PROTOCOLS,
+    VQ_ABLATION_STUDIES,
+    PerturbStep,
+    displacements,
+    methods_steps,
+)
 
 # -- rows -------------------------------------------------------------------------------------------------------
 SQ = "Soft quantization (arXiv 2601.21219)"
@@ -68,11 +78,20 @@ def _cmp_long_steps(ctx: Context) -> list[str]:
     return [*_cmp_steps(ctx), *(f"study:{n}" for n in LONGER), "table:comparison-long"]
 
 
+def _nas_steps(ctx: Context) -> list[str]:
+    return [*(f"study:{n}" for n in NAS_STUDIES), "table:nas", "fig:nas-allocation"]
+
+
+def _vq_ablation_steps(ctx: Context) -> list[str]:
+    return [*(f"study:{n}" for n in VQ_ABLATION_STUDIES), "table:vq-ablation"]
+
+
 def rows() -> list[Row]:
     """Every row of the report, in its order."""
     from . import rules as r
     from . import rules_bl as rb
     from . import rules_cmp as rc
+    from . import rules_vq as rv
 
     return [
         Row("sq-bits", SQ, "§4, experiment 1", "(h, w) = (0.05, 0.3) gives ≈ 3.8 mean bits on ResNet-20/CIFAR-10, "
@@ -147,11 +166,12 @@ def rows() -> list[Row]:
             "models; tested: DSMM + LSQ vs LSQ and DSMM + DKM vs DKM (weights only, no NLP model)", _cmp_steps,
             rc.dsmm_qat, figure="comparison", csv="comparison"),
         Row("vq-cosine", VQ, "abstract", "cosine-similarity assignment mitigates codebook collapse and enables "
-            "end-to-end VQ training", methods_steps, rb.vq_cosine, figure="methods_accuracy_vs_bits",
-            csv="methods_table"),
-        Row("vq-nas", VQ, "abstract", "differentiable NAS chooses per-layer VQ/linear settings",
-            reason="the search is built (`--method vq-nas`, compress/vq_nas.py) but its study against the best "
-                   "fixed uniform configuration at the same size, and the row's rule, are not yet"),
+            "end-to-end VQ training; tested: usage perplexity per layer (collapse) and accuracy, cosine vs "
+            "Euclidean, with top-1 STE vs the soft A·C forward beside them", _vq_ablation_steps, rv.vq_cosine,
+            figure="vq_ablation", csv="vq_ablation_summary"),
+        Row("vq-nas", VQ, "abstract", "differentiable NAS chooses per-layer VQ/linear settings; tested: the "
+            "search at 2, 3 and 4-bit budgets against the best fixed uniform configuration at the same size",
+            _nas_steps, rv.vq_nas, figure="nas_comparison", csv="nas_comparison"),
         Row("bw-input", BW, "abstract", "trainable bitwise input quantization outperforms standard (untrained "
             "uniform) input quantization and stays close to full precision",
             methods_steps, rb.bw_input,

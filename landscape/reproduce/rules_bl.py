@@ -267,29 +267,6 @@ def _cells(tables: dict[int, list[dict]], match, key=lambda r: float(r["accuracy
     return [key(next(r for r in rows if match(r))) for rows in tables.values()]
 
 
-def vq_cosine(ctx) -> dict:
-    """Cosine vs Euclidean assignment at the same bits. Reproduced when cosine uses more codebook entries (less
-    collapse) at every bit width and is not less accurate; partly when one of the two holds. Over several seeds
-    the means are compared (the rule was written for seed 0 alone; seed 1 was added after seed 0's full-budget
-    result, with the same comparisons)."""
-    tables = _methods(ctx)
-    lines, more_used, as_good = [], 0, 0
-    for b in ("2", "3", "4"):
-        match = {k: (lambda r, k=k, b=b: r["method"].startswith("vq") and k in r["method"] and r["target_bits"] == b)
-                 for k in ("cosine", "euclid")}
-        used = {k: _cells(tables, m, lambda r: json.loads(r["stats"])["used_entries"]) for k, m in match.items()}
-        acc = {k: _cells(tables, m) for k, m in match.items()}
-        more_used += ms(used["cosine"])[0] > ms(used["euclid"])[0]
-        as_good += ms(acc["cosine"])[0] >= ms(acc["euclid"])[0]
-        lines.append(f"{b} bits: cosine {pm(acc['cosine'], pct=True)} using {pm(used['cosine'], pct=True, digits=1)}"
-                     f" of entries vs Euclidean {pm(acc['euclid'], pct=True)} using "
-                     f"{pm(used['euclid'], pct=True, digits=1)}")
-    ok = (more_used == 3) + (as_good == 3)
-    return {"result": "; ".join(lines), "verdict": REPRODUCED if ok == 2 else PARTLY if more_used or as_good else NOT,
-            "seeds": ",".join(map(str, tables)), "budget": train_budget(ctx, ctx.budget.sweep_epochs) + ", d = 2",
-            "numbers": {"more_used": more_used, "as_good": as_good}}
-
-
 def bw_input(ctx) -> dict:
     """Reproduced when trained bitwise input quantization beats untrained uniform input quantization at every bit
     width (1–4) and is within 1 point of full precision at 4 bits; partly when one holds. Over several seeds the

@@ -15,10 +15,11 @@ QAT = ("LSQ", "PARQ", "BinaryRelax", "DKM")  # the modern QAT methods of Open qu
 MARGIN = 1.0  # points: "within a point of" in sq-qat
 
 
-def cells(ctx) -> dict[str, dict[int, dict]]:
-    """method → bit column → its cell: {"accuracy", "std", "bits", "seeds", "setting"} (fractions, bits)."""
+def cells(ctx, stem: str = "comparison") -> dict[str, dict[int, dict]]:
+    """method → bit column → its cell: {"accuracy", "std", "bits", "seeds", "setting"} (fractions, bits), from the
+    comparison table `stem` (a `landscape.figures.comparison` CSV)."""
     out: dict[str, dict[int, dict]] = {}
-    for r in read_csv(ctx.figure("comparison", ".csv")):
+    for r in read_csv(ctx.figure(stem, ".csv")):
         col = int(r["column"])
         cell = {"accuracy": float(r["accuracy"]), "std": float(r["accuracy_std"]), "bits": float(r["mean_bits"]),
                 "seeds": int(r["seeds"]), "setting": r["setting"], "kind": r["kind"]}

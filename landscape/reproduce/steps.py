@@ -574,6 +574,39 @@ COMPARISON = [
 ]
 COMPARISON_STUDIES = tuple(d.name for d in COMPARISON)
 STUDIES += COMPARISON
+
+
+# -- VQ-QAT's search and ablations (issue 26) --------------------------------------------------------------------
+def nas_settings(b: Budget) -> dict[str, Any]:
+    """The search runs over the first half of the training steps, the chosen configuration fine-tunes alone over the
+    second half (the paper gives no split; half leaves the argmax configuration as long to adapt as the search had
+    to find it)."""
+    return {"search_steps": max(1, b.nas_epochs * steps_per_epoch(b) // 2)}
+
+
+def _fixed_candidates() -> tuple[str, ...]:
+    """The default candidate set's members at 2, 3 or 4 bits per weight: the fixed uniform configurations the
+    search is compared with in each bit column (vq:4x4, vq:6x4 and lin:8 are at no such size)."""
+    from ..compress.vq_nas import VQNASConfig
+
+    return tuple(c.name for c in VQNASConfig().candidate_set if c.nominal_bits in (2, 3, 4))
+
+
+# the search at three budgets, and every fixed configuration through the same code (vq-nas with one candidate: the
+# same commitment term, grids, codebook initialisation and training; `strength` = its default, a one-point grid)
+NAS = [StudyDef("nas", "vq-nas", {"budget_bits": "2,3,4"}, lambda b: b.nas_seeds, lambda b: b.nas_epochs,
+                nas_settings),
+       *[StudyDef(f"nas-fixed-{name.replace(':', '')}", "vq-nas", {"strength": "1"}, lambda b: b.nas_seeds,
+                  lambda b: b.nas_epochs, lambda b, name=name: {**nas_settings(b), "candidates": name})
+         for name in _fixed_candidates()]]
+NAS_STUDIES = tuple(d.name for d in NAS)
+# VQ-QAT (d = 2, 2^b codewords: b/2 bits per weight) four ways — cosine or euclidean assignment × top-1 STE or the
+# soft A·C forward — with the per-layer codebook measurements on
+VQ_ABLATION = [StudyDef(f"vqa-{assign}-{forward}", "vq", {"codebook_bits": "4,6,8"}, lambda b: b.vq_seeds,
+                        lambda b: b.nas_epochs, {"dim": 2, "assign": assign, "forward": forward, "layer_stats": True})
+               for assign in ("cosine", "euclidean") for forward in ("ste", "soft")]
+VQ_ABLATION_STUDIES = tuple(d.name for d in VQ_ABLATION)
+STUDIES += NAS + VQ_ABLATION
 LONGER = ("cmp-long-1", "cmp-long-2")  # the longer budget's studies: the best and the second-best method
 
 
@@ -723,6 +756,14 @@ def longer_spec(ctx: Context):
                       limit=ctx.budget.limit_test, stem="comparison-long")
 
 
+def nas_allocation_spec(ctx: Context):
+    """The configuration the search chose at the 3-bit budget, first seed (None until that run exists)."""
+    from ..figures.nas_allocation import NASAllocationFigure
+
+    runs = ctx.runs("nas", budget_bits=3.0)
+    return NASAllocationFigure(run=runs[min(runs)]) if runs else None
+
+
 def figure_steps(ctx: Context) -> list[Step]:
     """The figures and tables of the report (landscape.figures), and the coupling benchmark fig:cost draws."""
     from ..figures.comparison import Comparison
@@ -731,6 +772,7 @@ def figure_steps(ctx: Context) -> list[Step]:
     from ..figures.estimators import EstimatorsFigure
     from ..figures.nbins import NbinsTable
     from ..figures.ptq_table import PTQTable
+    from ..figures.vq_ablation import VQAblationFigure
 
     b = ctx.budget
     bench = ctx.figure("bench_coupling", ".json")
@@ -757,6 +799,12 @@ def figure_steps(ctx: Context) -> list[Step]:
                                                             matched="cmp-sq", limit=b.limit_test),
                    ("comparison", ".csv")),
         FigureStep("table:comparison-long", longer_spec, ("comparison-long", ".csv")),
+        FigureStep("table:nas", lambda c: Comparison(studies=NAS_STUDIES, dir=str(c.studies), ptq=(),
+                                                     limit=b.limit_test, stem="nas_comparison"),
+                   ("nas_comparison", ".csv")),
+        FigureStep("fig:nas-allocation", nas_allocation_spec, ("nas_allocation", ".csv")),
+        FigureStep("table:vq-ablation", lambda c: VQAblationFigure(studies=VQ_ABLATION_STUDIES, dir=str(c.studies)),
+                   ("vq_ablation", "_summary.csv")),
     ]
 
 

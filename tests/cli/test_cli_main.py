@@ -63,3 +63,14 @@ def test_the_cli_reference_is_generated_from_every_parser():
     for sub in ("create", "run", "report"):
         assert f"## `landscape study {sub}`" in text
     assert "--precision {fp32,bf16}" in text and "--deterministic" in text  # train's options, as parsed
+
+
+def test_method_settings_help_is_the_fields_comment_without_the_linters_noqa(capsys):
+    from landscape.cli.config import field_comments
+    from landscape.compress.vq_nas import VQNASConfig
+
+    assert field_comments(VQNASConfig)["candidates"].endswith("comma-separated")
+    with pytest.raises(SystemExit):
+        command.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--arch-optimizer" in out and "noqa" not in out

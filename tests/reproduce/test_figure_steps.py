@@ -52,6 +52,11 @@ def _old_commands(ctx: Context) -> dict[str, tuple[str, list[str]]]:
         # added with the typed steps (no old command): the script's options must build the step's spec
         "table:comparison": ("table_comparison", ["--study", *rsteps.COMPARISON_STUDIES, "--dir", str(ctx.studies),
                                                   "--matched", "cmp-sq"]),
+        "table:nas": ("table_comparison", ["--study", *rsteps.NAS_STUDIES, "--dir", str(ctx.studies), "--ptq",
+                                           "--stem", "nas_comparison"]),
+        "fig:nas-allocation": ("fig_nas", ["--run", ctx.runs("nas", budget_bits=3.0)[b.nas_seeds[0]]]),
+        "table:vq-ablation": ("table_vq_ablation", ["--study", *rsteps.VQ_ABLATION_STUDIES, "--dir",
+                                                    str(ctx.studies)]),
     }
 
 
@@ -62,7 +67,9 @@ def ctx(tmp_path, monkeypatch):
     rows = {"sq": [{"h": h, "w": 0.3, "seed": s, "run": str(tmp_path / f"sq-h{h}-s{s}.h5")}
                    for h in (0.001, 0.05) for s in b.seeds],
             "cwc": [{"bits": bits, "strength": st, "seed": s, "run": str(tmp_path / f"cwc-{bits}-{st}-{s}.h5")}
-                    for bits in (2, 3, 4) for st in (0.1, 1.0) for s in b.cwc_seeds]}
+                    for bits in (2, 3, 4) for st in (0.1, 1.0) for s in b.cwc_seeds],
+            "nas": [{"budget_bits": float(bb), "seed": s, "run": str(tmp_path / f"nas-{bb}-{s}.h5")}
+                    for bb in (2, 3, 4) for s in b.nas_seeds]}
     monkeypatch.setattr(Context, "study_rows", lambda self, name: [dict(r) for r in rows.get(name, [])])
     return Context.for_budget(b, root=tmp_path)
 
