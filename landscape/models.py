@@ -28,6 +28,7 @@ ARCHS: dict[str, tuple[int, int]] = {
     "resnet56": (9, 16),
     "tiny": (1, 4),  # 3 blocks of 4/8/16 channels, ~5k parameters: for tests only
 }
+LANGUAGE_ARCHS = ("gpt",)  # landscape/gpt.py (kwargs: GPTConfig's fields); they take --dataset text
 
 # Public checkpoints (akamaster/pytorch_resnet_cifar10) for online users; offline, the same files are looked up
 # by name in ../shared/models and the cache directory first (see `resolve_checkpoint`).
@@ -98,6 +99,13 @@ def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
     if arch in ARCHS:
         blocks, width = ARCHS[arch]
         return _call(CifarResNet, arch, blocks, width, **kwargs)
+    if arch in LANGUAGE_ARCHS:
+        from .gpt import GPT
+
+        try:
+            return GPT(**kwargs)
+        except (TypeError, ValueError) as e:  # unknown or bad --arch-kwargs
+            raise CheckpointError(f"arch {arch!r} with kwargs {kwargs}: {e}") from None
     if arch.startswith("<"):  # a model given as a Python object (landscape.compress without arch=)
         raise CheckpointError(f"the run's model {arch} was given as a Python object: build it again and pass it "
                               "(Run.model(state, template=model), or the API functions' model argument)")

@@ -33,6 +33,7 @@ from .data import Batches, Split
 from .errors import LandscapeError
 
 SCHEDULES = ("constant", "onecycle")
+OPTIMIZERS = ("sgd", "adamw")
 COMPILE = ("auto", "on", "off")
 # compile="auto" compiles runs of at least this many SGD steps. Measured by bench/train.py (ResNet-20, batch 128,
 # 2 CPU cores): a compiled soft-quant step saves ~0.06 s; compiling costs ~30 s the first time a model and batch
@@ -58,11 +59,15 @@ class TrainConfig:
 
     epochs: int = 3  # passes over the training split
     batch_size: int = 128  # images per SGD step
-    lr: float = 1e-3  # SGD step size (the peak, for onecycle); paper A.1: 1e-3
-    momentum: float = 0.9  # Nesterov momentum coefficient (dimensionless); paper A.1: 0.9
-    weight_decay: float = 0.0  # L2 coefficient per weight, applied by SGD; paper A.1: none
-    schedule: str = "constant"  # "constant" lr, or "onecycle": linear warm-up then cosine decay to 0
+    lr: float = 1e-3  # step size (the peak, for onecycle); paper A.1: 1e-3
+    momentum: float = 0.9  # SGD: Nesterov momentum coefficient; AdamW: β1 (dimensionless); paper A.1: 0.9
+    weight_decay: float = 0.0  # SGD: L2 coefficient per weight; AdamW: decoupled decay of the matrices (dim ≥ 2) only, as nanoGPT; paper A.1: none  # noqa: E501
+    schedule: str = "constant"  # "constant" lr, or "onecycle": linear warm-up then cosine decay to final_lr
     warmup: float = 0.15  # onecycle: fraction of all steps spent warming up
+    final_lr: float = 0.0  # onecycle: the lr at the last step, as a fraction of the peak (nanoGPT's char model: 0.1)
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw" (β = (momentum, beta2); nanoGPT's for GPTs)
+    beta2: float = 0.999  # AdamW's β2 (dimensionless); nanoGPT's char model: 0.99
+    grad_clip: float = 0.0  # the largest global gradient norm, clipped before each step (0: none); nanoGPT: 1.0
     seed: int = 0  # seeds data order, augmentation, and the compressor's random draws
     stats_every: int = 50  # SGD steps between compressor stats (cluster counts): they cost a clustering pass
     micro_batches: int = 1  # split each batch into this many slices whose gradients are averaged (gradient
@@ -80,20 +85,42 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "stats_every", "micro_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("lr", "momentum", "weight_decay", "warmup"):
+        for name in ("lr", "momentum", "weight_decay", "warmup", "final_lr", "beta2", "grad_clip"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
         if self.lr == 0:
             raise ValueError("lr must be > 0")
-        if self.momentum >= 1 or self.warmup >= 1:
-            raise ValueError("momentum and warmup must be < 1")
+        if self.momentum >= 1 or self.warmup >= 1 or self.beta2 >= 1 or self.final_lr > 1:
+            raise ValueError("momentum, warmup and beta2 must be < 1, final_lr ≤ 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.compile not in COMPILE:
             raise ValueError(f"compile must be one of {COMPILE}, got {self.compile!r}")
         if self.precision not in accel.PRECISIONS:
             raise ValueError(f"precision must be one of {accel.PRECISIONS}, got {self.precision!r}")
+
+
+def model_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """The model's parameters as optimizer groups: one for SGD; for AdamW the matrices (dim ≥ 2: Linear, conv and
+    embedding weights) with `weight_decay` and the rest (biases, norms) without, as nanoGPT does."""
+    params = list(model.parameters())
+    if config.optimizer == "sgd":
+        return [{"params": params}]
+    groups = [{"params": [p for p in params if p.dim() >= 2]},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.Optimizer:
+    """The trainer's one optimizer over `groups` (the model's, then a compressor's own)."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, config.beta2),
+                                 weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                           weight_decay=config.weight_decay)
 
 
 def use_compile(config: TrainConfig, steps: int, distributed_run: bool = False) -> bool:
@@ -223,13 +250,12 @@ class Trainer:
         # evaluation, what fit() returns); only train_step's forward (and so its backward) runs compiled.
         self.compiled = use_compile(config, self.total_steps, world.active)
         self.forward = torch.compile(self.eager_forward, dynamic=False) if self.compiled else self.eager_forward
-        groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
+        groups = model_groups(self.model, config)
         if compressor is not None:
             groups += compressor.param_groups()
         # a compressor's own tensors live outside the DDP module: their gradients are averaged over ranks here
         self.compressor_params = list(compressor.learnable().values()) if compressor is not None else []
-        self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                                         weight_decay=config.weight_decay)
+        self.optimizer = make_optimizer(groups, config)
         if compressor is not None:  # e.g. PARQ's proximal optimizer around the SGD; before the scheduler sees it
             self.optimizer = compressor.wrap_optimizer(self.optimizer, self.model)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -261,7 +287,8 @@ class Trainer:
         if step < warm:
             return (step + 1) / warm
         progress = (step - warm) / max(1, self.total_steps - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        final = self.config.final_lr
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One SGD step on the global batch (x, y): this rank's slice, in `micro_batches` slices. Returns the
@@ -302,6 +329,8 @@ class Trainer:
                 loss.backward()
             task_total = task.detach() / k if task_total is None else task_total + task.detach() / k
         distributed.average_gradients(self.compressor_params, self.world)
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([*self.model.parameters(), *self.compressor_params], self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1

@@ -84,6 +84,37 @@ def test_onecycle_schedule_warms_up_and_decays(cifar):
     assert lrs[0] < lrs[peak] and lrs[-1] < 0.1 * lrs[peak]
 
 
+def test_adamw_decays_the_matrices_only_and_the_schedule_ends_at_final_lr():
+    """AdamW as nanoGPT sets it up: decoupled weight decay on the matrices (dim ≥ 2) and none on biases or norms;
+    onecycle ends at final_lr × the peak; clipping bounds the global gradient norm before each step."""
+    from landscape.gpt import GPT, GPTConfig
+    from landscape.text import lm_loss
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=7, context=8, n_layer=1, n_head=1, n_embd=8))
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randint(0, 7, (4, 8), generator=g), torch.randint(0, 7, (4, 8), generator=g)) for _ in range(10)]
+    config = TrainConfig(epochs=1, lr=0.01, optimizer="adamw", weight_decay=0.1, beta2=0.99, schedule="onecycle",
+                         warmup=0.1, final_lr=0.1, grad_clip=0.05, compile="off")
+    norms, lrs = [], []
+
+    class Watch(Callback):
+        def on_step_end(self, t, scalars):
+            lrs.append(scalars["lr"])
+
+    trainer = Trainer(model, data, config, callbacks=[Watch()], loss_fn=lm_loss)
+    opt = trainer.optimizer
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.9, 0.99)
+    decayed = {id(p) for group in opt.param_groups if group["weight_decay"] > 0 for p in group["params"]}
+    assert decayed == {id(p) for p in trainer.model.parameters() if p.dim() >= 2}
+    opt.register_step_pre_hook(lambda *_: norms.append(float(torch.linalg.vector_norm(torch.stack(
+        [p.grad.norm() for p in trainer.model.parameters() if p.grad is not None])))))
+    trainer.fit()
+    assert max(norms) <= 0.05 * (1 + 1e-4)
+    schedule = [trainer._lr_factor(s) for s in range(10)]
+    assert schedule[-1] > 0.1 and min(schedule) >= 0.1 and schedule[0] == pytest.approx(1.0)
+
+
 def test_divergence_is_reported(cifar):
     model, trainer = tiny_fit(cifar[0].subset(64), lr=1e30)  # the first step overflows float32 weights
     with pytest.raises(TrainingDiverged, match="lower lr"):
@@ -91,7 +122,9 @@ def test_divergence_is_reported(cifar):
 
 
 @pytest.mark.parametrize("kw,needle", [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"), ({"lr": float("nan")}, "lr"),
-                                       ({"momentum": 1.0}, "momentum"), ({"schedule": "cyclic"}, "schedule")])
+                                       ({"momentum": 1.0}, "momentum"), ({"schedule": "cyclic"}, "schedule"),
+                                       ({"optimizer": "adam"}, "optimizer"), ({"final_lr": 1.5}, "final_lr"),
+                                       ({"grad_clip": -1.0}, "grad_clip")])
 def test_config_validation(kw, needle):
     with pytest.raises(ValueError, match=needle):
         TrainConfig(**kw)

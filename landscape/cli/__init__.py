@@ -31,15 +31,18 @@ class Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USER_ERROR)
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, *, text: bool = False) -> None:
+    """--data, --dataset and the other data options; `text`: --dataset also takes text (a UTF-8 file as --data)."""
     from ..datasets import DATASETS
 
     p.add_argument("--data", default=None, help="folder with cifar10-jpeg.tar.gz or cifar-10-batches-py/ (or "
                    "cifar-100-python/, or an image tree DIR/train/<class>/…, DIR/test/<class>/…), the only "
                    "place searched (--download fetches into it); default: $LANDSCAPE_DATA if set (likewise the "
                    "only place), else ../shared/data, then ~/.cache/landscape")
-    p.add_argument("--dataset", default=None, choices=DATASETS,
-                   help="cifar10, cifar100 or imagefolder (default: a run's own dataset, else cifar10)")
+    p.add_argument("--dataset", default=None, choices=(*DATASETS, "text") if text else DATASETS,
+                   help="cifar10, cifar100 or imagefolder" + (", or text (--data: a UTF-8 file; default "
+                                                              "../shared/data/tinyshakespeare.txt)" if text else "")
+                   + " (default: a run's own dataset, else cifar10)")
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="imagefolder: images resized and centre-cropped to this many pixels square (default: 32)")
     p.add_argument("--normalization", default=None, help="per-channel input normalization: imagenet, measured "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..errors import LandscapeError
 from ..outputs import check_out, write_json
 from ..specs import DataSource
 
@@ -234,13 +235,20 @@ def checkpoint_epochs(path: str | Path) -> dict[int, float]:
                 if g.attrs.get("complete", 0) == 1}
 
 
-def study_runs(name: str, folder: str | Path = "studies", *, storage: str | None = None) -> tuple:
+def study_runs(name: str, folder: str | Path = "studies", *, storage: str | None = None, method: str | None = None,
+               finished: bool = False) -> tuple:
     """(spec, one row per finished run: grid point, seed, run file and numbers) of the study `name`, from its
-    journal <folder>/<name>/journal.log or from `storage` (an Optuna storage URL)."""
+    journal <folder>/<name>/journal.log or from `storage` (an Optuna storage URL). A one-line LandscapeError where
+    `method` is given and the study is of another, or where `finished` and no run has finished yet."""
     from ..studies import engine, report
 
     study, spec = engine.open_study(storage or f"{folder}/{name}/journal.log", name)
-    return spec, report.run_rows(study, spec)
+    if method is not None and spec.method != method:
+        raise LandscapeError(f"study {name!r} is a {spec.method} study, not {method}")
+    rows = report.run_rows(study, spec)
+    if finished and not rows:
+        raise LandscapeError(f"study {name!r} has no finished runs yet (run it with `study run {name}`)")
+    return spec, rows
 
 
 def energy_gradient(fn, x, *args, **kw) -> tuple:

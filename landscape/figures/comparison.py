@@ -161,11 +161,9 @@ def make(spec: Comparison) -> FigureResult:
 
     out = spec.outputs()
     points, pretrained, source, matched_runs = [], None, None, []
-    studies = {name: study_runs(name, spec.dir) for name in spec.studies}
+    studies = {name: study_runs(name, spec.dir, finished=True) for name in spec.studies}
     mixed_epochs = len({study.base.train.epochs for study, _ in studies.values()}) > 1
     for name, (study, rows) in studies.items():
-        if not rows:
-            raise LandscapeError(f"study {name!r} has no finished runs yet (run it with `study run {name}`)")
         first = open_run(rows[0]["run"])
         settings = first.config
         checkpoint = settings.get("checkpoint_sha256") or settings.get("checkpoint")

@@ -31,7 +31,6 @@ from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
 from .. import plots
-from ..errors import LandscapeError
 from ..outputs import write_csv
 from ..params import select_params
 from .base import FigureResult, FigureSpec, check_bits, maker, study_runs, test_batches, write_config
@@ -91,11 +90,7 @@ def make(spec: DSMMTable) -> FigureResult:
     out = spec.outputs()
     trainings: dict[tuple, dict] = {}
     for name in spec.studies:
-        study, rows = study_runs(name, spec.dir)
-        if study.method != "dsmm":
-            raise LandscapeError(f"study {name!r} is a {study.method} study, not dsmm")
-        if not rows:
-            raise LandscapeError(f"study {name!r} has no finished runs yet (run it with `study run {name}`)")
+        study, rows = study_runs(name, spec.dir, method="dsmm", finished=True)
         for r in sorted(rows, key=lambda r: r.get("bits", 0)):
             trainings.setdefault(training_key(r), {**r, "study": name})
     batches, _ = test_batches(spec)

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from .. import coupling, plots
-from ..errors import LandscapeError
 from ..outputs import write_csv
 from .base import FigureResult, FigureSpec, energy_gradient, maker, run_label, study_runs, write_config
 
@@ -87,9 +86,7 @@ def make(spec: EstimatorsFigure) -> FigureResult:
     out = spec.outputs()
     runs = {}
     for name in spec.studies:
-        _, runs[name] = study_runs(name, spec.dir)
-        if not runs[name]:
-            raise LandscapeError(f"study {name} has no finished runs yet")
+        _, runs[name] = study_runs(name, spec.dir, finished=True)
     rows = [{"kind": "run", "study": name, "seed": r["seed"], "mean_bits": r["mean_bits"],
              "accuracy_clamped": r["accuracy_clamped"], "run": r["run"]} for name, rs in runs.items() for r in rs]
     first = Run(rows[0]["run"])

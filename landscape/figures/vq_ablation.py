@@ -133,11 +133,7 @@ def make(spec: VQAblationFigure) -> FigureResult:
     out = spec.outputs()
     rows, summary = [], []
     for name in spec.studies:
-        study, runs = study_runs(name, spec.dir)
-        if study.method != "vq":
-            raise LandscapeError(f"study {name!r} is of method {study.method}, not vq")
-        if not runs:
-            raise LandscapeError(f"study {name!r} has no finished runs yet (run it with `study run {name}`)")
+        study, runs = study_runs(name, spec.dir, method="vq", finished=True)
         label = METHODS["vq"][0].label_for(study.base.compressor)
         per_bits: dict[int, list[dict]] = {}
         for r in runs:
