@@ -169,3 +169,43 @@ def pretrain_lm(spec: LMPretrainSpec, *, progress: bool = True) -> dict[str, Any
             "train_loss": last.get("task_loss"), "parameters": sum(p.numel() for p in trained.parameters()),
             "seconds": seconds, "tokens_per_second": spec.steps * spec.train.batch_size * spec.context / seconds,
             "history": evals.history}
+
+
+def text_run_data(spec, text: str | None, eval_batch_size: int):
+    """What `training.run_training` trains and evaluates a language-model run on (`--dataset text`): (training
+    windows, validation batches, the data spec to record, the loss). The text is `text` (--data), else the one
+    the run recorded, else tinyshakespeare; it is encoded with the checkpoint's vocabulary (refused where that
+    cannot encode it) and, for a run that recorded a digest, must be the same file. An epoch is one pass worth of
+    characters: ceil(train characters / (batch × context)) random windows of the model's context; `limit_train`
+    caps the characters, `limit_test` the validation windows.
+
+    Args:
+        spec: the run's `RunSpec` (a language arch; its checkpoint holds the vocabulary).
+        text: the text file (--data), or None.
+        eval_batch_size: validation windows per batch.
+
+    Returns:
+        (TrainWindows, list of (x, y) batches, recorded data spec, `text.lm_loss`).
+    """
+    import math
+
+    from .text import TrainWindows, eval_windows, lm_loss, load_text
+
+    if spec.arch not in LANGUAGE_ARCHS:
+        raise LandscapeError(f"--dataset text needs a language architecture ({', '.join(LANGUAGE_ARCHS)}), not "
+                             f"{spec.arch}")
+    if spec.checkpoint is None:
+        raise LandscapeError("a language-model run starts from a checkpoint of `landscape pretrain --dataset text` "
+                             "(its vocabulary)")
+    _, vocab, kwargs = load_char_model(spec.checkpoint, spec.arch)
+    recorded = dict(spec.data or {})
+    corpus = load_text(text or recorded.get("path"), vocab=vocab)
+    if recorded.get("sha256") and recorded["sha256"] != corpus.sha256:
+        raise LandscapeError(f"{corpus.path} is not the text this run trained on (sha256 differs)")
+    context = int(kwargs.get("context", spec.arch_kwargs.get("context", 64)))
+    chars = min(len(corpus.train), spec.limit_train or len(corpus.train))
+    steps = max(1, math.ceil(chars / (spec.train.batch_size * context)))
+    train = TrainWindows(corpus.train, context=context, batch_size=spec.train.batch_size, steps=steps,
+                         seed=spec.train.seed)
+    test = eval_windows(corpus.val, context=context, batch_size=eval_batch_size, limit=spec.limit_test)
+    return train, test, {**corpus.record(), "context": context}, lm_loss

@@ -122,6 +122,11 @@ class RunSpec:
         if checkpoint is None:
             return cls(checkpoint=None, **fields)
         path = resolve_checkpoint(checkpoint)
+        from .models import LANGUAGE_ARCHS, read_checkpoint
+
+        if fields.get("arch") in LANGUAGE_ARCHS and not fields.get("arch_kwargs") and path.is_file():
+            # a language model's shape (and vocabulary size) is its checkpoint's, as `landscape pretrain` saved it
+            fields = {**fields, "arch_kwargs": dict(read_checkpoint(path).get("arch_kwargs") or {})}
         return cls(checkpoint=str(path.resolve()), checkpoint_sha256=sha256_of(path) if path.is_file() else None,
                    **fields)
 

@@ -101,10 +101,22 @@ def run_training(out: str | os.PathLike, spec: RunSpec | None, *, data=None, dow
     resume = spec is None
     spec = (check_resumable(out) if resume else spec).at(device=str(dev))
     model = load_model(spec.arch, spec.checkpoint, spec.arch_kwargs).to(dev)
+    n_bn = spec.recalibrate_bn
+    if n_bn and not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise LandscapeError(f"--recalibrate-bn {n_bn}: {spec.arch} has no BatchNorm layer to re-estimate")
+    if (spec.data or {}).get("name") == "text":  # a language model (landscape/lm.py): windows of a text file
+        from .lm import text_run_data
+
+        train, test_batches, recorded, loss_fn = text_run_data(spec, data, eval_batch_size)
+        return fit_and_clamp(out, model, train, test_batches, dataclasses.replace(spec, data=recorded),
+                             resume=resume, world=world, progress=progress, loss_fn=loss_fn)
+    from .models import LANGUAGE_ARCHS
+
+    if spec.arch in LANGUAGE_ARCHS:
+        raise LandscapeError(f"{spec.arch} is a language model: train it on --dataset text")
     train, test, recorded = load_recorded(spec.data or None, data, download=download)
     spec = dataclasses.replace(spec, data=recorded)  # the data's numbers (normalization, classes) kept
     train, test = train.subset(spec.limit_train), test.subset(spec.limit_test)
-    n_bn = spec.recalibrate_bn
     bn_data = recalibration_batches(train, n_bn, spec.train.batch_size, dev) if n_bn else None
     return fit_and_clamp(out, model, train, Batches(test, eval_batch_size, train=False, device=dev), spec,
                          resume=resume, world=world, progress=progress, bn_data=bn_data)
@@ -201,7 +213,8 @@ def _fit_and_clamp(out: Path, model, train, test_batches, spec: RunSpec, *, resu
                 train_seconds=train_seconds)
 
     return {"run": str(out), "method": spec.method, "epochs": config.epochs, "steps": trainer.step,
-            **{f"accuracy_{k}": v["accuracy"] for k, v in evals.items()},
+            # accuracy where the model is a classifier (NaN from metrics.evaluate otherwise: a language model has none)
+            **{f"accuracy_{k}": v["accuracy"] for k, v in evals.items() if not math.isnan(v["accuracy"])},
             **{f"loss_{k}": v["loss"] for k, v in evals.items()}, "n_test": evals["clamped"]["n"],
             "mean_bits": clamped.mean_bits(), "mean_storage_bits": clamped.mean_bits(storage=True),
             "bits_per_layer": clamped.bits, "not_compressed": skipped, "world_size": world.size,

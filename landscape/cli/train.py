@@ -12,6 +12,7 @@ Example (soft quantization of the adapted ResNet-20, paper hyperparameters):
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from .. import accel, cli, distributed
@@ -25,7 +26,7 @@ from .config import add_config_options, chosen_settings
 def parser() -> tuple[argparse.ArgumentParser, dict]:
     p = cli.Parser("landscape train", __doc__)
     cli.add_model_args(p, checkpoint_required=False)
-    cli.add_data_args(p)
+    cli.add_data_args(p, text=True)
     p.add_argument("--method", default="weight-coupling", choices=sorted(METHODS),
                    help="compression method (default: weight-coupling)")
     p.add_argument("--out", help="run file to write (HDF5)")
@@ -110,7 +111,12 @@ def _train(args, owners, dev, world: distributed.World) -> int:
         cli.print_json(summary)
     else:
         for k in ("pretrained", "compressed", "clamped", "recalibrated"):
-            if f"accuracy_{k}" in summary:
+            if f"loss_{k}" not in summary:
+                continue
+            if f"accuracy_{k}" not in summary:  # not a classifier (a language model): its loss is the metric
+                loss = summary[f"loss_{k}"]
+                print(f"{k:>12}: validation loss {loss:.4f} nats/token  perplexity {math.exp(loss):.2f}")
+            else:
                 print(f"{k:>12}: accuracy {100 * summary[f'accuracy_{k}']:.2f}%  loss {summary[f'loss_{k}']:.4f}")
         print(f"mean bits {summary['mean_bits']:.2f} (storage {summary['mean_storage_bits']:.2f}); run file {out}")
     return 0

@@ -1,0 +1,79 @@
+"""`landscape train --dataset text` on a tiny pretrained GPT: soft quantization trains and clamps it, the run file
+records the text and its vocabulary, every state's metric is the validation loss (no accuracy anywhere in the
+summary or the printout), and bad input is one line, exit 2, no run file."""
+
+import json
+
+import h5py
+import pytest
+from conftest import ADAPTED_R20, SHARED, assert_one_line_error
+
+from landscape.store import Run
+
+TINY = '{"n_layer": 2, "n_head": 2, "n_embd": 32}'
+
+
+@pytest.fixture(scope="module")
+def gpt(tmp_path_factory):
+    """A tiny GPT pretrained 30 steps on 6 kB of tinyshakespeare, and that text."""
+    from landscape.lm import NANOGPT_CPU, LMPretrainSpec, pretrain_lm
+
+    folder = tmp_path_factory.mktemp("gpt")
+    text = folder / "few.txt"
+    text.write_text((SHARED / "data" / "tinyshakespeare.txt").read_text()[:6000])
+    import dataclasses
+    import json as j
+
+    spec = LMPretrainSpec(out=str(folder / "gpt.pt"), text=str(text), arch_kwargs=j.loads(TINY), context=16,
+                          steps=30, eval_every=30, train=dataclasses.replace(NANOGPT_CPU, batch_size=8))
+    pretrain_lm(spec, progress=False)
+    return folder / "gpt.pt", text
+
+
+def train(run_cli, gpt, out, *extra):
+    checkpoint, text = gpt
+    return run_cli("train", "--dataset", "text", "--data", text, "--arch", "gpt", "--checkpoint", checkpoint,
+                   "--method", "weight-coupling", "--h", "0.05", "--w", "0.3", "--epochs", "1", "--train-batch-size",
+                   "8", "--limit-train", "1024", "--compile", "off", "--stats-every", "4", "--out", out, *extra)
+
+
+def test_soft_quantization_trains_and_clamps_a_gpt_with_the_loss_as_its_metric(run_cli, gpt, tmp_path):
+    r = train(run_cli, gpt, tmp_path / "run.h5", "--json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert not any(k.startswith("accuracy") for k in summary)
+    assert summary["steps"] == 8  # ceil(1,024 characters / (8 windows × 16))
+    assert summary["loss_clamped"] > 0 and summary["n_test"] == (600 - 1) // 16
+    assert 0 < summary["mean_bits"] < 32 and "blocks.0.attn.qkv.weight" in summary["bits_per_layer"]
+    run = Run(tmp_path / "run.h5")
+    assert run.config["data"]["name"] == "text" and run.config["data"]["context"] == 16
+    assert run.config["data"]["vocab"] == "".join(sorted(set(gpt[1].read_text())))
+    assert run.config["arch_kwargs"]["n_layer"] == 2  # the checkpoint's shape, recorded
+    with h5py.File(tmp_path / "run.h5") as f:
+        assert "final" in f
+    printed = train(run_cli, gpt, tmp_path / "again.h5")
+    assert printed.code == 0 and "validation loss" in printed.out and "accuracy" not in printed.out
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--recalibrate-bn", "2"], "gpt has no BatchNorm layer to re-estimate"),
+])
+def test_bad_options_are_one_line_and_write_nothing(run_cli, gpt, tmp_path, extra, needle):
+    r = train(run_cli, gpt, tmp_path / "x.h5", *extra)
+    assert_one_line_error(r, needle)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_architecture_and_dataset_must_match(run_cli, gpt, tmp_path):
+    checkpoint, text = gpt
+    image_on_text = run_cli("train", "--dataset", "text", "--data", text, "--arch", "resnet20", "--checkpoint",
+                            ADAPTED_R20, "--out", tmp_path / "a.h5")
+    assert_one_line_error(image_on_text, "--dataset text needs a language architecture")
+    gpt_on_images = run_cli("train", "--arch", "gpt", "--checkpoint", checkpoint, "--out", tmp_path / "b.h5")
+    assert_one_line_error(gpt_on_images, "gpt is a language model: train it on --dataset text")
+    other = tmp_path / "other.txt"
+    other.write_text(text.read_text() + "¤" * 40)
+    uncovered = run_cli("train", "--dataset", "text", "--data", other, "--arch", "gpt", "--checkpoint", checkpoint,
+                        "--out", tmp_path / "c.h5")
+    assert_one_line_error(uncovered, "cannot encode '¤'")
+    assert not any((tmp_path / n).exists() for n in ("a.h5", "b.h5", "c.h5"))
