@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEVICE ?= cpu
 
-.PHONY: test demo docs docs-serve gpu-check lint bench clean-venv test-postgres postgres-server
+.PHONY: test demo demo-lm docs docs-serve gpu-check lint bench clean-venv test-postgres postgres-server
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ lint: $(STAMP)
 # The quick end-to-end reproduction: two short soft-quant runs, every figure, the PTQ table (figures/demo/).
 demo: $(STAMP)
 	$(BIN)/python analyses/demo.py --device $(DEVICE)
+
+# The language-model demo (docs/language-models.md): a character GPT pretrained on tinyshakespeare in nanoGPT's CPU
+# setting, then soft quantization of it for one epoch, into runs/lm/ (not committed; ~10 min on 2 CPU cores).
+demo-lm: $(STAMP)
+	$(BIN)/landscape pretrain --dataset text --arch gpt --out runs/lm/gpt-shakespeare.pt --force --device $(DEVICE)
+	$(BIN)/landscape train --dataset text --arch gpt --checkpoint runs/lm/gpt-shakespeare.pt \
+	    --method weight-coupling --h 0.05 --w 0.3 --epochs 1 --train-batch-size 12 --out runs/lm/sq.h5 --force \
+	    --device $(DEVICE)
 
 # The docs site (mkdocs.yml, docs/): built strictly (a warning fails, as in CI) into build/site; docs-serve shows it
 # at http://127.0.0.1:8000 and rebuilds on every edit.

@@ -119,10 +119,14 @@ def load_char_model(checkpoint: str, arch: str = "gpt"):
 def pretrain_lm(spec: LMPretrainSpec, *, progress: bool = True) -> dict[str, Any]:
     """Train the spec's model on its text, evaluate, write the checkpoint (module docstring).
 
+    Args:
+        spec: what to train.
+        progress: a progress bar and the validation lines on stdout.
+
     Returns:
-        {"out", "val_loss", "val_perplexity", "val_bits_per_char", "val_tokens", "train_loss" (last step's),
-         "parameters", "seconds" (training, without the evaluations), "tokens_per_second" (trained characters per
-         second of training), "history"}.
+        The summary: out, val_loss, val_perplexity, val_bits_per_char, val_tokens, train_loss (the last step's),
+            parameters, seconds (training, without the evaluations), tokens_per_second (trained characters per
+            second of training) and history (every evaluation).
     """
     import torch
 
@@ -171,7 +175,7 @@ def pretrain_lm(spec: LMPretrainSpec, *, progress: bool = True) -> dict[str, Any
             "history": evals.history}
 
 
-def text_run_data(spec, text: str | None, eval_batch_size: int):
+def text_run_data(spec: Any, text: str | None, eval_batch_size: int) -> tuple:
     """What `training.run_training` trains and evaluates a language-model run on (`--dataset text`): (training
     windows, validation batches, the data spec to record, the loss). The text is `text` (--data), else the one
     the run recorded, else tinyshakespeare; it is encoded with the checkpoint's vocabulary (refused where that

@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import accel, cli, distributed
 from ..compress import METHODS
 from ..specs import RunSpec
-from ..trainer import COMPILE, COMPILE_MIN_STEPS, TrainConfig
+from ..trainer import COMPILE, COMPILE_MIN_STEPS, OPTIMIZERS, TrainConfig
 from ..training import run_training
 from .config import add_config_options, chosen_settings
 
@@ -50,6 +50,12 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
     t.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 coefficient (default: 0)")
     t.add_argument("--schedule", default=defaults.schedule, choices=["constant", "onecycle"],
                    help="learning-rate schedule (default: constant)")
+    t.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZERS,
+                   help="sgd (Nesterov momentum) or adamw (β = (--momentum, --beta2), decoupled weight decay on the "
+                   "matrices; nanoGPT's) (default: sgd)")
+    t.add_argument("--beta2", type=float, default=defaults.beta2, help=f"AdamW's β2 (default: {defaults.beta2})")
+    t.add_argument("--grad-clip", type=float, default=defaults.grad_clip,
+                   help="clip the global gradient norm to this before each step (default: 0, off)")
     t.add_argument("--seed", type=int, default=defaults.seed, help="seed of data order, augmentation and the "
                    "compressor's random draws (default: 0)")
     t.add_argument("--micro-batches", type=cli.positive_int, default=defaults.micro_batches,
@@ -86,7 +92,8 @@ def spec_from_args(args, owners, device: str = "cpu") -> RunSpec:
     if args.checkpoint is None:
         raise ValueError("--checkpoint is required (or --resume RUN.h5)")
     config = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
+                         weight_decay=args.weight_decay, schedule=args.schedule, optimizer=args.optimizer,
+                         beta2=args.beta2, grad_clip=args.grad_clip, seed=args.seed,
                          stats_every=args.stats_every, micro_batches=args.micro_batches, device=str(device),
                          compile=args.compile, precision=args.precision, deterministic=args.deterministic)
     return RunSpec.resolved(args.checkpoint, arch=args.arch, arch_kwargs=args.arch_kwargs or {},

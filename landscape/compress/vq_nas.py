@@ -30,7 +30,8 @@ the task loss (`penalty`) is
     E_p[bits] = Σ_l N_l Σ_k p_lk·bits_lk / Σ_l N_l          (the parameter-weighted mean bits per weight)
 
 λ = `size_penalty` (loss per bit per weight), B = `budget_bits` (0: no budget) with μ = `budget_penalty` (loss per
-bit per weight above the budget: a hinge, so a configuration under the budget feels no pull from it), λ_c =
+bit per weight above the budget: a hinge, so a configuration under the budget feels no pull from it; with
+`budget_mode="target"` the term is μ·|E_p[bits] − B| instead, pulling the size up to the budget too), λ_c =
 `strength` (VQ-QAT's commitment term, weighted by each candidate's probability). The commitment's weights p are
 detached, so that α learns from the task loss and the size terms only: with them attached the commitment alone
 would pull α towards the candidate of smallest reconstruction error, i.e. the most bits. The expected size uses
@@ -69,6 +70,11 @@ Choices, and why:
     budget, and above the budget where every α_l leans to its largest candidate). Without a budget the choice is
     the plain argmax. Before the search ends (a run shorter than `search_steps`), `codebooks`/`clamp`/`stats` use
     the current choice; `stats` reports both sizes (nas:expected_bits, nas:bits).
+  * The hinge is a limit, not a target: while E_p[bits] is above B it pushes every α_l towards the smallest
+    candidates, and once below nothing pulls the size back up but the task loss's weak preference. Measured on
+    ResNet-20 (reproduction row vq-nas, quick budget: 39 search steps): the 2-bit budget's search ended at
+    1.07 bits, the 3- and 4-bit ones at 2.50 and 3.57. `budget_mode="target"` (μ·|E_p[bits] − B|) makes B a
+    size to reach; the choice still never exceeds it (`within_budget`).
   * The linear grid is fixed: the pretrained layer's [min, max] with 2^b evenly spaced levels, the latent weights
     adapting to it through the STE (and the commitment term). An LSQ-style learned step would give every linear
     candidate a learnable whose gradient competes with α's; it is left as a variant.
@@ -137,6 +143,7 @@ from .vq import ASSIGNMENTS, MAX_CODEBOOK_BITS, LayerVQ, init_codebook, subvecto
 
 DEFAULT_CANDIDATES = "vq:4x2,vq:6x2,vq:8x2,vq:4x4,vq:6x4,vq:8x4,lin:2,lin:3,lin:4,lin:8"
 RELAXATIONS = ("softmax", "gumbel")
+BUDGET_MODES = ("hinge", "target")
 ARCH_OPTIMIZERS = ("adam", "sgd")
 ADAM_BETAS = (0.5, 0.999)  # DARTS's for the architecture parameters
 MAX_LINEAR_BITS = 16  # quantize.uniform's range
@@ -252,6 +259,7 @@ class VQNASConfig:
     size_penalty: float = 0.0  # λ of λ·E_p[bits]: loss per bit per weight of the expected mean size, ≥ 0
     budget_bits: float = 0.0  # B: target on the expected mean bits per weight E_p[bits], hinge above it (0: none)
     budget_penalty: float = 10.0  # μ of μ·max(0, E_p[bits] − B): loss per bit per weight above the budget, ≥ 0
+    budget_mode: str = "hinge"  # "hinge": μ·max(0, E_p − B), a limit | "target": μ·|E_p − B|, a size to reach
     relaxation: str = "softmax"  # the search forward's candidate weights: "softmax" (p_l) | "gumbel" (a sample)
     tau: float = 1.0  # Gumbel-softmax temperature (relaxation=gumbel), unitless like α; > 0
     arch_optimizer: str = "adam"  # the architecture logits' optimizer: "adam" (DARTS's: β = (0.5, 0.999), constant lr) | "sgd" (a group of the trainer's SGD)  # noqa: E501
@@ -275,6 +283,8 @@ class VQNASConfig:
         _finite("size_penalty", self.size_penalty, 0)
         _finite("budget_bits", self.budget_bits, 0, why=" (0: no budget)")
         _finite("budget_penalty", self.budget_penalty, 0)
+        if self.budget_mode not in BUDGET_MODES:
+            raise ValueError(f"budget_mode must be one of {', '.join(BUDGET_MODES)}, got {self.budget_mode!r}")
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}")
         _finite("tau", self.tau, 0, strict=True, why=" (the Gumbel-softmax temperature)")
@@ -621,7 +631,8 @@ class VQNAS(Compressor):
         if len(candidates) == 1:  # no search: every layer the one candidate (the fixed uniform baselines)
             return f"fixed {candidates[0].name}"
         gumbel = settings.get("relaxation", VQNASConfig.relaxation) == "gumbel"
-        return cls.display_name() + (" (Gumbel)" if gumbel else "")
+        target = settings.get("budget_mode", VQNASConfig.budget_mode) == "target"
+        return cls.display_name() + (" (Gumbel)" if gumbel else "") + (", budget as target" if target else "")
 
     def __init__(self, config: VQNASConfig = VQNASConfig(), *, seed: int = 0):
         self.config, self.seed, self.params = config, seed, config.params
@@ -836,7 +847,8 @@ class VQNAS(Compressor):
             expected = self.expected_bits()
             total = total + cfg.size_penalty * expected
             if cfg.budget_bits > 0:
-                total = total + cfg.budget_penalty * torch.relu(expected - cfg.budget_bits)
+                over = expected - cfg.budget_bits
+                total = total + cfg.budget_penalty * (over.abs() if cfg.budget_mode == "target" else torch.relu(over))
         if cfg.strength > 0:
             for name, p in params.items():
                 layer = self.layers[name]

@@ -109,7 +109,7 @@ def make(spec: NASAllocationFigure) -> FigureResult:
         ax.text(bits[i], i, f" {chosen[name]['candidate']}", va="center", fontsize="small")
     ax.set(yticks=y, yticklabels=layers, xlabel="bits per weight (index bits; codebooks not counted)",
            title=f"chosen configuration: {mean:.2f} bits per weight", xlim=(0, max(bits.max() * 1.4, 1.0)))
-    ax.invert_yaxis()
+    ax.set_ylim(len(layers) - 0.5, -0.5)  # top to bottom, row for row with the heat map beside it
     ax.legend(handles=[Patch(color=c, label=KIND_NAMES[k]) for k, c in KIND_COLORS.items()], fontsize="small",
               loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     ax.grid(alpha=0.3, axis="x")

@@ -161,10 +161,13 @@ def make(spec: VQAblationFigure) -> FigureResult:
               ("perplexity", 100, "usage perplexity (% of 2^b)"), ("rel_error", 1, "relative reconstruction error"))
     fig, axes = plots.figure(1, len(panels), width=4.0, height=3.6)
     for ax, (key, scale, ylabel) in zip(axes[0], panels, strict=True):
-        for v in variants:
+        for v in variants:  # the soft forward dashed with square markers: it can lie on its STE twin
             pts = [r for r in summary if r["variant"] == v]
+            soft = "soft" in v
             ax.errorbar([r["bits"] for r in pts], [scale * r[key] for r in pts],
-                        yerr=[scale * r[f"{key}_std"] for r in pts], marker="o", capsize=3, color=colors[v], label=v)
+                        yerr=[scale * r[f"{key}_std"] for r in pts], marker="s" if soft else "o",
+                        linestyle="--" if soft else "-", markersize=7 if soft else 5, capsize=3, color=colors[v],
+                        label=v)
         ax.set(xlabel="mean effective bits per weight", ylabel=ylabel)
     axes[0, 3].set_yscale("log")
     axes[0, 0].legend(fontsize="x-small")

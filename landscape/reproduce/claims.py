@@ -132,8 +132,10 @@ def rows() -> list[Row]:
             "baseline (PTQ incl. GPTQ and k-means at its own per-layer levels, and every QAT method) at no more bits, "
             "with a point at ≤ 3 bits", _cmp_steps, rc.sq_fig2_qat, figure="comparison", csv="comparison"),
         Row("sq-llm", SQ, "Open question 2", "soft quantization scales to language models",
-            reason="no language model or corpus here; the toolkit accepts any nn.Module (README) but the claim "
-                   "is the paper's open question, not a result"),
+            reason="a character-level GPT pretrained on tinyshakespeare and `landscape train --dataset text` exist "
+                   "(docs/language-models.md: one soft-quantization run of it is measured there), but the row's study "
+                   "— soft quantization against RTN, k-means and GPTQ on the GPT at matched bits, ≥ 2 seeds — is not "
+                   "built yet"),
         Row("bl-cwc-ptq", BL, "Table 1", "centroid–weight coupling (CWC) beats naive PTQ at 3 and 4 bits (WRN-16: "
             "90.93 vs 84.17, 92.41 vs 90.74; 2 bits: 72.92 vs 73.91)", _fixed("study:cwc", "report:cwc", "table:ptq"),
             rb.bl_cwc_ptq, figure="study-cwc", csv="study-cwc-points"),

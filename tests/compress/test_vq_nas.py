@@ -265,6 +265,25 @@ def test_a_budget_is_respected_by_every_choice_and_the_size_falls_with_lambda(op
     assert lam < plain - 0.5
 
 
+def test_a_budget_as_target_pulls_a_small_configuration_up_to_it():
+    """budget_mode="target": μ·|E_p − B| raises E_p[bits] towards B from below, where the hinge feels nothing."""
+    sizes = {}
+    for mode in ("hinge", "target"):
+        t, nas = trainer({"search_steps": 6, "arch_lr": 0.5, "budget_bits": 6.0, "budget_penalty": 100.0,
+                          "budget_mode": mode})
+        with torch.no_grad():  # start every layer at the 2-bit candidates
+            for layer in nas.layers.values():
+                layer.alpha.copy_(torch.tensor([2.0, 2.0, -2.0]))
+        record = Record()
+        t.callbacks.append(record)
+        t.fit()
+        sizes[mode] = record.stats[6]["nas:expected_bits"]
+        assert record.stats[6]["nas:bits"] <= 6.0
+    assert sizes["target"] > sizes["hinge"] + 1.0
+    with pytest.raises(ValueError, match="budget_mode must be one of hinge, target"):
+        VQNASConfig(budget_mode="soft")
+
+
 def test_within_budget_is_the_most_probable_configuration_that_fits():
     """Against brute force over every configuration of three layers (random p, random sizes): the decode's
     log-probability is the best of those that fit wherever the Lagrangian reaches it, and it always fits."""

@@ -333,7 +333,7 @@ def test_vq_nas_rule_compares_the_search_with_the_best_fixed_configuration_per_c
     nas_csv(tmp_path, {**fixed, "VQ/linear NAS": {1.9: 81.0, 2.7: 85.5, 3.6: 87.2}})
     got = rules_vq.vq_nas(ctx)
     assert got["verdict"] == "reproduced" and got["numbers"] == {"tried": 3, "held": 3}
-    assert "2 bits: NAS 81.00 ± 0.20% (1.90 b) [budget_bits=2] vs best fixed fixed vq:4x2 80.00 ± 0.20% (2.00 b): " \
+    assert "2 bits: NAS 81.00 ± 0.20% (1.90 b) [budget_bits=2] vs best fixed vq:4x2 80.00 ± 0.20% (2.00 b): " \
            "+1.00 pt" in got["result"]
     # a search that lands above its budget's column is judged in the column it reaches: behind vq:6x2 there
     nas_csv(tmp_path, {**fixed, "VQ/linear NAS": {2.4: 84.0, 3.6: 86.0}})
