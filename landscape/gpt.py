@@ -106,7 +106,16 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """The model (module docstring). `GPT(**fields)` also works, as `--arch gpt --arch-kwargs` calls it."""
+    """The model (module docstring). `GPT(**fields)` also works, as `--arch gpt --arch-kwargs` calls it.
+
+    Args:
+        config: its shape (None: `GPTConfig(**fields)`).
+        **fields (Any): GPTConfig fields, where `config` is None.
+
+    Examples:
+        >>> GPT(n_layer=1, n_head=2, n_embd=8, vocab_size=5, context=4).config.n_layer
+        1
+    """
 
     def __init__(self, config: GPTConfig | None = None, **fields):
         super().__init__()
@@ -132,10 +141,30 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def kwargs(self) -> dict:
-        """The fields that rebuild this model (`--arch-kwargs`, stored with a checkpoint)."""
+        """The fields that rebuild this model (`--arch-kwargs`, stored with a checkpoint).
+
+        Returns:
+            GPTConfig's fields as a dict.
+
+        Examples:
+            >>> GPT(n_layer=1, n_head=2, n_embd=8).kwargs()["n_embd"]
+            8
+        """
         return asdict(self.config)
 
     def forward(self, idx: Tensor) -> Tensor:
+        """Next-token logits of every position.
+
+        Args:
+            idx: int64 token ids [batch, time], time ≤ context.
+
+        Returns:
+            Logits [batch, time, vocab_size].
+
+        Examples:
+            >>> GPT(n_layer=1, n_head=2, n_embd=8, vocab_size=5, context=4)(torch.zeros(2, 3, dtype=torch.long)).shape
+            torch.Size([2, 3, 5])
+        """
         t = idx.shape[1]
         if t > self.config.context:
             raise ValueError(f"a sequence of {t} tokens is longer than the model's context {self.config.context}")

@@ -43,7 +43,16 @@ NANOGPT_CPU = TrainConfig(epochs=1, batch_size=12, lr=1e-3, momentum=0.9, beta2=
 
 @dataclass(frozen=True)
 class LMPretrainSpec:
-    """What `pretrain_lm` trains (module docstring); units beside each field; checked at construction."""
+    """What `pretrain_lm` trains (module docstring); units beside each field; checked at construction.
+
+    Examples:
+        >>> LMPretrainSpec(out="gpt.pt", steps=100).train.lr
+        0.001
+        >>> LMPretrainSpec(out="gpt.pt", context=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: context must be an integer ≥ 1, got 0
+    """
 
     out: str  # the checkpoint to write (.pt)
     text: str | None = None  # a UTF-8 text file (None: tinyshakespeare.txt from the data roots)
@@ -72,7 +81,18 @@ class LMPretrainSpec:
                 raise ValueError(f"arch_kwargs may not set {name}: it comes from the text / the context option")
 
     def model_kwargs(self, vocab_size: int) -> dict[str, Any]:
-        """The model's kwargs: GPTConfig's defaults, then arch_kwargs, with the text's vocabulary and the context."""
+        """The model's kwargs: GPTConfig's defaults, then arch_kwargs, with the text's vocabulary and the context.
+
+        Args:
+            vocab_size: the text's number of characters.
+
+        Returns:
+            GPTConfig's fields.
+
+        Examples:
+            >>> LMPretrainSpec(out="x.pt", arch_kwargs={"n_layer": 2}).model_kwargs(65)["n_layer"]
+            2
+        """
         from .gpt import GPTConfig
 
         return {**dataclasses.asdict(GPTConfig()), **self.arch_kwargs, "vocab_size": vocab_size,
@@ -118,6 +138,17 @@ def load_char_model(checkpoint: str, arch: str = "gpt"):
 
 def pretrain_lm(spec: LMPretrainSpec, *, progress: bool = True) -> dict[str, Any]:
     """Train the spec's model on its text, evaluate, write the checkpoint (module docstring).
+
+    Examples:
+        >>> import dataclasses, pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "t.txt").write_text("to be or not to be, " * 50)
+        >>> spec = LMPretrainSpec(out=str(folder / "gpt.pt"), text=str(folder / "t.txt"), context=8, steps=5,
+        ...                       arch_kwargs={"n_layer": 1, "n_head": 1, "n_embd": 8},
+        ...                       train=dataclasses.replace(NANOGPT_CPU, batch_size=4))
+        >>> result = pretrain_lm(spec, progress=False)
+        >>> result["parameters"], len(result["history"]), result["val_tokens"]
+        (1016, 1, 96)
 
     Args:
         spec: what to train.

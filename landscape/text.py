@@ -70,18 +70,58 @@ class Vocab:
 
     @classmethod
     def of(cls, text: str) -> Vocab:
+        """The vocabulary of a text: its distinct characters, sorted.
+
+        Args:
+            text: the text.
+
+        Returns:
+            The `Vocab`.
+
+        Examples:
+            >>> Vocab.of("hello").chars
+            'ehlo'
+        """
         return cls("".join(sorted(set(text))))
 
     @property
     def size(self) -> int:
+        """The number of tokens (characters).
+
+        Examples:
+            >>> Vocab("abc").size
+            3
+        """
         return len(self.chars)
 
     def missing(self, text: str) -> str:
-        """The characters of `text` this vocabulary lacks, sorted."""
+        """The characters of `text` this vocabulary lacks, sorted.
+
+        Args:
+            text: the text to check.
+
+        Returns:
+            The missing characters ("" when the vocabulary covers the text).
+
+        Examples:
+            >>> Vocab("abc").missing("cadet")
+            'det'
+        """
         return "".join(sorted(set(text) - set(self.chars)))
 
     def encode(self, text: str) -> Tensor:
-        """int64 token ids of `text`; a one-line LandscapeError naming what it cannot encode."""
+        """int64 token ids of `text`; a one-line LandscapeError naming what it cannot encode.
+
+        Args:
+            text: the text.
+
+        Returns:
+            A 1-D int64 tensor, one id per character.
+
+        Examples:
+            >>> Vocab("abc").encode("cab").tolist()
+            [2, 0, 1]
+        """
         missing = self.missing(text)
         if missing:
             shown = repr(missing[:20]) + ("…" if len(missing) > 20 else "")
@@ -91,6 +131,18 @@ class Vocab:
         return torch.tensor([table[c] for c in text], dtype=torch.int64)
 
     def decode(self, ids: Tensor) -> str:
+        """The text of token ids.
+
+        Args:
+            ids: token ids (any shape; read in order).
+
+        Returns:
+            The characters.
+
+        Examples:
+            >>> Vocab("abc").decode(torch.tensor([[2, 0], [1, 1]]))
+            'cabb'
+        """
         return "".join(self.chars[int(i)] for i in ids.flatten())
 
 
@@ -123,6 +175,18 @@ def default_text() -> Path:
 
 def load_text(path: str | os.PathLike | None = None, *, vocab: Vocab | None = None) -> Corpus:
     """Read a UTF-8 text file (default: `default_text()`), tokenize it by characters and split it 90/10.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+        >>> _ = path.write_text("abcdefghij" * 2)
+        >>> corpus = load_text(path)
+        >>> len(corpus.train), corpus.val.tolist()
+        (18, [8, 9])
+        >>> load_text(path, vocab=Vocab("abc"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: the vocabulary (3 characters) cannot encode 'defghij' (7 characters ...
 
     Args:
         path: the file.
@@ -163,6 +227,13 @@ class TrainWindows:
     """`steps` batches per epoch of `batch_size` random windows (module docstring); batch k of epoch e is drawn
     from a generator seeded by (seed, e, k). A re-iterable of (x, y) int64 [batch, context] pairs for the trainer.
 
+    Args:
+        tokens: the training split's token ids.
+        context: characters per window (x and y are `context` long).
+        batch_size: windows per batch.
+        steps: batches per epoch.
+        seed: the generator's seed.
+
     Examples:
         >>> tokens = torch.arange(100)
         >>> a = TrainWindows(tokens, context=4, batch_size=3, steps=2, seed=1)
@@ -185,10 +256,33 @@ class TrainWindows:
         return self.steps
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the batches of epoch `epoch` from now on (the trainer calls it before each epoch).
+
+        Args:
+            epoch: the epoch, from 0.
+
+        Examples:
+            >>> windows = TrainWindows(torch.arange(50), context=4, batch_size=2, steps=1)
+            >>> windows.set_epoch(3)
+            >>> windows.epoch
+            3
+        """
         self.epoch = epoch
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        """Batch k of the current epoch."""
+        """Batch k of the current epoch.
+
+        Args:
+            k: the batch's position in the epoch.
+
+        Returns:
+            (x, y): int64 [batch_size, context], y the windows shifted by one character.
+
+        Examples:
+            >>> x, y = TrainWindows(torch.arange(50), context=4, batch_size=2, steps=1).batch(0)
+            >>> bool((y - x == 1).all())
+            True
+        """
         g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_033 + k) % 2**63)
         starts = torch.randint(0, len(self.tokens) - self.context, (self.batch_size,), generator=g)
         windows = torch.stack([self.tokens[s:s + self.context + 1] for s in starts.tolist()])
@@ -239,6 +333,13 @@ def logits_of(output) -> Tensor:
 def lm_loss(output, targets: Tensor) -> Tensor:
     """Mean cross-entropy (nats) of next-token logits [batch, time, vocab] against targets [batch, time].
 
+    Args:
+        output: the model's output: logits, or a Hugging Face ModelOutput with `.logits`.
+        targets: the next tokens.
+
+    Returns:
+        A 0-d float32 tensor (the trainer's loss).
+
     Examples:
         >>> logits = torch.zeros(2, 3, 4)
         >>> round(float(lm_loss(logits, torch.zeros(2, 3, dtype=torch.long))), 4) == round(math.log(4), 4)
@@ -252,6 +353,14 @@ def lm_loss(output, targets: Tensor) -> Tensor:
 def lm_metrics(model: torch.nn.Module, batches, device: str | torch.device = "cpu") -> dict[str, float]:
     """A language model's validation numbers on fixed batches: loss (mean nats per predicted token), perplexity
     exp(loss), bits_per_token loss / ln 2 (= bits per character for a character model), tokens.
+
+    Args:
+        model: the language model (evaluated in eval mode; its mode is restored).
+        batches: (x, y) batches, e.g. `eval_windows`.
+        device: where the batches are moved.
+
+    Returns:
+        {"loss", "perplexity", "bits_per_token", "tokens"}.
 
     Examples:
         >>> model = torch.nn.Sequential(torch.nn.Embedding(5, 5))  # uniform logits after zeroing

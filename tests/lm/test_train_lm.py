@@ -7,6 +7,7 @@ import json
 import h5py
 import pytest
 from conftest import ADAPTED_R20, SHARED, assert_one_line_error
+from test_any_model import SETTINGS  # each method's smallest settings
 
 from landscape.store import Run
 
@@ -77,3 +78,24 @@ def test_architecture_and_dataset_must_match(run_cli, gpt, tmp_path):
                         "--out", tmp_path / "c.h5")
     assert_one_line_error(uncovered, "cannot encode '¤'")
     assert not any((tmp_path / n).exists() for n in ("a.h5", "b.h5", "c.h5"))
+
+
+@pytest.mark.parametrize("method", sorted(set(SETTINGS) - {"input-bitwise"}))
+def test_every_weight_method_trains_and_clamps_the_gpt(method, gpt, tmp_path):
+    """Every method that quantizes weights trains the GPT on text and clamps it (issue 24; vq-nas is issue 26's
+    "works on the language-model path"): finite validation losses, bits for every block's Linear layers."""
+    import math as m
+
+    from landscape.specs import RunSpec
+    from landscape.trainer import TrainConfig
+    from landscape.training import run_training
+
+    checkpoint, text = gpt
+    spec = RunSpec.resolved(str(checkpoint), arch="gpt", method=method, compressor=SETTINGS[method],
+                            train=TrainConfig(epochs=1, batch_size=8, lr=0.01, compile="off"),
+                            data={"name": "text"}, limit_train=256, limit_test=8)
+    summary = run_training(tmp_path / "run.h5", spec, data=str(text), progress=False)
+    assert summary["steps"] == 2 and summary["n_test"] == 8
+    assert m.isfinite(summary["loss_clamped"]) and "accuracy_clamped" not in summary
+    assert {f"blocks.{i}.{p}.weight" for i in (0, 1) for p in ("attn.qkv", "attn.proj", "mlp.up", "mlp.down")} \
+        <= set(summary["bits_per_layer"])

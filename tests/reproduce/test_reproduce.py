@@ -499,11 +499,11 @@ def test_vq_rows_run_end_to_end_on_the_tiny_model(tmp_path, tiny_checkpoint, cif
         stored = json.loads(eng.row_path(row).read_text())
         assert stored["verdict"] in {"reproduced", "partly", "not reproduced"}, row.id
     points = list(csv.DictReader(open(ctx.figure("nas_comparison", ".csv"))))
-    assert {p["method"] for p in points} == {"VQ/linear NAS", *(f"fixed {c}" for c in
-                                                                 ("vq:4x2", "vq:6x2", "vq:8x2", "vq:8x4", "lin:2",
-                                                                  "lin:3", "lin:4"))}
+    fixed = ("vq:4x2", "vq:6x2", "vq:8x2", "vq:8x4", "lin:2", "lin:3", "lin:4")
+    assert {p["method"] for p in points} == {"VQ/linear NAS", "VQ/linear NAS, budget as target",
+                                             *(f"fixed {c}" for c in fixed)}
     # every search's chosen configuration respects its budget (nominal bits; the clamp's bits are at most those)
-    for r in ctx.at("nas"):
+    for r in ctx.at("nas") + ctx.at("nas-target"):
         config = chosen_configuration(r["run"])
         sizes = {n: c["numel"] for n, c in config.items()}
         nominal = sum(sizes[n] * c["bits"][c["candidates"].index(c["choice"])] for n, c in config.items())
