@@ -33,8 +33,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -330,7 +332,7 @@ def logits_of(output) -> Tensor:
     raise TypeError(f"cannot read logits from a {type(output).__name__}")
 
 
-def lm_loss(output, targets: Tensor) -> Tensor:
+def lm_loss(output: Any, targets: Tensor) -> Tensor:
     """Mean cross-entropy (nats) of next-token logits [batch, time, vocab] against targets [batch, time].
 
     Args:
@@ -350,7 +352,7 @@ def lm_loss(output, targets: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def lm_metrics(model: torch.nn.Module, batches, device: str | torch.device = "cpu") -> dict[str, float]:
+def lm_metrics(model: torch.nn.Module, batches: Iterable, device: str | torch.device = "cpu") -> dict[str, float]:
     """A language model's validation numbers on fixed batches: loss (mean nats per predicted token), perplexity
     exp(loss), bits_per_token loss / ln 2 (= bits per character for a character model), tokens.
 

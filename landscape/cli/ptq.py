@@ -55,8 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="weights", choices=["weights", "all"],
                    help="weights: conv/linear weights only, BN and biases untouched (default); all: every parameter")
     cli.add_model_args(p)
-    cli.add_data_args(p)
-    p.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate on the first N test images")
+    cli.add_data_args(p, text=True)
+    p.add_argument("--limit", type=cli.positive_int, default=None,
+                   help="evaluate on the first N test images (text: validation windows)")
     p.add_argument("--recalibrate-bn", type=cli.nonnegative_int, default=0, metavar="BATCHES",
                    help="after quantizing, re-estimate the BN running statistics on this many unaugmented training "
                         "batches of 128 images (nothing else changes), report the accuracy before and after, and "
@@ -73,8 +74,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--act-order", action="store_true", default=None,
                    help="sweep the columns in order of decreasing diag H (default: off)")
     g.add_argument("--calibration-images", type=cli.positive_int, default=None, metavar="N",
-                   help=f"the first N training images, unaugmented, H is estimated on "
-                        f"(default: {defaults.calibration_images})")
+                   help=f"the first N training images, unaugmented, H is estimated on (text: the first N "
+                        f"training windows of the model's context) (default: {defaults.calibration_images})")
     p.add_argument("--out", required=True, help="where to save the quantized checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", action="store_true", help="print one JSON object with accuracy, loss, bits per layer")
@@ -110,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"before BN recalibration: accuracy {100 * summary['accuracy_before_recalibration']:.2f}%  "
                   f"loss {summary['loss_before_recalibration']:.4f}")
         what = f"{spec.bits}-bit" if spec.levels_from is None else f"at the levels of {spec.levels_from}"
-        print(f"{spec.method} {what}: accuracy {100 * summary['accuracy']:.2f}%  loss {summary['loss']:.4f}  "
-              f"(mean effective bits {summary['mean_effective_bits']:.2f}) → {summary['out']}")
+        metric = (f"validation loss {summary['loss']:.4f} nats/char  perplexity {summary['perplexity']:.2f}"
+                  if "accuracy" not in summary else f"accuracy {100 * summary['accuracy']:.2f}%  loss "
+                  f"{summary['loss']:.4f}")
+        print(f"{spec.method} {what}: {metric}  (mean effective bits {summary['mean_effective_bits']:.2f}) → "
+              f"{summary['out']}")
     return 0
 
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..checks import check_int
+from ..errors import LandscapeError
 from ..quantize import MAX_LEVELS, QUANTIZERS, Codebook
 from .base import Clamped, Compressor
 
@@ -286,6 +287,8 @@ def run_ptq(spec, *, progress: bool = False) -> dict:
 
     out = check_out(spec.out, spec.force)
     dev = torch.device(spec.device)
+    if spec.data.dataset == "text":  # a language model: windows of a text, the validation loss as the metric
+        return _run_ptq_text(spec, out, dev)
     model = load_model(spec.arch, spec.checkpoint, spec.arch_kwargs or None)
     levels, matched = _run_levels(spec, model) if spec.levels_from is not None else (None, {})  # checked before data
     train, test = spec.data.load()
@@ -314,3 +317,45 @@ def run_ptq(spec, *, progress: bool = False) -> dict:
     save_checkpoint(q.model.cpu(), out, arch=spec.arch, arch_kwargs=spec.arch_kwargs, ptq={k: v for k, v in
                     summary.items() if k != "out"}, source=spec.checkpoint)
     return summary
+
+
+def _run_ptq_text(spec, out, dev) -> dict:
+    """`run_ptq` for a character language model (`--dataset text`): the checkpoint's vocabulary and shape
+    (`lm.load_char_model`), the text's validation windows of the model's context for the loss (nats per
+    character; no accuracy), and for GPTQ the first `calibration_images` training windows as its calibration
+    segments (the GPTQ paper calibrates on 128 random 2,048-token segments of C4; here consecutive windows of the
+    training split, so the numbers are reproducible)."""
+    from ..lm import load_char_model
+    from ..models import save_checkpoint
+    from ..text import eval_windows, lm_metrics, load_text
+
+    if spec.recalibrate_bn:
+        raise LandscapeError(f"--recalibrate-bn {spec.recalibrate_bn}: {spec.arch} has no BatchNorm layer")
+    model, vocab, kwargs = load_char_model(spec.checkpoint, spec.arch)
+    corpus = load_text(spec.data.folder, vocab=vocab)
+    context = int(kwargs["context"])
+    levels, matched = _run_levels(spec, model) if spec.levels_from is not None else (None, {})
+    gptq = {}
+    if spec.method == "gptq":
+        from .gptq import gptq_quantize
+
+        config = spec.gptq_config()
+        calibration = eval_windows(corpus.train, context=context, batch_size=RECALIBRATION_WINDOWS,
+                                   limit=spec.calibration_images, what="training")
+        calibration = [(x.to(dev), y.to(dev)) for x, y in calibration]
+        q = gptq_quantize(model.to(dev), calibration, config)
+        gptq = {"calibration_windows": sum(len(x) for x, _ in calibration), "grid": config.grid,
+                "damp": config.damp, "block_size": config.block_size, "act_order": config.act_order}
+    else:
+        q = quantize_model(model, spec.method, spec.bits if spec.bits is not None else PTQConfig.bits,
+                           which=spec.params, levels=levels)
+    val = eval_windows(corpus.val, context=context, batch_size=spec.batch_size, limit=spec.limit)
+    result = lm_metrics(q.model.to(dev), val, dev)
+    summary = {"method": spec.method, "bits": spec.bits, **gptq, **matched, **result,
+               "mean_effective_bits": q.mean_bits(), "bits_per_layer": q.bits, "out": str(out)}
+    save_checkpoint(q.model.cpu(), out, arch=spec.arch, arch_kwargs=kwargs, vocab=vocab.chars,
+                    data=corpus.record(), ptq={k: v for k, v in summary.items() if k != "out"}, source=spec.checkpoint)
+    return summary
+
+
+RECALIBRATION_WINDOWS = 128  # GPTQ's calibration batch on text: windows per forward pass

@@ -6,6 +6,7 @@ import json
 
 import h5py
 import pytest
+import torch
 from conftest import ADAPTED_R20, SHARED, assert_one_line_error
 from test_any_model import SETTINGS  # each method's smallest settings
 
@@ -99,3 +100,27 @@ def test_every_weight_method_trains_and_clamps_the_gpt(method, gpt, tmp_path):
     assert m.isfinite(summary["loss_clamped"]) and "accuracy_clamped" not in summary
     assert {f"blocks.{i}.{p}.weight" for i in (0, 1) for p in ("attn.qkv", "attn.proj", "mlp.up", "mlp.down")} \
         <= set(summary["bits_per_layer"])
+
+
+@pytest.mark.parametrize("method", ["uniform", "kmeans", "gptq"])
+def test_ptq_of_a_gpt_is_measured_by_its_validation_loss(run_cli, gpt, tmp_path, method):
+    """`landscape ptq --dataset text`: the quantized GPT's validation loss (no accuracy), its checkpoint keeps the
+    vocabulary and loads back; GPTQ calibrates on the first training windows."""
+    from landscape.lm import load_char_model
+
+    checkpoint, text = gpt
+    r = run_cli("ptq", "--dataset", "text", "--data", text, "--arch", "gpt", "--checkpoint", checkpoint, "--method",
+                method, "--bits", "3", "--calibration-images" if method == "gptq" else "--limit", "20",
+                "--out", tmp_path / "q.pt", "--json")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert "accuracy" not in result and result["loss"] > 0 and result["mean_effective_bits"] <= 3
+    assert result["tokens"] == (20 if method != "gptq" else (600 - 1) // 16) * 16
+    if method == "gptq":
+        assert result["calibration_windows"] == 20
+    model, vocab, _ = load_char_model(str(tmp_path / "q.pt"))
+    assert len(torch.unique(model.blocks[0].mlp.up.weight)) <= 8 and vocab.size == len(set(text.read_text()))
+    bad = run_cli("ptq", "--dataset", "text", "--data", text, "--arch", "gpt", "--checkpoint", checkpoint,
+                  "--method", method, "--bits", "3", "--recalibrate-bn", "1", "--out", tmp_path / "x.pt")
+    assert_one_line_error(bad, "has no BatchNorm layer")
+    assert not (tmp_path / "x.pt").exists()
