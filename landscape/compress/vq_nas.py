@@ -75,6 +75,10 @@ Choices, and why:
     ResNet-20 (reproduction row vq-nas, quick budget: 39 search steps): the 2-bit budget's search ended at
     1.07 bits, the 3- and 4-bit ones at 2.50 and 3.57. `budget_mode="target"` (μ·|E_p[bits] − B|) makes B a
     size to reach; the choice still never exceeds it (`within_budget`).
+  * `anneal` < 1 sharpens p over the search: p = softmax(α/T), T = anneal^(step/search_steps) falling from 1 to
+    `anneal` (the temperature annealing of DNAS/FBNet's relaxations). As T falls, E_p[bits] approaches the argmax
+    configuration's bits, so the size terms act on the configuration that will be chosen; the argmax itself is
+    unchanged by T. The temperature is a function of the step count, so a resumed run continues it exactly.
   * The linear grid is fixed: the pretrained layer's [min, max] with 2^b evenly spaced levels, the latent weights
     adapting to it through the STE (and the commitment term). An LSQ-style learned step would give every linear
     candidate a learnable whose gradient competes with α's; it is left as a variant.
@@ -262,6 +266,7 @@ class VQNASConfig:
     budget_mode: str = "hinge"  # "hinge": μ·max(0, E_p − B), a limit | "target": μ·|E_p − B|, a size to reach
     relaxation: str = "softmax"  # the search forward's candidate weights: "softmax" (p_l) | "gumbel" (a sample)
     tau: float = 1.0  # Gumbel-softmax temperature (relaxation=gumbel), unitless like α; > 0
+    anneal: float = 1.0  # T at the search's end: p = softmax(α/T), T falling geometrically from 1 to this over search_steps (1: none), in (0, 1]  # noqa: E501
     arch_optimizer: str = "adam"  # the architecture logits' optimizer: "adam" (DARTS's: β = (0.5, 0.999), constant lr) | "sgd" (a group of the trainer's SGD)  # noqa: E501
     arch_lr: float = 0.05  # step size of the architecture logits α_l (unitless, like α; no weight decay), > 0
     search_steps: int = 500  # SGD steps of the search (from the run's start); then each layer keeps its argmax
@@ -288,6 +293,8 @@ class VQNASConfig:
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}")
         _finite("tau", self.tau, 0, strict=True, why=" (the Gumbel-softmax temperature)")
+        if not (isinstance(self.anneal, int | float) and 0 < self.anneal <= 1):
+            raise ValueError(f"anneal must be in (0, 1] (the temperature at the search's end), got {self.anneal!r}")
         if self.arch_optimizer not in ARCH_OPTIMIZERS:
             raise ValueError(f"arch_optimizer must be one of {', '.join(ARCH_OPTIMIZERS)}, got {self.arch_optimizer!r}")
         _finite("arch_lr", self.arch_lr, 0, strict=True)
@@ -536,10 +543,11 @@ class LayerNAS:
     relaxation: str = "softmax"
     tau: float = 1.0
     choice: int | None = None  # once frozen: the kept candidate (index into `candidates`)
+    temperature: float = 1.0  # T of p_l = softmax(α_l / T): 1, or annealed over the search (VQNASConfig.anneal)
 
     def probs(self) -> Tensor:
-        """p_l = softmax(α_l), differentiable in α."""
-        return torch.softmax(self.alpha, dim=0)
+        """p_l = softmax(α_l / T), differentiable in α."""
+        return torch.softmax(self.alpha / self.temperature, dim=0)
 
     def distribution(self) -> Tensor:
         """p_l while searching, the one-hot of the choice once frozen (a constant then)."""
@@ -551,7 +559,7 @@ class LayerNAS:
     def relaxed(self) -> Tensor:
         """The search forward's candidate weights: p_l, or a Gumbel-softmax sample at temperature τ."""
         if self.relaxation == "gumbel":
-            return F.gumbel_softmax(self.alpha, tau=self.tau, hard=False)
+            return F.gumbel_softmax(self.alpha / self.temperature, tau=self.tau, hard=False)
         return self.probs()
 
     def quantize(self, k: int, theta: Tensor, *, reseed: bool = False) -> Tensor:
@@ -755,8 +763,27 @@ class VQNAS(Compressor):
                 self._arch.step()
             self._arch.zero_grad(set_to_none=True)
         self.step += 1
+        self._set_temperature()
         if self.searching and self.step >= self.config.search_steps:
             self.freeze()
+
+    def temperature(self) -> float:
+        """T of p = softmax(α/T) at the current step: anneal^(step / search_steps), 1 without annealing.
+
+        Returns:
+            The temperature (1 at the start, `anneal` from the search's end on).
+
+        Examples:
+            >>> nas = VQNAS(VQNASConfig(anneal=0.01, search_steps=4))
+            >>> nas.step = 2
+            >>> round(nas.temperature(), 6)
+            0.1
+        """
+        return self.config.anneal ** min(1.0, self.step / self.config.search_steps)
+
+    def _set_temperature(self) -> None:
+        for layer in self.layers.values():
+            layer.temperature = self.temperature()
 
     def freeze(self) -> None:
         """End the search: every layer keeps its argmax candidate from now on (α untouched afterwards).
@@ -810,7 +837,7 @@ class VQNAS(Compressor):
             return {name: layer.choice for name, layer in self.layers.items()}
         names = list(self.layers)
         layers = [self.layers[n] for n in names]
-        ks = within_budget([torch.log_softmax(layer.alpha.detach(), 0) for layer in layers],
+        ks = within_budget([torch.log_softmax(layer.alpha.detach() / layer.temperature, 0) for layer in layers],
                            [layer.bits for layer in layers], [layer.numel for layer in layers],
                            self.config.budget_bits)
         return dict(zip(names, ks, strict=True))
@@ -952,6 +979,7 @@ class VQNAS(Compressor):
                 with torch.no_grad():
                     target.copy_(value)
         self.step = int(state["step"])
+        self._set_temperature()
         self.frozen_at = None if state["frozen_at"] is None else int(state["frozen_at"])
         if self._arch is not None and state.get("arch_optimizer") is not None:
             self._arch.load_state_dict(state["arch_optimizer"])
@@ -1000,6 +1028,7 @@ def chosen_configuration(run: Any) -> dict[str, dict[str, Any]]:
     if not steps:
         raise LandscapeError(f"{run.path} has no complete checkpoint (no α stored yet)")
     state = run.compressor_state(steps[-1])
+    anneal_end = config.anneal ** min(1.0, steps[-1] / config.search_steps)  # p's temperature at that checkpoint
     alphas = {key.removesuffix(".alpha"): value for key, value in state.items() if key.endswith(".alpha")}
     try:
         order = [name for name in run.bits()["effective"] if name in alphas]
@@ -1014,7 +1043,7 @@ def chosen_configuration(run: Any) -> dict[str, dict[str, Any]]:
             warnings.simplefilter("ignore")
             positions = layer_candidates(config.candidate_set, numel, name, skip=config.skip_indivisible)
         candidates = [config.candidate_set[i] for i in positions]
-        p = torch.softmax(alphas[name].double(), 0)
+        p = torch.softmax(alphas[name].double() / anneal_end, 0)
         series = scalars.get(f"layer:{name}:choice")
         finite = series[~np.isnan(series)] if series is not None else []
         choice = (config.candidate_set[int(finite[-1])].name if len(finite)

@@ -284,6 +284,25 @@ def test_a_budget_as_target_pulls_a_small_configuration_up_to_it():
         VQNASConfig(budget_mode="soft")
 
 
+def test_annealing_sharpens_p_towards_the_argmax_and_the_expected_size_towards_its_bits():
+    t, nas = trainer({"search_steps": 4, "anneal": 0.01, "arch_lr": 1e-6}, epochs=1)  # α stays where it is set
+    with torch.no_grad():
+        for layer in nas.layers.values():
+            layer.alpha.copy_(torch.tensor([0.3, 0.0, -0.3]))
+    start = float(nas.expected_bits())
+    record = Record()
+    t.callbacks.append(record)
+    t.fit()
+    assert nas.temperature() == pytest.approx(0.01) and all(layer.temperature == pytest.approx(0.01)
+                                                            for layer in nas.layers.values())
+    for layer in nas.layers.values():  # nearly one-hot on the argmax
+        assert float(layer.probs().max()) > 0.99
+    last = record.stats[max(record.stats)]
+    assert abs(last["nas:expected_bits"] - last["nas:bits"]) < 0.05 < abs(start - last["nas:bits"])
+    with pytest.raises(ValueError, match=r"anneal must be in \(0, 1\]"):
+        VQNASConfig(anneal=0.0)
+
+
 def test_within_budget_is_the_most_probable_configuration_that_fits():
     """Against brute force over every configuration of three layers (random p, random sizes): the decode's
     log-probability is the best of those that fit wherever the Lagrangian reaches it, and it always fits."""
