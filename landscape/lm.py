@@ -122,18 +122,26 @@ class Evaluations(Callback):
                   flush=True)
 
 
-def load_char_model(checkpoint: str, arch: str = "gpt"):
-    """(model, its Vocab, its arch_kwargs) of a character model's checkpoint; a one-line error for a checkpoint
-    without a vocabulary (an image model's) or of another arch."""
-    from .models import load_model, read_checkpoint, resolve_checkpoint
+def char_checkpoint(checkpoint: str):
+    """(its Vocab, its arch_kwargs) of a character model's checkpoint, without building the model; a one-line error
+    for a checkpoint without a vocabulary (an image model's)."""
+    from .models import read_checkpoint, resolve_checkpoint
     from .text import Vocab
 
     ckpt = read_checkpoint(resolve_checkpoint(checkpoint))
     if "vocab" not in ckpt:
         raise LandscapeError(f"checkpoint {checkpoint} has no character vocabulary: not a language model of "
                              "`landscape pretrain --dataset text`")
-    kwargs = dict(ckpt.get("arch_kwargs") or {})
-    return load_model(arch, checkpoint, kwargs), Vocab(ckpt["vocab"]), kwargs
+    return Vocab(ckpt["vocab"]), dict(ckpt.get("arch_kwargs") or {})
+
+
+def load_char_model(checkpoint: str, arch: str = "gpt"):
+    """(model, its Vocab, its arch_kwargs) of a character model's checkpoint (`char_checkpoint`, then the model);
+    a one-line error for a checkpoint without a vocabulary (an image model's) or of another arch."""
+    from .models import load_model
+
+    vocab, kwargs = char_checkpoint(checkpoint)
+    return load_model(arch, checkpoint, kwargs), vocab, kwargs
 
 
 def pretrain_lm(spec: LMPretrainSpec, *, progress: bool = True) -> dict[str, Any]:
@@ -232,7 +240,7 @@ def text_run_data(spec: Any, text: str | None, eval_batch_size: int) -> tuple:
     if spec.checkpoint is None:
         raise LandscapeError("a language-model run starts from a checkpoint of `landscape pretrain --dataset text` "
                              "(its vocabulary)")
-    _, vocab, kwargs = load_char_model(spec.checkpoint, spec.arch)
+    vocab, kwargs = char_checkpoint(spec.checkpoint)  # run_training has built the model: the vocabulary only
     recorded = dict(spec.data or {})
     corpus = load_text(text or recorded.get("path"), vocab=vocab)
     if recorded.get("sha256") and recorded["sha256"] != corpus.sha256:
