@@ -19,7 +19,7 @@ training config and the validation numbers after every evaluation.
     >>> LMPretrainSpec(out="x.pt", arch="resnet20")
     Traceback (most recent call last):
     ...
-    ValueError: arch resnet20 is an image architecture; a language model needs one of: gpt
+    ValueError: arch resnet20 is an image architecture; a language model needs one of: gpt, hf-gpt2, hf-llama
 """
 
 from __future__ import annotations
@@ -178,7 +178,9 @@ def pretrain_lm(spec: LMPretrainSpec, *, progress: bool = True) -> dict[str, Any
     if spec.checkpoint is None:
         corpus = load_text(spec.text)
         kwargs = spec.model_kwargs(corpus.vocab.size)
-        model = build_model(spec.arch, kwargs)
+        with torch.random.fork_rng():  # the initialisation from the seed, whatever drew numbers before it
+            torch.manual_seed(spec.train.seed)
+            model = build_model(spec.arch, kwargs)
     else:
         model, vocab, kwargs = load_char_model(spec.checkpoint, spec.arch)
         corpus = load_text(spec.text, vocab=vocab)
@@ -232,7 +234,7 @@ def text_run_data(spec: Any, text: str | None, eval_batch_size: int) -> tuple:
     """
     import math
 
-    from .text import TrainWindows, eval_windows, lm_loss, load_text
+    from .text import TrainWindows, eval_windows, lm_loss, recorded_corpus
 
     if spec.arch not in LANGUAGE_ARCHS:
         raise LandscapeError(f"--dataset text needs a language architecture ({', '.join(LANGUAGE_ARCHS)}), not "
@@ -241,10 +243,7 @@ def text_run_data(spec: Any, text: str | None, eval_batch_size: int) -> tuple:
         raise LandscapeError("a language-model run starts from a checkpoint of `landscape pretrain --dataset text` "
                              "(its vocabulary)")
     vocab, kwargs = char_checkpoint(spec.checkpoint)  # run_training has built the model: the vocabulary only
-    recorded = dict(spec.data or {})
-    corpus = load_text(text or recorded.get("path"), vocab=vocab)
-    if recorded.get("sha256") and recorded["sha256"] != corpus.sha256:
-        raise LandscapeError(f"{corpus.path} is not the text this run trained on (sha256 differs)")
+    corpus = recorded_corpus(dict(spec.data or {}), text, vocab)
     context = int(kwargs.get("context", spec.arch_kwargs.get("context", 64)))
     chars = min(len(corpus.train), spec.limit_train or len(corpus.train))
     steps = max(1, math.ceil(chars / (spec.train.batch_size * context)))

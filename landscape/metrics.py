@@ -33,7 +33,7 @@ def accumulate(model: nn.Module, batches: Iterable, *, loss_fn: LossFn | None = 
         else:
             losses.append(loss_fn(out, y).detach().reshape(()))
         sizes.append(len(y))
-        if classifier and out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+        if classifier and isinstance(out, Tensor) and out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
             corrects.append((out.argmax(1) == y).sum())
         else:
             classifier = False
@@ -58,3 +58,34 @@ def evaluate(model: nn.Module, batches: Iterable, *, loss_fn: LossFn | None = No
         return accumulate(model, batches, loss_fn=loss_fn, progress=progress, desc=desc)
     finally:
         model.train(was_training)
+
+
+def classifier_only(data):
+    """`data` (JSON-ready dicts and lists) without the accuracy entries a language model's evaluation leaves NaN:
+    every key containing "accuracy" whose value is NaN or a list of NaNs is dropped, recursively, so that nothing
+    reports an accuracy for a model that has none.
+
+    Args:
+        data: a summary (dicts, lists, numbers, strings).
+
+    Returns:
+        The same structure without those keys.
+
+    Examples:
+        >>> classifier_only({"loss": 1.5, "accuracy": float("nan"), "runs": [{"real_accuracy": [float("nan")]}]})
+        {'loss': 1.5, 'runs': [{}]}
+        >>> classifier_only({"accuracy": 0.9})
+        {'accuracy': 0.9}
+    """
+    def nan(value) -> bool:
+        if isinstance(value, float):
+            return math.isnan(value)
+        if isinstance(value, list) and value:
+            return all(nan(v) for v in value)
+        return False
+
+    if isinstance(data, dict):
+        return {k: classifier_only(v) for k, v in data.items() if not ("accuracy" in str(k) and nan(v))}
+    if isinstance(data, list):
+        return [classifier_only(v) for v in data]
+    return data

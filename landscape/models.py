@@ -28,7 +28,10 @@ ARCHS: dict[str, tuple[int, int]] = {
     "resnet56": (9, 16),
     "tiny": (1, 4),  # 3 blocks of 4/8/16 channels, ~5k parameters: for tests only
 }
-LANGUAGE_ARCHS = ("gpt",)  # landscape/gpt.py (kwargs: GPTConfig's fields); they take --dataset text
+# Language architectures (they take --dataset text), each built from GPTConfig's fields: our GPT (landscape/gpt.py),
+# and Hugging Face's GPT-2 and Llama built from a config (landscape/hf.py, the [lm] extra).
+LANGUAGE_FACTORIES = {"gpt": "landscape.gpt:GPT", "hf-gpt2": "landscape.hf:gpt2", "hf-llama": "landscape.hf:llama"}
+LANGUAGE_ARCHS = tuple(LANGUAGE_FACTORIES)
 
 # Public checkpoints (akamaster/pytorch_resnet_cifar10) for online users; offline, the same files are looked up
 # by name in ../shared/models and the cache directory first (see `resolve_checkpoint`).
@@ -99,11 +102,10 @@ def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
     if arch in ARCHS:
         blocks, width = ARCHS[arch]
         return _call(CifarResNet, arch, blocks, width, **kwargs)
-    if arch in LANGUAGE_ARCHS:
-        from .gpt import GPT
-
+    if arch in LANGUAGE_FACTORIES:
+        module_name, _, attr = LANGUAGE_FACTORIES[arch].partition(":")
         try:
-            return GPT(**kwargs)
+            return getattr(importlib.import_module(module_name), attr)(**kwargs)
         except (TypeError, ValueError) as e:  # unknown or bad --arch-kwargs
             raise CheckpointError(f"arch {arch!r} with kwargs {kwargs}: {e}") from None
     if arch.startswith("<"):  # a model given as a Python object (landscape.compress without arch=)

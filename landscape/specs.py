@@ -252,8 +252,8 @@ class DataSource:
         {'name': 'cifar10'}
     """
 
-    folder: str | None = None  # the only place searched (None: $LANDSCAPE_DATA, ../shared/data, ~/.cache/landscape)
-    dataset: str | None = None  # cifar10 | cifar100 | imagefolder (None: the run's own)
+    folder: str | None = None  # the only place searched (None: $LANDSCAPE_DATA, ../shared/data, ~/.cache/landscape); a language-model run: the text file (None: the recorded one)  # noqa: E501
+    dataset: str | None = None  # cifar10 | cifar100 | imagefolder | text (None: the run's own)
     image_size: int | None = None  # imagefolder: resized and centre-cropped to this many pixels square
     normalization: str | None = None  # imagenet | measured | m1,m2,m3,s1,s2,s3 (None: the run's own)
     download: bool = False  # let torchvision download CIFAR-10 into `folder` if no local copy is found
@@ -308,7 +308,14 @@ class DataSource:
         from .datasets import load_recorded
 
         recorded = run.config.get("data") if run is not None else None
-        train, test, _ = load_recorded(self.recorded(recorded), self.folder, download=self.download)
+        spec = self.recorded(recorded)
+        if spec.get("name") == "text":  # a language-model run: its text's windows (`folder` is the text file)
+            from .text import recorded_splits
+
+            if recorded is None or recorded.get("name") != "text":
+                raise ValueError("dataset text needs a language-model run (one trained with --dataset text)")
+            return recorded_splits(recorded, self.folder)
+        train, test, _ = load_recorded(spec, self.folder, download=self.download)
         return train, test
 
 
@@ -588,11 +595,11 @@ class PTQSpec:
 
     arch: str  # a built-in architecture or a package.module:factory
     checkpoint: str  # checkpoint path, or an arch name for the public weights
-    method: str  # uniform | heq | kmeans (quantize.QUANTIZERS) | gptq (compress/gptq.py)
+    method: str  # uniform | heq | kmeans (quantize.QUANTIZERS) | gptq (compress/gptq.py) | rtn | hqq (groupwise.py)
     bits: int | None  # bits per weight B: 2^B levels per layer (gptq: 2..8); None only with levels_from
     out: str  # where the quantized checkpoint is saved
     arch_kwargs: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments of the arch's factory
-    params: str = "weights"  # weights (conv/linear only) | all (every parameter)
+    params: str = "weights"  # weights (conv/linear only) | all (every parameter) | ±patterns (landscape/params.py)
     calibration_images: int = 1024  # gptq: unaugmented training images (the split's first) H is estimated on, ≥ 1
     gptq: Mapping[str, Any] = field(default_factory=dict)  # gptq: GPTQConfig's grid, damp, block_size, act_order
     limit: int | None = None  # evaluate on the first N test images (None: all)
@@ -602,16 +609,25 @@ class PTQSpec:
     data: DataSource = field(default_factory=DataSource)
     device: str = "cpu"
     levels_from: str | None = None  # a finished run file: each layer gets its clamped K_l levels (uniform|heq|kmeans)
+    group_size: int | None = None  # rtn, hqq: input weights per group G (None: one group per output channel)
 
     def __post_init__(self):
+        from .compress.groupwise import GROUPWISE, GroupwiseConfig
         from .quantize import QUANTIZERS
 
         object.__setattr__(self, "out", str(self.out))
         object.__setattr__(self, "checkpoint", str(self.checkpoint))
         object.__setattr__(self, "arch_kwargs", dict(self.arch_kwargs or {}))
         object.__setattr__(self, "gptq", dict(self.gptq or {}))
-        if self.method not in (*QUANTIZERS, "gptq"):
-            raise ValueError(f"method must be one of {', '.join(sorted((*QUANTIZERS, 'gptq')))}, got {self.method!r}")
+        methods = (*QUANTIZERS, "gptq", *GROUPWISE)
+        if self.method not in methods:
+            raise ValueError(f"method must be one of {', '.join(sorted(methods))}, got {self.method!r}")
+        if self.group_size is not None and self.method not in GROUPWISE:
+            raise ValueError(f"group_size (--group-size) applies to methods {', '.join(GROUPWISE)}, not {self.method}")
+        if self.method in GROUPWISE:
+            if self.bits is None:
+                raise ValueError(f"{self.method} needs bits (levels_from is for the codebook quantizers)")
+            GroupwiseConfig(self.method, self.bits, self.group_size, self.params)  # its checks
         if self.levels_from is not None:  # matched-bits PTQ: the run's K_l per layer; bits only for the others
             object.__setattr__(self, "levels_from", str(self.levels_from))
             if self.method not in QUANTIZERS:
@@ -621,8 +637,9 @@ class PTQSpec:
             raise ValueError("bits must be given (2^bits levels per layer) unless levels_from gives the levels")
         if self.bits is not None and (not isinstance(self.bits, int) or not 1 <= self.bits <= 16):
             raise ValueError(f"bits must be in 1..16, got {self.bits}")
-        if self.params not in ("weights", "all"):
-            raise ValueError(f"params must be weights or all, got {self.params!r}")
+        from .params import check_selection
+
+        check_selection(self.params)  # weights | all | a selection with ±patterns (landscape/params.py)
         _positive("calibration_images", self.calibration_images, none_ok=False)
         if self.method == "gptq":
             self.gptq_config()  # its checks

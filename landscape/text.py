@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,6 +319,99 @@ def eval_windows(tokens: Tensor, *, context: int, batch_size: int, limit: int | 
     x = tokens[: n * context].view(n, context)
     y = tokens[1: n * context + 1].view(n, context)
     return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """One split of a corpus as the analyses see it (what `data.Split` is for images): its fixed, non-overlapping
+    windows of `context` characters (`eval_windows`); `limit` counts windows, not characters.
+
+    Examples:
+        >>> split = TextSplit(torch.arange(20), context=4)
+        >>> len(split), len(split.subset(2)), [tuple(x.shape) for x, _ in split.batches(3)]
+        (4, 2, [(3, 4), (1, 4)])
+    """
+
+    tokens: Tensor  # int64 token ids of the split
+    context: int  # characters per window
+    limit: int | None = None  # the first `limit` windows only (None: all)
+    what: str = "validation"  # the split's name, for errors
+
+    def __len__(self) -> int:
+        n = (len(self.tokens) - 1) // self.context
+        return n if self.limit is None else min(n, self.limit)
+
+    def subset(self, limit: int | None) -> TextSplit:
+        """The first `limit` windows (None: all of them).
+
+        Args:
+            limit: windows to keep.
+
+        Returns:
+            The shorter split.
+
+        Examples:
+            >>> len(TextSplit(torch.arange(100), context=9).subset(3))
+            3
+        """
+        if limit is None:
+            return self
+        return TextSplit(self.tokens, self.context, limit if self.limit is None else min(limit, self.limit),
+                         self.what)
+
+    def batches(self, batch_size: int, device: str | torch.device = "cpu") -> list[tuple[Tensor, Tensor]]:
+        """The windows as (x, y) batches on `device`, in order (`eval_windows`).
+
+        Args:
+            batch_size: windows per batch.
+            device: where the batches go.
+
+        Returns:
+            (x, y) int64 [≤ batch_size, context] pairs.
+
+        Examples:
+            >>> x, y = TextSplit(torch.arange(9), context=4).batches(8)[0]
+            >>> x.tolist(), y.tolist()
+            ([[0, 1, 2, 3], [4, 5, 6, 7]], [[1, 2, 3, 4], [5, 6, 7, 8]])
+        """
+        return [(x.to(device), y.to(device)) for x, y in
+                eval_windows(self.tokens, context=self.context, batch_size=batch_size, limit=self.limit,
+                             what=self.what)]
+
+
+def recorded_corpus(spec: Mapping[str, Any], path: str | os.PathLike | None, vocab: Vocab) -> Corpus:
+    """The text a run recorded ({"path", "sha256", ...}), read from `path` where given (else the recorded path,
+    else tinyshakespeare) and encoded with `vocab`; a one-line LandscapeError if it is not the same file (sha256).
+
+    Args:
+        spec: the run's recorded data spec ({} for a new run).
+        path: another place to read it from (--data), or None.
+        vocab: the model's vocabulary.
+
+    Returns:
+        The `Corpus`.
+    """
+    corpus = load_text(path or spec.get("path"), vocab=vocab)
+    if spec.get("sha256") and spec["sha256"] != corpus.sha256:
+        raise LandscapeError(f"{corpus.path} is not the text this run trained on (sha256 differs)")
+    return corpus
+
+
+def recorded_splits(spec: Mapping[str, Any], path: str | os.PathLike | None = None) -> tuple[TextSplit, TextSplit]:
+    """(train, validation) `TextSplit`s of the text a language-model run recorded ({"name": "text", "path",
+    "sha256", "vocab", "context"}), encoded with its vocabulary; `path` (--data) replaces the recorded path and
+    must be the same text (its sha256).
+
+    Args:
+        spec: the run's recorded data spec.
+        path: another place to read the same text from (None: the recorded path).
+
+    Returns:
+        (train, validation) windows of the recorded context.
+    """
+    corpus = recorded_corpus(spec, path, Vocab(spec["vocab"]))
+    context = int(spec["context"])
+    return TextSplit(corpus.train, context, what="training"), TextSplit(corpus.val, context)
 
 
 def logits_of(output) -> Tensor:

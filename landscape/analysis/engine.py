@@ -110,8 +110,34 @@ class Context:
             [(3, 3, 4, 4), (3, 3, 4, 4), (2, 3, 4, 4)]
         """
         from ..data import Batches
+        from ..text import TextSplit
 
-        return Batches(self.split(name), self.spec.batch_size, train=False, device=self.device)
+        split = self.split(name)
+        if isinstance(split, TextSplit):  # a language model's fixed windows (`limit` and `batch_size` in windows)
+            return split.batches(self.spec.batch_size, self.device)
+        return Batches(split, self.spec.batch_size, train=False, device=self.device)
+
+    @property
+    def loss_fn(self) -> Callable | None:
+        """The loss every evaluation uses: None (cross-entropy of a classifier) for images, `text.lm_loss`
+        (next-token cross-entropy, nats per token) for a language model's windows.
+
+        Returns:
+            None, or `landscape.text.lm_loss`.
+
+        Examples:
+            >>> import torch
+            >>> from landscape.specs import PathSpec
+            >>> from landscape.text import TextSplit
+            >>> split = TextSplit(torch.arange(40) % 5, context=4)
+            >>> ctx = Context(spec=PathSpec(run="runs/lm.h5", batch_size=4), run=None, model=None, device="cpu",
+            ...               world=None, journal=None, progress=False, train=split, test=split)
+            >>> ctx.loss_fn.__name__, [tuple(x.shape) for x, _ in ctx.batches()]
+            ('lm_loss', [(4, 4), (4, 4), (1, 4)])
+        """
+        from ..text import TextSplit, lm_loss
+
+        return lm_loss if isinstance(self.test, TextSplit) else None
 
     def bn_data(self, config) -> list | None:
         """The recalibration batches of a config with bn = "recalibrate" (bn_batches × batch_size training images,
@@ -139,6 +165,9 @@ class Context:
 
         if config.bn != "recalibrate":
             return None
+        if self.loss_fn is not None:
+            raise LandscapeError("bn recalibrate: a language model has no BatchNorm statistics to re-estimate "
+                                 "(LayerNorm normalizes each token by itself); use bn keep")
         return recalibration_batches(self.train, config.bn_batches, self.spec.batch_size, self.device)
 
 

@@ -271,7 +271,7 @@ def analyze(model: nn.Module, batches: Iterable, states: Mapping[str, Mapping[st
     if clamp is not None:
         compressed = base.at(clamp[0])
         clamped = compressed.at(clamp[1]).state
-        other_changed = [k for k in base.state if k not in base.names
+        other_changed = [k for k in base.state if k not in base.names and k not in base.aliases
                          and not torch.equal(compressed.state[k], clamped[k])]
     cache = {}
 
@@ -473,7 +473,7 @@ class HessianAnalysis(Analysis):
     def compute(self, ctx) -> HessianResult | None:
         return analyze(ctx.model, list(ctx.batches()), self.states, self.spec.config, path=self.path,
                        clamp=self.clamp, keep_graph=self.spec.keep_graph, progress=ctx.progress, world=ctx.world,
-                       journal=ctx.journal)
+                       journal=ctx.journal, loss_fn=ctx.loss_fn)
 
     def write(self, file, name: str, result: HessianResult, attrs: Mapping) -> str:
         return write_hessian(file, name, result, attrs, force=self.spec.force)

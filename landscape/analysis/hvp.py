@@ -30,7 +30,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import LandscapeError
 from ..metrics import LossFn
-from ..params import select_params
+from ..params import canonical_names, select_params
 from .evaluator import check_states, lerp_entry
 
 
@@ -54,6 +54,8 @@ class HessianOperator:
         self.n_data = sum(len(y) for _, y in self.batches)
         self.loss_fn, self.keep_graph = loss_fn or F.cross_entropy, keep_graph
         self.state = {k: v.detach() for k, v in self.model.state_dict(keep_vars=True).items()}
+        # a tied weight's other names (a head that is the token embedding): functional_call takes it once
+        self.aliases = {a for a, c in canonical_names(self.model).items() if a != c}
         if state is not None:
             self.state = self._moved(state)
         parameters = dict(self.model.named_parameters())
@@ -104,7 +106,8 @@ class HessianOperator:
         def loss(active: dict) -> Tensor:
             # attention through the math kernel: the fused scaled-dot-product kernels have no second derivative
             with sdpa_kernel(SDPBackend.MATH):
-                return self.loss_fn(functional_call(self.model, {**self.state, **active}, (x,)), y)
+                state = {k: v for k, v in self.state.items() if k not in self.aliases}
+                return self.loss_fn(functional_call(self.model, {**state, **active}, (x,)), y)
 
         return loss
 

@@ -188,14 +188,15 @@ def draw_path(result: PathResult, knots: list[str], title: str):
     """Loss and accuracy along the path, one curve per split, the states marked at their knots."""
     from .. import plots
 
-    fig, axes = plots.figure(1, 2, width=5.5, height=3.8)
     splits = list(result.metrics)
+    lm = all(np.isnan(result.metrics[s]["accuracy"]).all() for s in splits)  # a language model: no accuracy panel
+    fig, axes = plots.figure(1, 1 if lm else 2, width=5.5, height=3.8)
     which = "/".join(splits)
     plots.path_curves(axes[0, 0], result.alpha, {s: result.metrics[s]["loss"] for s in splits}, knots=knots,
-                      ylabel=f"{which} loss (cross-entropy, nats)", title="task loss")
-    plots.path_curves(axes[0, 1], result.alpha, {s: result.metrics[s]["accuracy"] for s in splits},
-                      knots=knots,
-                      ylabel=f"{which} accuracy (%)", title="accuracy", percent=True)
+                      ylabel=f"{which} loss ({'nats/token' if lm else 'cross-entropy, nats'})", title="task loss")
+    if not lm:
+        plots.path_curves(axes[0, 1], result.alpha, {s: result.metrics[s]["accuracy"] for s in splits},
+                          knots=knots, ylabel=f"{which} accuracy (%)", title="accuracy", percent=True)
     fig.suptitle(f"{title}  (n = {', '.join(f'{s} {n}' for s, n in result.n.items())})", fontsize="medium")
     return fig
 
@@ -227,7 +228,7 @@ class PathAnalysis(Analysis):
         splits = ["test", "train"] if self.spec.split == "both" else [self.spec.split]
         return evaluate_path(ctx.model, self.states, {s: ctx.batches(s) for s in splits}, self.spec.config,
                              bn_data=ctx.bn_data(self.spec.config), labels=list(self.spec.states),
-                             progress=ctx.progress, world=ctx.world, journal=ctx.journal)
+                             progress=ctx.progress, world=ctx.world, journal=ctx.journal, loss_fn=ctx.loss_fn)
 
     def write(self, file, name: str, result: PathResult, attrs: Mapping) -> str:
         return write_path(file, name, result, attrs, force=self.spec.force)

@@ -306,7 +306,7 @@ class PerturbAnalysis(Analysis):
     def compute(self, ctx) -> PerturbResult | None:
         return perturbation_test(ctx.model, self.target, ctx.batches(), self.spec.config,
                                  bn_data=ctx.bn_data(self.spec.config), progress=ctx.progress, world=ctx.world,
-                                 journal=ctx.journal)
+                                 journal=ctx.journal, loss_fn=ctx.loss_fn)
 
     def result_attrs(self, result: PerturbResult) -> dict:
         return {"alphas": list(self.spec.config.alphas) or None}

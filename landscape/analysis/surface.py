@@ -401,7 +401,7 @@ class SurfaceAnalysis(Analysis):
     def compute(self, ctx) -> SurfaceResult | None:
         return evaluate_surface(ctx.model, self.plane, ctx.batches(), self.spec.config,
                                 bn_data=ctx.bn_data(self.spec.config), progress=ctx.progress, world=ctx.world,
-                                journal=ctx.journal)
+                                journal=ctx.journal, loss_fn=ctx.loss_fn)
 
     def result_attrs(self, result: SurfaceResult) -> dict:
         from ..store import git_commit

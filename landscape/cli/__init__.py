@@ -125,7 +125,9 @@ def run_analysis_command(spec, as_json: bool, report: Callable) -> int:
         outcome = run_analysis(spec, world=world, device=dev, progress=not as_json)
         if outcome is not None:
             if as_json:
-                print_json(outcome.to_dict())
+                from ..metrics import classifier_only
+
+                print_json(classifier_only(outcome.to_dict()))  # a language model has no accuracy to report
             else:
                 report(outcome)
         return 0
@@ -143,6 +145,18 @@ def json_object(text: str) -> dict:
     return value
 
 
+def recorded_dataset(run_file: str) -> str | None:
+    """The dataset name a run file recorded ("text" for a language model's run), or None where the file cannot be
+    read (the analysis then says why, in its own words)."""
+    from ..errors import LandscapeError
+    from ..store import Run
+
+    try:
+        return (Run(run_file).config.get("data") or {}).get("name", "cifar10")
+    except (LandscapeError, OSError):
+        return None
+
+
 def data_spec(args: argparse.Namespace, run=None) -> dict:
     """The data to use: --dataset/--image-size/--normalization where given, else what `run` (a store.Run)
     recorded, else CIFAR-10 (datasets.load_recorded reads it); specs.DataSource.recorded says how."""
@@ -152,6 +166,16 @@ def data_spec(args: argparse.Namespace, run=None) -> dict:
 def load_data(args: argparse.Namespace, run=None):
     """(train, test) splits for a CLI: `data_spec` loaded from --data (or the default places)."""
     return data_source(args).load(run)
+
+
+def selection_arg(text: str) -> str:
+    """A parameter selection (landscape/params.py: weights, all, ±patterns), checked as an argparse type."""
+    from ..params import check_selection
+
+    try:
+        return check_selection(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def positive_int(text: str) -> int:

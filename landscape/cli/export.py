@@ -101,7 +101,8 @@ def table(report: dict) -> list[str]:
                      f"{report['mean_entropy_bits_per_weight']:.2f}")
 
     lines.append(f"{'bytes on disk':<34} {'bytes':>10} {'× float32':>9} {'bits/number':>11}")
-    labels = {"float32_checkpoint": "float32 checkpoint (torch.save)", "export": "export",
+    labels = {"float32_checkpoint": "float32 checkpoint (torch.save)",
+              "float16_checkpoint": "float16 checkpoint (torch.save)", "export": "export",
               "export_lzma": "export + lzma (xz -9e)", "export_zstd": "export + zstd -19",
               "entropy_ideal": "entropy-ideal (order 0, no header)"}
     for key, label in labels.items():

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(outcome) -> None:
-    print_table(outcome.result, outcome.attrs["split"])
+    lm = cli.recorded_dataset(outcome.attrs["run"]) == "text"  # a language model: windows, loss in nats/token
+    print_table(outcome.result, outcome.attrs["split"], "windows" if lm else "images")
     print(f"wrote {outcome.file}:/{outcome.key} and {outcome.png}")
 
 
@@ -113,9 +114,9 @@ def _fmt(entry: dict) -> str:
     return out
 
 
-def print_table(result: HessianResult, split: str) -> None:
+def print_table(result: HessianResult, split: str, unit: str = "images") -> None:
     for label, entry in result.states.items():
-        print(f"{label}: loss {entry['loss']:.4f}, ‖∇L‖ {entry['grad_norm']:.4g} on {result.n} {split} images, "
+        print(f"{label}: loss {entry['loss']:.4f}, ‖∇L‖ {entry['grad_norm']:.4g} on {result.n} {split} {unit}, "
               f"{entry['dim']} parameters")
         print(f"  {'whole model':<28} λ {_fmt(entry)}")
         for name, layer in entry.get("layers", {}).items():

@@ -75,10 +75,13 @@ def report(outcome) -> None:
 
 def print_table(result: PathResult) -> None:
     splits = list(result.metrics)
-    print("  alpha  seg  " + "  ".join(f"{s + ' loss':>11} {s + ' acc %':>11}" for s in splits))
+    acc = not all(np.isnan(result.metrics[s]["accuracy"]).all() for s in splits)  # a language model has none
+    loss = "loss" if acc else "nats/tok"
+    print("  alpha  seg  " + "  ".join(f"{s + ' ' + loss:>11}" + (f" {s + ' acc %':>11}" if acc else "")
+                                       for s in splits))
     for i, a in enumerate(result.alpha):
-        row = "  ".join(f"{result.metrics[s]['loss'][i]:11.4f} {100 * result.metrics[s]['accuracy'][i]:11.2f}"
-                        for s in splits)
+        row = "  ".join(f"{result.metrics[s]['loss'][i]:11.4f}"
+                        + (f" {100 * result.metrics[s]['accuracy'][i]:11.2f}" if acc else "") for s in splits)
         print(f"{a:7.3f}  {result.segment[i]:3d}  {row}")
     for s in splits:
         loss = result.metrics[s]["loss"]

@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 
 from .. import cli
 from ..analysis.perturbation import GROUP, NORMS, PerturbConfig
@@ -76,7 +77,9 @@ def parser() -> argparse.ArgumentParser:
                       "suffix; with --bn recalibrate the recalibration batches are among the evaluated images, see "
                       "above", bn=PerturbConfig.bn, bn_batches=PerturbConfig.bn_batches,
                       bn_help="of every perturbed state: re-estimate them on --bn-batches training batches "
-                              "(recalibrate) or keep the pretrained ones (keep)")
+                              "(recalibrate) or keep the pretrained ones (keep); a language model's run has no "
+                              "BatchNorm and defaults to keep")
+    p.set_defaults(bn=None)  # resolved in spec_from_args: recalibrate, or keep for a language model's run
     cli.add_result_args(p, GROUP, "TARGET_NORM, TARGET_NORM_train for --split train")
     cli.add_data_args(p)
     return p
@@ -84,8 +87,9 @@ def parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace) -> PerturbSpec:
     """The command line as a PerturbSpec (what the library takes)."""
+    bn = args.bn or ("keep" if cli.recorded_dataset(args.run) == "text" else PerturbConfig.bn)
     config = PerturbConfig(directions=args.directions, norm=args.norm, seed=args.seed,
-                           alphas=tuple(args.alphas or ()), bn=args.bn, bn_batches=args.bn_batches,
+                           alphas=tuple(args.alphas or ()), bn=bn, bn_batches=args.bn_batches,
                            fast=not args.no_fast)
     return PerturbSpec(**cli.analysis_fields(args), target=args.target, config=config)
 
@@ -97,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(outcome) -> None:
     result, split = outcome.result, outcome.attrs["split"]
+    lm = math.isnan(result.base["accuracy"])  # a language model: loss in nats/token over windows, no accuracy
+    acc = (lambda v: "") if lm else (lambda v: f", accuracy {100 * v:.2f}%")
     print(f"target {outcome.attrs['target']}: ‖Δθ‖ = {result.displacement_norm:.4f} over "
-          f"{len(result.layer_norms)} layers; base loss {result.base['loss']:.4f} on {result.base['n']} {split} "
-          f"images")
+          f"{len(result.layer_norms)} layers; base loss {result.base['loss']:.4f}{' nats/token' if lm else ''} on "
+          f"{result.base['n']} {split} {'windows' if lm else 'images'}")
     print(f"  real displacement   ΔL = {result.real['delta_loss']:+.4f}  "
-          f"ΔL/‖Δθ‖ = {result.real['slope']:+.5f}  accuracy {100 * result.real['accuracy']:.2f}%  "
-          f"(target's full state: loss {result.target['loss']:.4f}, "
-          f"accuracy {100 * result.target['accuracy']:.2f}%)")
+          f"ΔL/‖Δθ‖ = {result.real['slope']:+.5f}{acc(result.real['accuracy'])}  "
+          f"(target's full state: loss {result.target['loss']:.4f}{acc(result.target['accuracy'])})")
     r = result.random_delta_loss
     print(f"  random ({outcome.attrs['norm']}, M={len(r)})  ΔL mean {r.mean():+.4f}  min {r.min():+.4f}  "
           f"max {r.max():+.4f}")

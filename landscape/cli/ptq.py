@@ -28,6 +28,7 @@ import argparse
 
 from .. import cli
 from ..compress.gptq import GPTQConfig
+from ..compress.groupwise import GROUPWISE
 from ..compress.ptq import run_ptq
 from ..quantize import QUANTIZERS
 from ..specs import PTQSpec
@@ -42,18 +43,22 @@ def bits_arg(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = cli.Parser("landscape ptq", __doc__)
-    p.add_argument("--method", required=True, choices=sorted((*QUANTIZERS, "gptq")),
+    p.add_argument("--method", required=True, choices=sorted((*QUANTIZERS, "gptq", *GROUPWISE)),
                    help="uniform: 2^B evenly spaced levels over [min,max]; heq: 2^B equal-population bins, each "
                         "weight → its bin's mean; kmeans: 2^B k-means centroids; gptq: GPTQ on the --grid of 2^B "
-                        "values per layer, calibrated on training images")
+                        "values per layer, calibrated on training images; rtn, hqq: round-to-nearest / HQQ on a "
+                        "min-max grid per output channel or per --group-size inputs (scales counted in the bits)")
+    p.add_argument("--group-size", type=cli.positive_int, default=None, metavar="G",
+                   help="rtn, hqq: input weights per group, e.g. 64 or 128 (default: one group per output channel)")
     p.add_argument("--bits", type=bits_arg, default=None,
                    help="bits per weight B, 1..16 (gptq: 2..8); required unless --levels-from gives every layer's "
                         "levels (then: 2^B levels for the layers the run did not quantize)")
     p.add_argument("--levels-from", default=None, metavar="RUN.h5",
                    help="a finished run file (e.g. soft quantization): each layer gets the number of levels K_l of "
                         "its clamped codebook (matched bits; uniform, heq, kmeans only)")
-    p.add_argument("--params", default="weights", choices=["weights", "all"],
-                   help="weights: conv/linear weights only, BN and biases untouched (default); all: every parameter")
+    p.add_argument("--params", default="weights", type=cli.selection_arg,
+                   help="weights: conv/linear weights only, BN and biases untouched (default); all: every parameter; "
+                        "either with ±patterns, e.g. weights,-head.weight")
     cli.add_model_args(p)
     cli.add_data_args(p, text=True)
     p.add_argument("--limit", type=cli.positive_int, default=None,
@@ -96,7 +101,8 @@ def spec_from_args(args: argparse.Namespace) -> PTQSpec:
     return PTQSpec(arch=args.arch, checkpoint=args.checkpoint, arch_kwargs=args.arch_kwargs or {}, method=args.method,
                    bits=args.bits, params=args.params, limit=args.limit, recalibrate_bn=args.recalibrate_bn,
                    out=args.out, force=args.force, batch_size=args.batch_size, data=cli.data_source(args),
-                   device=args.device, calibration_images=calibration, gptq=given, levels_from=args.levels_from)
+                   device=args.device, calibration_images=calibration, gptq=given, levels_from=args.levels_from,
+                   group_size=args.group_size)
 
 
 def main(argv: list[str] | None = None) -> int:

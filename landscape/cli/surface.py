@@ -120,11 +120,14 @@ def print_summary(result: SurfaceResult, units: str, info: dict) -> None:
     loss = result.loss
     i = np.unravel_index(np.nanargmin(loss), loss.shape)
     where = ", ".join(f"{c[k]:+.4g}" for c, k in zip(result.coords, i, strict=True))
-    print(f"grid {' × '.join(str(len(c)) for c in result.coords)} in {units}; {result.n} images per point")
-    print(f"  loss min {np.nanmin(loss):.4f} at ({where}), max {np.nanmax(loss):.4f}; "
-          f"accuracy max {100 * np.nanmax(result.accuracy):.2f}%")
+    lm = bool(np.isnan(result.accuracy).all())  # a language model: loss in nats/token over windows, no accuracy
+    print(f"grid {' × '.join(str(len(c)) for c in result.coords)} in {units}; {result.n} "
+          f"{'windows' if lm else 'images'} per point")
+    print(f"  loss{' (nats/token)' if lm else ''} min {np.nanmin(loss):.4f} at ({where}), max {np.nanmax(loss):.4f}"
+          + ("" if lm else f"; accuracy max {100 * np.nanmax(result.accuracy):.2f}%"))
     for label, c, lo, acc in result.anchors:
-        print(f"  {label:>12} at ({', '.join(f'{v:+.4g}' for v in c)}): loss {lo:.4f}, accuracy {100 * acc:.2f}%")
+        print(f"  {label:>12} at ({', '.join(f'{v:+.4g}' for v in c)}): loss {lo:.4f}"
+              + ("" if lm else f", accuracy {100 * acc:.2f}%"))
     if "cosine" in info:
         print(f"  cosine of the two directions before orthogonalization: {info['cosine']:+.2e}")
 

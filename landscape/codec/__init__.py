@@ -33,6 +33,8 @@ aligned):
                 "layers": {KEY: {"encoding": "scalar" | "vector", "shape", "dtype", "k", "bits", "n", "dim",
                                  "distinct_values", "run_clusters"}},
                 "raw_compressed": {KEY: why a compressed layer is stored as is},
+                "tied": {ALIAS: KEY} (only where the model ties tensors: ALIAS, e.g. a head that is the token
+                        embedding, is not stored; a reader sets state[ALIAS] = state[KEY], one tensor),
                 "provenance": {"run", "run_sha256", "run_git_commit", "run_created", "run_version", "method",
                                "seed", "compressor", "eval", "exporter_version", "exporter_git_commit",
                                "exported"}}

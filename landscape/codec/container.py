@@ -89,16 +89,22 @@ def _file_bytes(layers: Mapping[str, Layer], state: Mapping[str, Tensor], manife
 
 def write_export(path: str | os.PathLike, state: Mapping[str, Tensor], *, spec: dict, compressed: Iterable[str],
                  state_name: str, provenance: dict | None = None, vector_dim: int | Mapping[str, int] | None = None,
-                 run_clusters: Mapping[str, int] | None = None) -> Path:
+                 run_clusters: Mapping[str, int] | None = None, tied: Mapping[str, str] | None = None) -> Path:
     """Encode `state` (its `compressed` keys with codebooks, the rest as is) into an export file, written to a
-    temporary name, read back and checked bit for bit against `state`, then renamed onto `path`."""
+    temporary name, read back and checked bit for bit against `state`, then renamed onto `path`. `tied` (alias →
+    key: a head that is the token embedding) stores each such tensor once, under its key; the manifest's "tied"
+    restores the alias on reading. An alias whose values differ from its key's is stored as is."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in state.items()}
-    layers, raw = encode_state(state, compressed, vector_dim=vector_dim, run_clusters=run_clusters)
+    tied = {a: k for a, k in (tied or {}).items() if a in state and k in state and a != k and k not in (tied or {})
+            and state[a].shape == state[k].shape and torch.equal(_raw_bits(state[a]), _raw_bits(state[k]))}
+    stored = {k: v for k, v in state.items() if k not in tied}
+    layers, raw = encode_state(stored, [k for k in compressed if k not in tied], vector_dim=vector_dim,
+                               run_clusters=run_clusters)
     manifest = {"spec": spec, "state": state_name,
                 "layers": {k: layer.manifest() for k, layer in layers.items()}, "raw_compressed": raw,
-                "provenance": provenance or {}}
-    data = _file_bytes(layers, state, manifest)
+                **({"tied": tied} if tied else {}), "provenance": provenance or {}}
+    data = _file_bytes(layers, stored, manifest)
     back = _parse(data, f"{path} (as written)")
     for key, value in state.items():  # decode(encode(state)) == state, bit for bit, before the file lands
         got = back.state[key]
@@ -244,6 +250,11 @@ def _parse(data: bytes, where: str) -> Exported:
     missing = sorted(set(layer_meta) - set(layers))
     if missing:
         raise bad(f"the manifest's layer {missing[0]} has no tensors")
+    tied = manifest.get("tied") or {}
+    if not isinstance(tied, dict) or any(k not in state or a in state for a, k in tied.items()):
+        raise bad("corrupt manifest: its tied names do not match the stored tensors")
+    for alias, key in tied.items():  # one tensor under two names (a tied head), as the model has it
+        state[alias] = state[key]
     return Exported(state, manifest, layers, raw, header_bytes=8 + n, file_bytes=len(data))
 
 

@@ -24,14 +24,14 @@ def build_from_spec(spec: dict, *, template: nn.Module | None = None, trust_spec
     architecture), else the spec's arch (the format: landscape/codec/__init__.py), then the spec's wrapper."""
     import copy
 
-    from ..models import ARCHS, build_model
+    from ..models import ARCHS, LANGUAGE_ARCHS, build_model
 
     arch, kwargs = spec.get("arch"), spec.get("kwargs") or {}
     if not isinstance(arch, str) or not isinstance(kwargs, dict):
         raise ExportError(f"corrupt spec {spec!r}")
     if template is not None:
         model = copy.deepcopy(template)
-    elif arch in ARCHS:
+    elif arch in ARCHS or arch in LANGUAGE_ARCHS:  # built in: no code of the file's choosing runs
         try:
             model = build_model(arch, kwargs)
         except LandscapeError as e:
@@ -49,8 +49,8 @@ def build_from_spec(spec: dict, *, template: nn.Module | None = None, trust_spec
         except LandscapeError as e:
             raise ExportError(str(e)) from None
     else:
-        raise ExportError(f"unknown architecture {arch!r} in the spec; this landscape builds {', '.join(ARCHS)} "
-                          "and package.module:factory")
+        raise ExportError(f"unknown architecture {arch!r} in the spec; this landscape builds "
+                          f"{', '.join((*ARCHS, *LANGUAGE_ARCHS))} and package.module:factory")
     wrapper = spec.get("wrapper")
     if wrapper:
         from ..compress import make_compressor
@@ -141,6 +141,39 @@ def compressors(run, state: Mapping[str, Tensor]) -> tuple[list[str], dict[str, 
     return [k for k in select_params(model, which) if k in state], {}
 
 
+def tied_names(state: Mapping[str, Tensor], model: nn.Module | None = None) -> dict[str, str]:
+    """alias → key of the tied tensors of a state dict (a head that is the token embedding): the model's own ties
+    (`params.canonical_names`) when `model` is given, else the entries of `state` that are one tensor (same
+    storage, shape and strides).
+
+    Args:
+        state: the state dict to export.
+        model: a model of its architecture (None: read the ties from `state` itself).
+
+    Returns:
+        Each alias name → the name that `named_parameters` keeps.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 5, bias=False))
+        >>> net[1].weight = net[0].weight
+        >>> tied_names(net.state_dict()), tied_names(net.state_dict(), net)
+        ({'1.weight': '0.weight'}, {'1.weight': '0.weight'})
+    """
+    if model is not None:
+        from ..params import canonical_names
+
+        return {a: k for a, k in canonical_names(model).items() if a != k and a in state and k in state}
+    first: dict[tuple, str] = {}
+    tied = {}
+    for key, t in state.items():
+        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        if t.numel() and ident in first:
+            tied[key] = first[ident]
+        else:
+            first.setdefault(ident, key)
+    return tied
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -192,8 +225,8 @@ def export_state(path: str | os.PathLike, state: Mapping[str, Tensor], *, arch: 
     prov = {**(provenance or {}), "exporter_version": __version__, "exporter_git_commit": git_commit(),
             "exported": _now()}
     return write_export(path, state, spec={"arch": arch, "kwargs": dict(arch_kwargs or {}), "wrapper": None},
-                        compressed=compressed,
-                        state_name=state_name, provenance=prov, vector_dim=vector_dim)
+                        compressed=compressed, state_name=state_name, provenance=prov, vector_dim=vector_dim,
+                        tied=tied_names(state))
 
 
 def export_run(run_path: str | os.PathLike, out: str | os.PathLike, *, state: str = "clamped") -> Path:
@@ -240,8 +273,12 @@ def export_run(run_path: str | os.PathLike, out: str | os.PathLike, *, state: st
                   "compressor": run.config.get("compressor", {}),
                   "eval": {k: _plain(v) for k, v in run.evals().get(state, {}).items()},
                   "exporter_version": __version__, "exporter_git_commit": git_commit(), "exported": _now()}
+    try:  # the architecture's tied weights (stored once); a model given as a Python object cannot be rebuilt
+        tied = tied_names(values, run.model("pretrained"))
+    except LandscapeError:
+        tied = {}
     return write_export(out, values, spec=run_spec(run), compressed=keys, state_name=state, provenance=provenance,
-                        vector_dim=vector_dim, run_clusters=ks)
+                        vector_dim=vector_dim, run_clusters=ks, tied=tied)
 
 
 def _plain(value):

@@ -44,6 +44,19 @@ def float32_checkpoint_bytes(state: Mapping[str, Tensor]) -> int:
         return path.stat().st_size
 
 
+def float16_checkpoint_bytes(state: Mapping[str, Tensor]) -> int:
+    """Bytes on disk of `torch.save` of the state with every floating tensor in float16 (the LLM field's usual
+    full-precision reference; integer buffers as they are, tied tensors once)."""
+    half = {}
+    seen: dict[int, Tensor] = {}  # a tied tensor converted once, so torch.save still stores it once
+    for key, t in state.items():
+        if t.is_floating_point():
+            half[key] = seen.setdefault(id(t), t.half())
+        else:
+            half[key] = t
+    return float32_checkpoint_bytes(half)
+
+
 def size_report(path: str | os.PathLike) -> dict:
     """Sizes of an export file against the float32 checkpoint of the same state (landscape/codec/__init__.py), per layer
     and in total; a JSON-able dict. Per layer, k / log2_k / bits / entropy_bits are per *index* (one index per
@@ -109,8 +122,11 @@ def size_report(path: str | os.PathLike) -> dict:
         return sum(r[field] * r["weights"] for r in encoded) / n_encoded if n_encoded else None
 
     entropy_ideal = sum(r["entropy_bytes"] for r in encoded) + raw_tensor_bytes
-    sizes = {"float32_checkpoint": float32, "float32_tensors": sum(t.numel() * t.element_size()
-                                                                   for t in exported.state.values()),
+    tied = exported.manifest.get("tied") or {}
+    own = {k: t for k, t in exported.state.items() if k not in tied}  # a tied tensor counts once
+    sizes = {"float32_checkpoint": float32, "float16_checkpoint": float16_checkpoint_bytes(exported.state),
+             "float32_tensors": sum(t.numel() * t.element_size()
+                                                                   for t in own.values()),
              "export": len(data), "export_header": exported.header_bytes, "export_lzma": xz,
              "export_zstd": len(zstd(data)) if zstd else None, "entropy_ideal": round(entropy_ideal),
              "raw_tensors": raw_tensor_bytes}
@@ -119,7 +135,7 @@ def size_report(path: str | os.PathLike) -> dict:
     manifest = exported.manifest
     return {"file": str(path), "format": FORMAT, "format_version": FORMAT_VERSION, "state": manifest["state"],
             "spec": manifest["spec"], "provenance": manifest.get("provenance", {}),
-            "numel": sum(t.numel() for t in exported.state.values()),
+            "numel": sum(t.numel() for t in own.values()),
             "compressed_weights": n_compressed, "encoded_weights": n_encoded,
             "mean_log2_k": mean("log2_k_per_weight"), "mean_bits_per_weight": mean("bits_per_weight"),
             "mean_entropy_bits_per_weight": mean("entropy_bits_per_weight"),

@@ -18,11 +18,24 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Iterable
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..params import canonical_names, is_hf_conv1d
+
 LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+def is_layer(module: nn.Module, types: tuple = LAYERS) -> bool:
+    """Whether `module` is one of `types`; a Hugging Face Conv1D (GPT-2's linear layers) counts as an nn.Linear.
+
+    Examples:
+        >>> is_layer(nn.Linear(2, 2)), is_layer(nn.LayerNorm(2))
+        (True, False)
+    """
+    return isinstance(module, types) or (nn.Linear in types and is_hf_conv1d(module))
 
 
 def quantized_modules(model: nn.Module, names: Iterable[str], method: str, *, types: tuple = LAYERS,
@@ -38,7 +51,8 @@ def quantized_modules(model: nn.Module, names: Iterable[str], method: str, *, ty
         what: those types in words, for the error.
 
     Returns:
-        name → its module; raises ValueError (one line naming the parameter) for any other.
+        name → its module; raises ValueError (one line naming the parameter) for any other. A tied weight (a
+        head that is the token embedding) is found under any of its names, as the weight of its layer of `types`.
 
     Examples:
         >>> import torch.nn as nn
@@ -51,12 +65,18 @@ def quantized_modules(model: nn.Module, names: Iterable[str], method: str, *, ty
         ValueError: lsq quantizes the weights of conv and linear modules ...; 1.weight (BatchNorm1d) is not one: ...
     """
     modules = dict(model.named_modules())
+    canon = canonical_names(model)
+    layers: dict[str, nn.Module] = {}  # canonical name of a weight → the first layer of `types` that owns it
+    for owner, module in model.named_modules(remove_duplicate=False):
+        key = f"{owner}.weight" if owner else "weight"
+        if key in canon and is_layer(module, types):
+            layers.setdefault(canon[key], module)
     out = {}
     for name in names:
-        owner, _, attr = name.rpartition(".")
-        module = modules.get(owner)
-        if attr != "weight" or not isinstance(module, types):
-            kind = type(module).__name__ if module is not None else "no module"
+        module = layers.get(canon.get(name, name))
+        if module is None:
+            owner = name.rpartition(".")[0]
+            kind = type(modules[owner]).__name__ if owner in modules else "no module"
             raise ValueError(f"{method} quantizes the weights of {what}; {name} ({kind}) is not one: leave it out "
                              f"with --params weights,-{name}")
         out[name] = module
@@ -122,4 +142,6 @@ def layer_forward(module: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
     """
     if isinstance(module, nn.Linear):
         return F.linear(x, weight, module.bias)
+    if is_hf_conv1d(module):  # its own forward: x @ W + b, W [in, out]
+        return torch.addmm(module.bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[1])
     return module._conv_forward(x, weight, module.bias)

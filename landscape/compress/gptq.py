@@ -59,10 +59,11 @@ Choices the paper leaves open, or that differ here, and why:
     Conv2d of height 1. A grouped or depthwise conv, which the reference does not handle, is one problem per
     group (a group's output channels see its input channels only): one sweep per group with that group's H of
     size (in/groups·k)², the grid still per layer;
-  * supported layers: nn.Linear (and subclasses), nn.Conv1d, nn.Conv2d. Not: Conv3d, transposed convs,
-    nn.MultiheadAttention's in_proj_weight (no module of its own to take inputs from) and its out_proj (its
-    parent uses the weight directly, so the module is never called; a clear error after the calibration
-    forward), transformers' Conv1D (not a dependency here). Leave them out with `params`, e.g.
+  * supported layers: nn.Linear (and subclasses), Hugging Face's Conv1D (GPT-2's; its `[in, out]` weight swept
+    as the `[out, in]` matrix it is), nn.Conv1d, nn.Conv2d. A tied head (the token embedding's tensor) is swept
+    as the head, from the head's inputs. Not: Conv3d, transposed convs, nn.MultiheadAttention's in_proj_weight
+    (no module of its own to take inputs from) and its out_proj (its parent uses the weight directly, so the
+    module is never called; a clear error after the calibration forward). Leave them out with `params`, e.g.
     weights,-attn.in_proj_weight;
   * arithmetic, where the model lives: each batch's X Xᵀ in float32 as in the reference (float64 for a float64
     model), summed over the batches and swept in float64 (float32 on MPS, which has no float64); the quantized
@@ -86,7 +87,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import check_int
-from ..params import select_params
+from ..params import is_hf_conv1d, output_major, select_params
 from ..quantize import QUANTIZERS, Codebook
 from .base import Clamped, Compressor, check_finite
 from .forward import quantized_modules
@@ -169,6 +170,8 @@ def _rows(module: nn.Module, x: Tensor) -> Tensor:
     position, its patch in nn.Unfold's order: channel, then kernel position)."""
     if isinstance(module, nn.Linear):
         return x.reshape(-1, 1, module.in_features)
+    if is_hf_conv1d(module):  # GPT-2's linear layer: weight [in, out]
+        return x.reshape(-1, 1, module.weight.shape[0])
     if not isinstance(module, (nn.Conv1d, nn.Conv2d)):
         raise ValueError(f"gptq: no input columns for a {type(module).__name__} (Linear, Conv1d, Conv2d only)")
     dims = 1 if isinstance(module, nn.Conv1d) else 2
@@ -295,7 +298,7 @@ def _codebook(index: Tensor, values: Tensor) -> Codebook:
 def _layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
     """name → its Linear/Conv1d/Conv2d module; a one-line ValueError naming any other selected parameter."""
     return quantized_modules(model, names, "gptq", types=SUPPORTED,
-                             what="Linear, Conv1d and Conv2d modules from their inputs")
+                             what="Linear (and transformers' Conv1D), Conv1d and Conv2d modules from their inputs")
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -354,10 +357,11 @@ def _calibrate(model: nn.Module, batches: list, config: GPTQConfig, seed: int) -
         grid = QUANTIZERS[config.grid](weight.detach().flatten(), config.bits, **seeded).values
         hessian = _hessian(work, module, name, batches, device)
         g = hessian.shape[0]
-        rows = weight.shape[0] // g
-        matrix = weight.detach().reshape(g, rows, -1)
+        matrix = output_major(module, weight.detach())  # [out, in, …]: a Conv1D's weight transposed
+        matrix = matrix.reshape(g, matrix.shape[0] // g, -1)
         index = torch.cat([gptq_sweep(matrix[j], hessian[j], grid, block_size=config.block_size,
                                       damp=config.damp, act_order=config.act_order) for j in range(g)])
+        index = output_major(module, index.reshape(output_major(module, weight).shape))  # the weight's own layout
         books[name] = _codebook(index.flatten(), grid)
         with torch.no_grad():
             weight.copy_(books[name].apply().view_as(weight))  # the next layers see this layer quantized
@@ -426,7 +430,7 @@ class GPTQ(Compressor):
             >>> GPTQ(GPTQConfig(params="all")).prepare(model)  # doctest: +ELLIPSIS
             Traceback (most recent call last):
             ...
-            ValueError: gptq quantizes the weights of Linear, Conv1d and Conv2d modules ...; 0.bias (Linear) is ...
+            ValueError: gptq quantizes the weights of Linear (and transformers' Conv1D), Conv1d and Conv2d modules ...; 0.bias ...
         """
         _layers(model, self.selected(model))
         return model

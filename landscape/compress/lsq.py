@@ -62,7 +62,7 @@ from torch import Tensor
 from ..checks import check_int
 from ..quantize import Codebook
 from .base import Clamped, Compressor, check_finite, mean_bits
-from .forward import LAYERS, layer_forward, patch, quantized_modules, unpatch
+from .forward import is_layer, layer_forward, patch, quantized_modules, unpatch
 
 MIN_BITS, MAX_BITS = 2, 8  # weights: signed b-bit levels; b = 1 leaves Q_p = 0 (no positive level)
 MAX_ACT_BITS = 8
@@ -204,7 +204,7 @@ class LSQ(Compressor):
         modules = dict(model.named_modules())
         selected = self.selected(model)
         owners = quantized_modules(model, selected, "lsq")  # the quantizer lives in the module's forward
-        first_module = next((n for n, m in modules.items() if isinstance(m, LAYERS)), None)
+        first_module = next((n for n, m in modules.items() if is_layer(m)), None)
         names = list(selected)
         self.layers, self.initial_steps = {}, {}
         for i, (name, p) in enumerate(selected.items()):
@@ -217,9 +217,8 @@ class LSQ(Compressor):
                 # other than c (0 at 2 bits): either way LSQ has nothing to fit a grid to
                 raise ValueError(f"lsq: every weight of {name} is {p.detach().flatten()[0].item():g}, no step size to "
                                  f"fit a grid to; leave it out with --params weights,-{name}")
-            module_name = name.rpartition(".")[0]
             alpha = None
-            if cfg.act_bits is not None and module_name != first_module:
+            if cfg.act_bits is not None and owners[name] is not modules.get(first_module):
                 alpha = nn.Parameter(torch.tensor(cfg.pact_alpha_init, dtype=p.dtype, device=p.device))
             layer = LayerLSQ(nn.Parameter(step.clone()), bits, 1 / math.sqrt(p.numel() * levels(bits)[1]),
                              alpha, cfg.act_bits if alpha is not None else None)

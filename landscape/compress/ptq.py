@@ -22,6 +22,7 @@ from ..checks import check_int
 from ..errors import LandscapeError
 from ..quantize import MAX_LEVELS, QUANTIZERS, Codebook
 from .base import Clamped, Compressor
+from .groupwise import GROUPWISE, GroupwiseConfig, groupwise_quantize, summary_entries
 
 
 @dataclass(frozen=True)
@@ -292,23 +293,12 @@ def run_ptq(spec, *, progress: bool = False) -> dict:
     model = load_model(spec.arch, spec.checkpoint, spec.arch_kwargs or None)
     levels, matched = _run_levels(spec, model) if spec.levels_from is not None else (None, {})  # checked before data
     train, test = spec.data.load()
-    gptq = {}
-    if spec.method == "gptq":
-        from .gptq import gptq_quantize
-
-        config, n = spec.gptq_config(), spec.calibration_images
-        calibration = recalibration_batches(train.subset(n), math.ceil(n / RECALIBRATION_BATCH), RECALIBRATION_BATCH,
-                                            dev)
-        q = gptq_quantize(model.to(dev), calibration, config)
-        gptq = {"calibration_images": sum(len(x) for x, _ in calibration), "grid": config.grid, "damp": config.damp,
-                "block_size": config.block_size, "act_order": config.act_order}
-    else:
-        q = quantize_model(model, spec.method, spec.bits if spec.bits is not None else PTQConfig.bits,
-                           which=spec.params, levels=levels)  # bits=None: `levels` names every layer
+    n = spec.calibration_images
+    q, entries = ptq_quantize(spec, model.to(dev), levels, lambda: recalibration_batches(
+        train.subset(n), math.ceil(n / RECALIBRATION_BATCH), RECALIBRATION_BATCH, dev), unit="images")
     test_batches = Batches(test.subset(spec.limit), spec.batch_size, train=False, device=dev)
     result = evaluate(q.model.to(dev), test_batches, progress=progress)
-    summary = {"method": spec.method, "bits": spec.bits, **gptq, **matched, **result,
-               "mean_effective_bits": q.mean_bits(), "bits_per_layer": q.bits, "out": str(out)}
+    summary = {"method": spec.method, "bits": spec.bits, **matched, **result, **entries, "out": str(out)}
     if spec.recalibrate_bn:  # the saved model is the recalibrated one; the un-recalibrated numbers stay reported
         recalibrate_bn_(q.model, recalibration_batches(train, spec.recalibrate_bn, RECALIBRATION_BATCH, dev))
         after = evaluate(q.model, test_batches, progress=progress)
@@ -317,6 +307,37 @@ def run_ptq(spec, *, progress: bool = False) -> dict:
     save_checkpoint(q.model.cpu(), out, arch=spec.arch, arch_kwargs=spec.arch_kwargs, ptq={k: v for k, v in
                     summary.items() if k != "out"}, source=spec.checkpoint)
     return summary
+
+
+def ptq_quantize(spec, model: nn.Module, levels: dict[str, int] | None, calibration, *, unit: str) -> tuple:
+    """The quantized copy of `model` by `spec.method`, and its summary entries: GPTQ on the batches
+    `calibration()` gives (called for GPTQ only; `unit`: what a calibration example is), the group-wise RTN and
+    HQQ (compress/groupwise.py), or a per-layer codebook quantizer (at `levels` where given).
+
+    Args:
+        spec: a specs.PTQSpec (its method, bits, group_size, params, gptq settings; `out` is not written here).
+        model: the model (not modified).
+        levels: K_l per layer (`matched_levels`), or None.
+        calibration: () → list of (x, y) calibration batches on the model's device.
+        unit: "images" or "windows", for the summary key calibration_<unit>.
+
+    Returns:
+        (the quantized copy: `.model`, `.bits`, `.mean_bits()`; summary entries incl. mean_effective_bits).
+    """
+    if spec.method == "gptq":
+        from .gptq import gptq_quantize
+
+        config, batches = spec.gptq_config(), calibration()
+        q = gptq_quantize(model, batches, config)
+        entries = {f"calibration_{unit}": sum(len(x) for x, _ in batches), "grid": config.grid, "damp": config.damp,
+                   "block_size": config.block_size, "act_order": config.act_order}
+        return q, {**entries, "mean_effective_bits": q.mean_bits(), "bits_per_layer": q.bits}
+    if spec.method in GROUPWISE:
+        q = groupwise_quantize(model, GroupwiseConfig(spec.method, spec.bits, spec.group_size, spec.params))
+        return q, summary_entries(q)
+    q = quantize_model(model, spec.method, spec.bits if spec.bits is not None else PTQConfig.bits,
+                       which=spec.params, levels=levels)  # bits=None: `levels` names every layer
+    return q, {"mean_effective_bits": q.mean_bits(), "bits_per_layer": q.bits}
 
 
 def _run_ptq_text(spec, out, dev) -> dict:
@@ -335,24 +356,13 @@ def _run_ptq_text(spec, out, dev) -> dict:
     corpus = load_text(spec.data.folder, vocab=vocab)
     context = int(kwargs["context"])
     levels, matched = _run_levels(spec, model) if spec.levels_from is not None else (None, {})
-    gptq = {}
-    if spec.method == "gptq":
-        from .gptq import gptq_quantize
-
-        config = spec.gptq_config()
-        calibration = eval_windows(corpus.train, context=context, batch_size=RECALIBRATION_WINDOWS,
-                                   limit=spec.calibration_images, what="training")
-        calibration = [(x.to(dev), y.to(dev)) for x, y in calibration]
-        q = gptq_quantize(model.to(dev), calibration, config)
-        gptq = {"calibration_windows": sum(len(x) for x, _ in calibration), "grid": config.grid,
-                "damp": config.damp, "block_size": config.block_size, "act_order": config.act_order}
-    else:
-        q = quantize_model(model, spec.method, spec.bits if spec.bits is not None else PTQConfig.bits,
-                           which=spec.params, levels=levels)
+    q, entries = ptq_quantize(spec, model.to(dev), levels, lambda: [
+        (x.to(dev), y.to(dev)) for x, y in eval_windows(corpus.train, context=context, batch_size=RECALIBRATION_WINDOWS,
+                                                        limit=spec.calibration_images, what="training")],
+        unit="windows")
     val = eval_windows(corpus.val, context=context, batch_size=spec.batch_size, limit=spec.limit)
     result = lm_metrics(q.model.to(dev), val, dev)
-    summary = {"method": spec.method, "bits": spec.bits, **gptq, **matched, **result,
-               "mean_effective_bits": q.mean_bits(), "bits_per_layer": q.bits, "out": str(out)}
+    summary = {"method": spec.method, "bits": spec.bits, **matched, **result, **entries, "out": str(out)}
     save_checkpoint(q.model.cpu(), out, arch=spec.arch, arch_kwargs=kwargs, vocab=vocab.chars,
                     data=corpus.record(), ptq={k: v for k, v in summary.items() if k != "out"}, source=spec.checkpoint)
     return summary

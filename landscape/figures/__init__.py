@@ -16,6 +16,7 @@
 | `EstimatorsFigure` | estimators | coupling estimators: bits, accuracy, force noise (BL) |
 | `NbinsTable` | nbins | histogram-estimator resolution N_b: accuracy and cost (SQ) |
 | `PTQTable` | ptq_table | PTQ baselines (uniform, HEQ, k-means) vs bits |
+| `LMPTQTable` | lm_ptq | a language model's validation loss under RTN, k-means, GPTQ, group-wise RTN and HQQ |
 | `DSMMTable` | dsmm_table | DSMM then uniform PTQ vs bits |
 | `MethodsTable` | methods_table | VQ-QAT and bitwise input quantization vs bits |
 | `CostFigure` | cost | the coupling estimators' time and memory (bench/coupling.py's JSON) |
@@ -34,6 +35,7 @@ from .comparison import Comparison
 from .cost import CostFigure
 from .dsmm_table import DSMMTable
 from .estimators import EstimatorsFigure
+from .lm_ptq import LMPTQTable
 from .methods_table import MethodsTable
 from .mixed_precision import MixedPrecisionFigure
 from .nas_allocation import NASAllocationFigure
@@ -47,7 +49,7 @@ from .vq_ablation import VQAblationFigure
 from .weight_histograms import WeightHistogramsFigure
 
 __all__ = ["AccuracyVsBitsFigure", "AlphaFigure", "Comparison", "CostFigure", "DSMMTable", "EstimatorsFigure",
-           "FigureResult", "FigureSpec", "MethodsTable", "MixedPrecisionFigure", "NASAllocationFigure",
+           "FigureResult", "FigureSpec", "LMPTQTable", "MethodsTable", "MixedPrecisionFigure", "NASAllocationFigure",
            "NbinsTable", "PTQTable",
            "PathsFigure", "PerturbationFigure", "ProtocolsFigure", "SeedsFigure", "VQAblationFigure",
            "WeightHistogramsFigure", "make"]

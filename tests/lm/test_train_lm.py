@@ -124,3 +124,45 @@ def test_ptq_of_a_gpt_is_measured_by_its_validation_loss(run_cli, gpt, tmp_path,
                   "--method", method, "--bits", "3", "--recalibrate-bn", "1", "--out", tmp_path / "x.pt")
     assert_one_line_error(bad, "has no BatchNorm layer")
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("method, group", [("rtn", None), ("rtn", "16"), ("hqq", "16")])
+def test_groupwise_ptq_of_a_gpt_counts_its_scales_in_the_bits(run_cli, gpt, tmp_path, method, group):
+    """`landscape ptq --method rtn|hqq [--group-size G]` on the GPT: 3-bit indices plus two 16-bit numbers per group
+    (32 inputs per row of every layer but the MLP's down projection, 128)."""
+    checkpoint, text = gpt
+    extra = ["--group-size", group] if group else []
+    r = run_cli("ptq", "--dataset", "text", "--data", text, "--arch", "gpt", "--checkpoint", checkpoint, "--method",
+                method, "--bits", "3", *extra, "--out", tmp_path / "q.pt", "--json")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert "accuracy" not in result and result["loss"] > 0 and result["index_bits"] == 3
+    bits = result["bits_per_layer"]
+    assert bits["blocks.0.attn.qkv.weight"] == 3 + 32 / (16 if group else 32)
+    assert bits["blocks.0.mlp.down.weight"] == 3 + 32 / (16 if group else 128)
+    bad = run_cli("ptq", "--dataset", "text", "--data", text, "--arch", "gpt", "--checkpoint", checkpoint, "--method",
+                  method, "--bits", "3", "--group-size", "48", "--out", tmp_path / "x.pt")
+    assert_one_line_error(bad, "group size 48 does not divide the 32 inputs of tok.weight")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_the_lm_ptq_table_has_every_method_at_every_bit_width(gpt, tmp_path):
+    """figures.LMPTQTable (analyses/table_lm_ptq.py): one row per method × bits plus full precision, the loss in
+    nats per token, group-wise bits with their scales; the blocks-only selection leaves the tied tensor as it is."""
+    import csv
+
+    from landscape.figures import LMPTQTable, make
+
+    checkpoint, text = gpt
+    spec = LMPTQTable(checkpoint=str(checkpoint), text=str(text), bits=(2, 3), methods=("uniform", "gptq", "rtn/g16",
+                      "hqq"), calibration=16, limit=8, out_dir=str(tmp_path), params="weights,-tok.weight")
+    result = make(spec)
+    rows = list(csv.DictReader(open(tmp_path / "lm_ptq.csv")))
+    assert len(rows) == 1 + 4 * 2 and rows[0]["method"] == "full precision"
+    assert {r["method"] for r in rows[1:]} == {"uniform", "gptq", "rtn/g16", "hqq"}
+    g16 = [r for r in rows if r["method"] == "rtn/g16"]
+    assert float(g16[0]["mean_effective_bits"]) == pytest.approx(2 + 32 / 16)
+    assert all(float(r["loss"]) > 0 for r in rows) and "accuracy" not in rows[0]
+    assert (tmp_path / "lm_ptq.png").is_file() and "| hqq |" in "\n".join(result.lines)
+    with pytest.raises(ValueError, match="rtn and hqq optionally with /gG"):
+        LMPTQTable(checkpoint=str(checkpoint), methods=("kmeans/g64",))
