@@ -9,12 +9,16 @@ random tokens when the text is not found) with the same optimizer: AdamW (lr 1e-
 loop: forward, cross-entropy, `zero_grad(set_to_none=True)`, backward, `clip_grad_norm_`, `step`; the trainer's
 step adds its finiteness check, its scalars and its LR scheduler step (constant here, so both see lr 1e-3).
 
-Timing: medians over interleaved rounds (each side steps once per round on the round's batch, the order alternating
+A third side, "soft-quant", is the trainer's step with the soft-quantization loss on every selected weight (weight
+coupling, `--h`/`--w`, its default estimator; the tied embedding/head included), on a third copy: the cost of the
+method per step, against the same plain step (the issue's goal: ≤ 1.10×). Its weights are not in the drift.
+
+Timing: medians over interleaved rounds (each side steps once per round on the round's batch, the order rotating
 each round) after one untimed warm-up round; characters/s = batch × context / median step. "drift": after the
 rounds, ‖Θ_trainer − Θ_plain‖ / ‖Θ_plain − Θ_0‖ (0 when both compute the same updates).
 
     python bench/lm.py [--rounds 50] [--quick] [--json] [--device cpu] [--layers 4 --heads 4 --width 128 --context 64
-                        --batch 12]
+                        --batch 12] [--h 0.05 --w 0.3]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 import torch
 
 from landscape import distributed
+from landscape.compress import make_compressor
 from landscape.gpt import GPT, GPTConfig
 from landscape.lm import NANOGPT_CPU
 from landscape.text import TrainWindows, lm_loss, load_text
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--context", type=int, default=64)
     p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--h", type=float, default=0.05, help="soft-quant side: the coupling's h (default: 0.05)")
+    p.add_argument("--w", type=float, default=0.3, help="soft-quant side: the coupling's w (default: 0.3)")
     args = p.parse_args(argv)
     rounds = 10 if args.quick else args.rounds
     dev = distributed.usable_device(args.device)
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                           n_embd=args.width)).to(dev)
     start = flat(model)
     config = dataclasses.replace(NANOGPT_CPU, schedule="constant", device=str(dev))
+    soft = Trainer(copy.deepcopy(model), data, config, loss_fn=lm_loss,
+                   compressor=make_compressor("weight-coupling", {"h": args.h, "w": args.w}))
     trainer = Trainer(model, data, config, loss_fn=lm_loss)
     plain = copy.deepcopy(model).train()
     optimizer = make_optimizer(model_groups(plain, config), config)
@@ -89,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    sides = {"trainer": lambda x, y: trainer.train_step(x, y), "plain": plain_step}
+    sides = {"trainer": lambda x, y: trainer.train_step(x, y), "plain": plain_step,
+             "soft-quant": lambda x, y: soft.train_step(x, y)}
     times = {k: [] for k in sides}
     for r, (x, y) in enumerate(data):
-        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+        order = list(sides)[r % 3:] + list(sides)[:r % 3]  # each side first in a third of the rounds
         for name in order:
             sync()
             t0 = time.perf_counter()

@@ -18,7 +18,7 @@ def test_trainer_and_plain_loop_take_the_same_steps(monkeypatch, capsys):
     small = ["--layers", "1", "--heads", "2", "--width", "16", "--context", "8", "--batch", "2"]
     assert module.main(["--rounds", "3", "--json", *small]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert [r["loop"] for r in result["rows"]] == ["trainer", "plain"] and result["rounds"] == 3
+    assert [r["loop"] for r in result["rows"]] == ["trainer", "plain", "soft-quant"] and result["rounds"] == 3
     assert all(r["chars_per_s"] > 0 for r in result["rows"]) and result["rows"][1]["vs_plain"] == 1.0
     assert result["drift"] < 1e-6
     assert module.main(["--rounds", "2", *small]) == 0
