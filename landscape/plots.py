@@ -197,30 +197,30 @@ def study_front(ax: Axes, runs: tuple[np.ndarray, np.ndarray], means: tuple[np.n
                 np.ndarray], front: tuple[np.ndarray, np.ndarray], baselines: Mapping[str, tuple[np.ndarray,
                 np.ndarray]], *, title: str = "", reference: float | None = None, label: str = "soft quantization",
                 notes: Sequence[str] = (), xlabel: str = "mean effective bits per weight",
-                ylabel: str = "test accuracy (%)") -> Axes:
+                ylabel: str = "test accuracy (%)", scale: float = 100.0) -> Axes:
     """A study: every run as a small point (bits [R], accuracy fraction [R]); per point of the study its mean over
     seeds with the seed spread as error bars (bits, accuracy, std bits, std accuracy [P]), annotated with `notes`
     [P] (e.g. its settings); the Pareto front as a step line (bits, accuracy [F], ascending bits); baselines
-    (name → (bits, accuracy)) as lines."""
+    (name → (bits, accuracy)) as lines. Values are drawn × `scale` (100: fractions as percent; 1 for a loss)."""
     colors = palette([label, *baselines])
     c = colors[label]
-    ax.scatter(runs[0], 100 * np.asarray(runs[1]), s=12, color=c, alpha=0.35, linewidths=0, zorder=3,
+    ax.scatter(runs[0], scale * np.asarray(runs[1]), s=12, color=c, alpha=0.35, linewidths=0, zorder=3,
                label=f"{label}: runs")
     b, acc, sb, sacc = (np.asarray(v, dtype=float) for v in means)
-    ax.errorbar(b, 100 * acc, xerr=sb, yerr=100 * sacc, fmt="o", markersize=5, color=c, ecolor=c, elinewidth=1,
+    ax.errorbar(b, scale * acc, xerr=sb, yerr=scale * sacc, fmt="o", markersize=5, color=c, ecolor=c, elinewidth=1,
                 capsize=2, zorder=4, label=f"{label}: mean ± std over seeds")
     for x, y, text in zip(b, acc, notes, strict=False):
-        ax.annotate(text, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize="xx-small", color=c)
+        ax.annotate(text, (x, scale * y), textcoords="offset points", xytext=(4, 4), fontsize="xx-small", color=c)
     if len(front[0]):
-        ax.step(front[0], 100 * np.asarray(front[1]), where="post", color=c, linewidth=1.5, zorder=5,
+        ax.step(front[0], scale * np.asarray(front[1]), where="post", color=c, linewidth=1.5, zorder=5,
                 label="Pareto front")
     for i, (name, (bb, aa)) in enumerate(baselines.items()):
-        ax.plot(bb, 100 * np.asarray(aa), marker=MARKERS[(i + 1) % len(MARKERS)], markersize=5, linewidth=1,
+        ax.plot(bb, scale * np.asarray(aa), marker=MARKERS[(i + 1) % len(MARKERS)], markersize=5, linewidth=1,
                 color=colors[name], label=name, zorder=2)
     if reference is not None:
-        ax.axhline(100 * reference, color="black", linewidth=1, linestyle="--", label="full precision")
+        ax.axhline(scale * reference, color="black", linewidth=1, linestyle="--", label="full precision")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.legend(fontsize="x-small", loc="lower right")
+    ax.legend(fontsize="x-small", loc="lower right" if scale == 100.0 else "upper right")
     return ax
 
 

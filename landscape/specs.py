@@ -306,13 +306,12 @@ class DataSource:
             landscape.errors.DataNotFound: CIFAR-10 not found in --data ...
         """
         from .datasets import load_recorded
+        from .text import is_text, recorded_splits
 
         recorded = run.config.get("data") if run is not None else None
         spec = self.recorded(recorded)
-        if spec.get("name") == "text":  # a language-model run: its text's windows (`folder` is the text file)
-            from .text import recorded_splits
-
-            if recorded is None or recorded.get("name") != "text":
+        if is_text(spec):  # a language-model run: its text's windows (`folder` is the text file)
+            if not is_text(recorded):
                 raise ValueError("dataset text needs a language-model run (one trained with --dataset text)")
             return recorded_splits(recorded, self.folder)
         train, test, _ = load_recorded(spec, self.folder, download=self.download)

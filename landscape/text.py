@@ -379,6 +379,68 @@ class TextSplit:
                              what=self.what)]
 
 
+def is_text(data: Any) -> bool:
+    """Whether `data` belongs to a language model: a `TextSplit`, or a recorded data spec {"name": "text", ...}
+    (a run file's, a checkpoint's or a RunSpec's `data`). The one test every entry point uses to tell a language
+    model's run from a classifier's.
+
+    Args:
+        data: a split, a data spec (mapping), or anything else (then False).
+
+    Returns:
+        True for a language model's data.
+
+    Examples:
+        >>> is_text({"name": "text", "path": "a.txt"}), is_text({"name": "cifar10"}), is_text({})
+        (True, False, False)
+        >>> is_text(TextSplit(torch.arange(9), context=4))
+        True
+    """
+    if isinstance(data, TextSplit):
+        return True
+    return isinstance(data, Mapping) and data.get("name") == "text"
+
+
+def evaluation_batches(split: Any, batch_size: int, device: str | torch.device = "cpu"):
+    """Unaugmented evaluation batches of a split, in order: a `TextSplit`'s windows (`batch_size` windows each),
+    or a `data.Split`'s normalized images (`data.Batches`).
+
+    Args:
+        split: a `TextSplit` or a `landscape.data.Split`.
+        batch_size: examples (windows or images) per batch.
+        device: where the batches go.
+
+    Returns:
+        A list of (x, y) batches, or a `data.Batches`.
+
+    Examples:
+        >>> [tuple(x.shape) for x, _ in evaluation_batches(TextSplit(torch.arange(13), context=4), 2)]
+        [(2, 4), (1, 4)]
+    """
+    from .data import Batches
+
+    if isinstance(split, TextSplit):
+        return split.batches(batch_size, device)
+    return Batches(split, batch_size, train=False, device=device)
+
+
+def loss_for(split: Any):
+    """The loss every evaluation of `split` uses: `lm_loss` (next-token cross-entropy, nats per token) for a
+    language model's data (`is_text`), None (a classifier's cross-entropy) otherwise.
+
+    Args:
+        split: a split or a data spec.
+
+    Returns:
+        `lm_loss` or None.
+
+    Examples:
+        >>> loss_for({"name": "text"}).__name__, loss_for({"name": "cifar10"})
+        ('lm_loss', None)
+    """
+    return lm_loss if is_text(split) else None
+
+
 def recorded_corpus(spec: Mapping[str, Any], path: str | os.PathLike | None, vocab: Vocab) -> Corpus:
     """The text a run recorded ({"path", "sha256", ...}), read from `path` where given (else the recorded path,
     else tinyshakespeare) and encoded with `vocab`; a one-line LandscapeError if it is not the same file (sha256).

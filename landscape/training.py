@@ -29,6 +29,7 @@ from .metrics import evaluate
 from .models import load_model
 from .specs import RunSpec, checkpoint_changed
 from .store import Run, RunWriter, create_run, update, write_final
+from .text import is_text
 from .trainer import ProgressBar, Trainer
 
 
@@ -104,7 +105,7 @@ def run_training(out: str | os.PathLike, spec: RunSpec | None, *, data=None, dow
     n_bn = spec.recalibrate_bn
     if n_bn and not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise LandscapeError(f"--recalibrate-bn {n_bn}: {spec.arch} has no BatchNorm layer to re-estimate")
-    if (spec.data or {}).get("name") == "text":  # a language model (landscape/lm.py): windows of a text file
+    if is_text(spec.data):  # a language model (landscape/lm.py): windows of a text file
         from .lm import text_run_data
 
         train, test_batches, recorded, loss_fn = text_run_data(spec, data, eval_batch_size)

@@ -95,3 +95,23 @@ def make_tiny_run(out: Path, checkpoint: Path, *extra: str) -> Path:
 def tiny_run(tmp_path_factory, tiny_checkpoint, cifar) -> Path:
     """A finished run file of the tiny model (read-only for tests: copy it before writing into it)."""
     return make_tiny_run(tmp_path_factory.mktemp("run") / "tiny.h5", tiny_checkpoint)
+
+
+TINY_GPT = {"n_layer": 2, "n_head": 2, "n_embd": 32}
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt(tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, text): a tiny GPT (2 layers, 32 wide, 16 characters of context) pretrained 30 steps on the
+    first 6 kB of tinyshakespeare, and that text. A few seconds on 2 cores."""
+    import dataclasses
+
+    from landscape.lm import NANOGPT_CPU, LMPretrainSpec, pretrain_lm
+
+    folder = tmp_path_factory.mktemp("gpt")
+    text = folder / "few.txt"
+    text.write_text((SHARED / "data" / "tinyshakespeare.txt").read_text()[:6000])
+    spec = LMPretrainSpec(out=str(folder / "gpt.pt"), text=str(text), arch_kwargs=dict(TINY_GPT), context=16,
+                          steps=30, eval_every=30, train=dataclasses.replace(NANOGPT_CPU, batch_size=8))
+    pretrain_lm(spec, progress=False)
+    return folder / "gpt.pt", text

@@ -109,13 +109,10 @@ class Context:
             >>> [tuple(x.shape) for x, _ in ctx.batches()]
             [(3, 3, 4, 4), (3, 3, 4, 4), (2, 3, 4, 4)]
         """
-        from ..data import Batches
-        from ..text import TextSplit
+        from ..text import evaluation_batches
 
-        split = self.split(name)
-        if isinstance(split, TextSplit):  # a language model's fixed windows (`limit` and `batch_size` in windows)
-            return split.batches(self.spec.batch_size, self.device)
-        return Batches(split, self.spec.batch_size, train=False, device=self.device)
+        # a language model's fixed windows: `limit` and `batch_size` count windows
+        return evaluation_batches(self.split(name), self.spec.batch_size, self.device)
 
     @property
     def loss_fn(self) -> Callable | None:
@@ -135,9 +132,9 @@ class Context:
             >>> ctx.loss_fn.__name__, [tuple(x.shape) for x, _ in ctx.batches()]
             ('lm_loss', [(4, 4), (4, 4), (1, 4)])
         """
-        from ..text import TextSplit, lm_loss
+        from ..text import loss_for
 
-        return lm_loss if isinstance(self.test, TextSplit) else None
+        return loss_for(self.test)
 
     def bn_data(self, config) -> list | None:
         """The recalibration batches of a config with bn = "recalibrate" (bn_batches × batch_size training images,

@@ -10,7 +10,8 @@ search — resumable, and shared out over worker processes and machines.
                                  and figures/study-NAME.{png,csv,json}
 
 Objectives: test accuracy of the clamped model (maximize; `--objective recalibrated`: of its BN-recalibrated copy,
-which needs the train option --recalibrate-bn N) and mean effective bits per weight (minimize); Optuna's
+which needs the train option --recalibrate-bn N; a language model's study, `--dataset text`: its validation loss
+in nats/token, minimize) and mean effective bits per weight (minimize); Optuna's
 `best_trials` is the Pareto front. Train options are those of `python -m landscape.train` (--arch, --checkpoint,
 --method, --epochs, --limit-train, --recalibrate-bn, any method setting…) and hold for every run.
 
@@ -233,26 +234,31 @@ def _report(args, _rest) -> int:
 
 def _print_tables(result: dict, spec: specs.StudySpec) -> None:
     names = spec.parameters
-    kinds = [k for k in ("clamped", "recalibrated") if any(f"accuracy_{k}" in r for r in result["runs"])]
+    loss = spec.metric == "loss"  # a language model's study: validation loss in nats/token, no accuracy
+    metric, unit, k100 = ("loss", "validation loss, nats/token", 1.0) if loss else ("accuracy", "accuracy %", 100.0)
+    kinds = [k for k in ("clamped", "recalibrated") if any(f"{metric}_{k}" in r for r in result["runs"])]
     print(f"study {spec.name!r}: {result['finished']}/{result['total']} done; trial states {result['trial_states']}")
-    print("per point, mean ± std over seeds (accuracy %, mean effective bits):")
+    print(f"per point, mean ± std over seeds ({unit}, mean effective bits):")
     print("  " + "  ".join(f"{n:>8}" for n in names) + "  seeds" + "".join(f"  {k:>17}" for k in kinds) + "  bits")
+    digits = 4 if loss else 2
     for r in result["points"]:
-        accs = "".join(f"  {100 * r[f'accuracy_{k}']:8.2f} ± {100 * r[f'accuracy_{k}_std']:5.2f}" for k in kinds)
-        print("  " + "  ".join(f"{r[n]:8g}" for n in names) + f"  {r['seeds']:5d}{accs}  "
+        values = "".join(f"  {k100 * r[f'{metric}_{k}']:8.{digits}f} ± {k100 * r[f'{metric}_{k}_std']:5.{digits}f}"
+                         for k in kinds)
+        print("  " + "  ".join(f"{r[n]:8g}" for n in names) + f"  {r['seeds']:5d}{values}  "
               f"{r['mean_bits']:.2f} ± {r['mean_bits_std']:.2f}")
-    print(f"Pareto front ({spec.objective} accuracy vs bits, Optuna best_trials):")
+    print(f"Pareto front ({spec.objective} {metric} vs bits, Optuna best_trials):")
     if not result["pareto_front"] and spec.max_bits is not None:
         print(f"  (empty: no trial met the constraint mean bits ≤ {spec.max_bits:g})")
     for r in result["pareto_front"]:
-        shown = " ".join(f"{k}={v:g}" for k, v in r.items() if k not in ("trial", "accuracy", "mean_bits"))
-        print(f"  trial {r['trial']:4d} {shown}: {100 * r['accuracy']:.2f}% at {r['mean_bits']:.2f} bits")
+        shown = " ".join(f"{k}={v:g}" for k, v in r.items() if k not in ("trial", metric, "mean_bits"))
+        value = f"{r[metric]:.4f} nats/token" if loss else f"{100 * r[metric]:.2f}%"
+        print(f"  trial {r['trial']:4d} {shown}: {value} at {r['mean_bits']:.2f} bits")
     if result["ptq_baselines"]:
-        print("PTQ baselines (accuracy %; effective bits):")
+        print(f"PTQ baselines ({unit}; effective bits):")
         for b in result["ptq_baselines"]:
             extra = f", recalibrated {100 * b['accuracy_recalibrated']:.2f}" if "accuracy_recalibrated" in b else ""
             print(f"  {b['method']:>14} {b['bits']:2d} bits ({b['mean_bits']:.2f}): "
-                  f"{100 * b['accuracy_clamped']:.2f}{extra}")
+                  f"{k100 * b[f'{metric}_clamped']:.{digits}f}{extra}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ makes a trial safe to kill, repeat or run twice:
   same parameters by Optuna's `RetryHeartbeatStaleTrialCallback`). On PostgreSQL/MySQL, Optuna's own heartbeat does this
   (`HEARTBEAT_S`, `GRACE_FACTOR` below; `fail_stale_trials` runs before every trial). Then grid runs that
   have no trial at all (complete, waiting or running) are enqueued again, so no point is ever lost.
-- *Multi-objective.* Objectives: accuracy (maximize) and mean effective bits (minimize). No `report`/pruning
+- *Multi-objective.* Objectives: accuracy (maximize; a language model's study: validation loss in nats/token,
+  minimize — `StudySpec.metric`) and mean effective bits (minimize). No `report`/pruning
   (Optuna has none for multi-objective studies); `Trial.system_attrs` is not used (gone from Trial in 5.0).
 """
 
@@ -38,7 +39,6 @@ from optuna.trial import TrialState
 from ..errors import LandscapeError
 from .spec import StudySpec, digest
 
-DIRECTIONS = ["maximize", "minimize"]  # accuracy (fraction), mean effective bits
 HEARTBEAT_S = 30  # RDB storages: a running trial's heartbeat period (s); `study run --heartbeat` changes it
 GRACE_FACTOR = 4  # RDB storages: a RUNNING trial without a heartbeat for this many periods is failed and retried
 UNLOCKED_GRACE_S = 600  # journal: a RUNNING trial that never took its lock is taken as dead after this long (s)
@@ -115,7 +115,7 @@ def create(storage, spec: StudySpec) -> tuple[optuna.Study, bool]:
             raise LandscapeError(f"study {spec.name!r} exists with another spec ({', '.join(differ)} differ); "
                                  "pick another name or storage")
         return existing, False
-    study = optuna.create_study(study_name=spec.name, storage=storage, directions=DIRECTIONS)
+    study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions)
     study.set_user_attr(SPEC_ATTR, spec.to_json())
     for params in spec.grid_runs() if spec.kind == "grid" else []:
         study.enqueue_trial(params)
@@ -295,17 +295,18 @@ def work(study: optuna.Study, spec: StudySpec, run_one, *, worker: str) -> int:
         except BaseException:
             release_locks()
             raise
-        accuracy = sum(r[f"accuracy_{spec.objective}"] for r in runs) / len(runs)
+        value = sum(r[f"{spec.metric}_{spec.objective}"] for r in runs) / len(runs)
         bits = sum(r["mean_bits"] for r in runs) / len(runs)
         trial.set_user_attr("runs", runs)
         if spec.max_bits is not None:
             trial.set_constraint("mean_bits", bits - spec.max_bits)  # ≤ 0: feasible
         shown = " ".join(f"{k}={v:g}" for k, v in params.items())
         notes = [f"{r['seed']}: resumed at step {r['resumed_at']}" for r in runs if r.get("resumed_at")]
-        log(f"trial {trial.number} {shown}: {spec.objective} accuracy {100 * accuracy:.2f}% at {bits:.2f} bits, "
+        shown_value = f"loss {value:.4f} nats/token" if spec.metric == "loss" else f"accuracy {100 * value:.2f}%"
+        log(f"trial {trial.number} {shown}: {spec.objective} {shown_value} at {bits:.2f} bits, "
             f"{fmt_seconds(time.perf_counter() - start)}" + (f" (seed {'; '.join(notes)})" if notes else ""))
         finished[0] += 1
-        return accuracy, bits
+        return value, bits
 
     while more_to_do(study, spec):
         # one trial per optimize() call: Optuna runs the heartbeat and stale-trial check around each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -15,10 +16,13 @@ from .spec import StudySpec
 def run_summary(path: Path) -> dict:
     """The numbers of a finished run file: accuracy_<state> (fraction) and loss_<state> (nats) for every stored
     evaluation (pretrained, compressed, clamped, recalibrated), mean effective and storage bits, the training's
-    wall seconds (train_seconds; NaN in run files written before it was stored)."""
+    wall seconds (train_seconds; NaN in run files written before it was stored). A language model's run has no
+    accuracy_* keys."""
     run = Run(path)
     evals, bits = run.evals(), run.bits()
-    return {"run": str(path), "seed": run.seed, **{f"accuracy_{k}": float(v["accuracy"]) for k, v in evals.items()},
+    return {"run": str(path), "seed": run.seed,
+            # accuracy where the model is a classifier (a language model's evaluations store NaN: it has none)
+            **{f"accuracy_{k}": float(v["accuracy"]) for k, v in evals.items() if not math.isnan(v["accuracy"])},
             **{f"loss_{k}": float(v["loss"]) for k, v in evals.items()}, "n_test": int(evals["clamped"]["n"]),
             "mean_bits": bits["mean_effective"], "mean_storage_bits": bits["mean_storage"],
             "train_seconds": float(run.attrs.get("train_seconds", float("nan")))}

@@ -150,10 +150,32 @@ class StudySpec:
         if self.base is not None:
             if self.base.method != self.method:
                 raise ValueError(f"the base run's method {self.base.method!r} is not the study's {self.method!r}")
+            if self.objective == "recalibrated" and self.metric == "loss":
+                raise ValueError("--objective recalibrated: a language model has no BatchNorm to recalibrate")
             if self.objective == "recalibrated" and not self.base.recalibrate_bn:
                 raise ValueError("--objective recalibrated needs the train option --recalibrate-bn N")
             for point in self.corners():  # every corner's settings are checked by the method's config (e.g. h ≥ 0)
                 self.base.at(point)
+
+    @property
+    def metric(self) -> str:
+        """What the study weighs against bits: "accuracy" (a classifier's test accuracy, maximized) or "loss" (a
+        language model's validation loss in nats/token, minimized: its base run trains on `--dataset text`).
+
+        Examples:
+            >>> base = RunSpec(arch="tiny", checkpoint=None)
+            >>> StudySpec("s", "weight-coupling", "grid", [0], "/tmp/runs", base, grid={"h": [0.1]}).metric
+            'accuracy'
+        """
+        from ..text import is_text
+
+        return "loss" if self.base is not None and is_text(self.base.data) else "accuracy"
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna's directions of the two objectives: the metric's (maximize accuracy, minimize loss), then mean
+        effective bits (minimize)."""
+        return ["minimize" if self.metric == "loss" else "maximize", "minimize"]
 
     def corners(self) -> list[dict]:
         """The extreme points: every grid point, or every corner of a search space."""

@@ -12,24 +12,12 @@ from test_any_model import SETTINGS  # each method's smallest settings
 
 from landscape.store import Run
 
-TINY = '{"n_layer": 2, "n_head": 2, "n_embd": 32}'
 
 
 @pytest.fixture(scope="module")
-def gpt(tmp_path_factory):
-    """A tiny GPT pretrained 30 steps on 6 kB of tinyshakespeare, and that text."""
-    from landscape.lm import NANOGPT_CPU, LMPretrainSpec, pretrain_lm
-
-    folder = tmp_path_factory.mktemp("gpt")
-    text = folder / "few.txt"
-    text.write_text((SHARED / "data" / "tinyshakespeare.txt").read_text()[:6000])
-    import dataclasses
-    import json as j
-
-    spec = LMPretrainSpec(out=str(folder / "gpt.pt"), text=str(text), arch_kwargs=j.loads(TINY), context=16,
-                          steps=30, eval_every=30, train=dataclasses.replace(NANOGPT_CPU, batch_size=8))
-    pretrain_lm(spec, progress=False)
-    return folder / "gpt.pt", text
+def gpt(tiny_gpt):
+    """A tiny GPT pretrained 30 steps on 6 kB of tinyshakespeare, and that text (conftest.tiny_gpt)."""
+    return tiny_gpt
 
 
 def train(run_cli, gpt, out, *extra):
