@@ -424,6 +424,23 @@ def evaluation_batches(split: Any, batch_size: int, device: str | torch.device =
     return Batches(split, batch_size, train=False, device=device)
 
 
+def example_unit(data: Any) -> str:
+    """What one evaluation example of `data` is called in titles and tables: "windows" for a language model's
+    data (`is_text`), "images" otherwise.
+
+    Args:
+        data: a split or a data spec.
+
+    Returns:
+        "windows" or "images".
+
+    Examples:
+        >>> example_unit({"name": "text"}), example_unit({})
+        ('windows', 'images')
+    """
+    return "windows" if is_text(data) else "images"
+
+
 def loss_for(split: Any):
     """The loss every evaluation of `split` uses: `lm_loss` (next-token cross-entropy, nats per token) for a
     language model's data (`is_text`), None (a classifier's cross-entropy) otherwise.

@@ -70,6 +70,7 @@ from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..params import check_selection, select_params
 from ..specs import PATH_STATES, HessianSpec
+from ..text import example_unit
 from . import lanczos
 from .engine import Analysis, register
 from .evaluator import check_states
@@ -480,4 +481,4 @@ class HessianAnalysis(Analysis):
 
     def draw(self, result: HessianResult, name: str):
         return draw_hessian(result, f"{self.run.path.name}: hessian {name}  (n = {result.n} {self.spec.split} "
-                                    f"images)")
+                                    f"{example_unit(self.run.config.get('data'))})")

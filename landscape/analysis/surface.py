@@ -55,6 +55,7 @@ from ..distributed import World
 from ..errors import LandscapeError
 from ..metrics import LossFn
 from ..specs import SurfaceSpec
+from ..text import example_unit
 from . import directions as dirs
 from .engine import Analysis, register
 from .evaluator import StateEvaluator, check_states
@@ -414,4 +415,5 @@ class SurfaceAnalysis(Analysis):
 
     def draw(self, result: SurfaceResult, name: str):
         return draw_surface(result, self.plane.kind, self.plane.units,
-                            f"{self.run.path.name}: {name}  (n = {result.n} {self.spec.split} images)")
+                            f"{self.run.path.name}: {name}  (n = {result.n} {self.spec.split} "
+                            f"{example_unit(self.run.config.get('data'))})")

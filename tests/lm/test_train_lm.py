@@ -7,11 +7,10 @@ import json
 import h5py
 import pytest
 import torch
-from conftest import ADAPTED_R20, SHARED, assert_one_line_error
+from conftest import ADAPTED_R20, assert_one_line_error
 from test_any_model import SETTINGS  # each method's smallest settings
 
 from landscape.store import Run
-
 
 
 @pytest.fixture(scope="module")
