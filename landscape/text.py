@@ -401,7 +401,7 @@ def is_text(data: Any) -> bool:
     return isinstance(data, Mapping) and data.get("name") == "text"
 
 
-def evaluation_batches(split: Any, batch_size: int, device: str | torch.device = "cpu"):
+def evaluation_batches(split: Any, batch_size: int, device: str | torch.device = "cpu") -> Any:
     """Unaugmented evaluation batches of a split, in order: a `TextSplit`'s windows (`batch_size` windows each),
     or a `data.Split`'s normalized images (`data.Batches`).
 
@@ -441,7 +441,7 @@ def example_unit(data: Any) -> str:
     return "windows" if is_text(data) else "images"
 
 
-def loss_for(split: Any):
+def loss_for(split: Any) -> Any:
     """The loss every evaluation of `split` uses: `lm_loss` (next-token cross-entropy, nats per token) for a
     language model's data (`is_text`), None (a classifier's cross-entropy) otherwise.
 
