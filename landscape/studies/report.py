@@ -198,13 +198,13 @@ def write(study: optuna.Study, spec: StudySpec, base: RunSpec, out_dir, stem: st
 
     out = {s: cli.check_out(Path(out_dir) / f"{stem}{s}", force) for s in (".png", "-runs.csv", "-points.csv",
                                                                             ".json")}
-    finished = run_rows(study, spec)
-    recorded = Run(finished[0]["run"]).config.get("data") if finished and spec.metric == "loss" else None
-    baselines = ptq_baselines(base, data=data, download=download, device=device, recorded=recorded,
-                              cache=Path(spec.runs) / "ptq-baselines.json") if ptq and finished else []
-    result = summary(study, spec, baselines)
+    result = summary(study, spec)
     if not result["runs"]:
         raise LandscapeError(f"study {spec.name!r} has no finished runs yet (run it with `study run {spec.name}`)")
+    recorded = Run(result["runs"][0]["run"]).config.get("data") if spec.metric == "loss" else None
+    if ptq:
+        result["ptq_baselines"] = ptq_baselines(base, data=data, download=download, device=device, recorded=recorded,
+                                                cache=Path(spec.runs) / "ptq-baselines.json")
     write_csv(out["-runs.csv"], result["runs"])
     write_csv(out["-points.csv"], result["points"])
     write_json(out[".json"], {**result, **provenance})
